@@ -1,0 +1,1 @@
+# Connection protocols (asyncio.BufferedProtocol) that drive the parsers on uvloop.

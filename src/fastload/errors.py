@@ -1,0 +1,28 @@
+"""Exceptions shared by the native core and the Python layers.
+
+Plain Python so that it imports without the extension being built.
+"""
+
+
+class FastloadError(Exception):
+    """Base class of every error fastload raises on purpose."""
+
+
+class UsageError(FastloadError):
+    """Bad user input, detected before any traffic. The CLI exits 2."""
+
+    exit_code = 2
+
+
+class RunError(FastloadError):
+    """The run could not produce results (e.g. no connection could be made). The CLI exits 3."""
+
+    exit_code = 3
+
+
+class ProtocolError(FastloadError):
+    """The peer sent bytes that violate HTTP/1.1, HTTP/2 or HPACK."""
+
+
+# Error classes counted per request/connection; names are the keys of the JSON "errors" object.
+ERROR_CLASSES = ("connect", "timeout", "reset", "protocol")
