@@ -1,1 +1,459 @@
-# Connection protocols (asyncio.BufferedProtocol) that drive the parsers on uvloop.
+# Connection protocols that drive the sans-I/O cores on a uvloop transport, and the per-worker
+# counters they write into. uvloop calls get_buffer/buffer_updated once per read; everything
+# that happens per response below that call is C: no Python object, no Python callback.
+#
+# Times are CLOCK_MONOTONIC nanoseconds, the same clock as time.monotonic_ns(), so the Python
+# engine and these classes compare timestamps directly.
+
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdlib cimport free, malloc
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+DEF READ_BUFFER_SIZE = 262144
+DEF MAX_STATUS = 600
+
+# Error classes; indexes into WorkerStats.errors. Names match errors.ERROR_CLASSES.
+DEF ERR_CONNECT = 0
+DEF ERR_TIMEOUT = 1
+DEF ERR_RESET = 2
+DEF ERR_PROTOCOL = 3
+DEF N_ERR = 4
+
+ERROR_CONNECT = ERR_CONNECT
+ERROR_TIMEOUT = ERR_TIMEOUT
+ERROR_RESET = ERR_RESET
+ERROR_PROTOCOL = ERR_PROTOCOL
+
+
+cdef inline int64_t now_ns() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
+
+def monotonic_ns():
+    """The clock the sessions stamp requests with."""
+    return now_ns()
+
+
+cdef class WorkerStats:
+    """Everything one worker measures. Written by the sessions on the hot path, read by the
+    worker's 1 s timer and at the end. Recording rules:
+    - a response counts only if its request was sent at/after record_from_ns (warm-up excluded)
+      and it completed before stop_ns (the deadline);
+    - with a quota (-n), requests that fail do not use up the quota, so exactly `quota`
+      responses complete unless the run is stopped."""
+
+    cdef public Histogram hist
+    cdef public Histogram interval_hist
+    cdef public int64_t requests
+    cdef public int64_t bytes_in
+    cdef public int64_t bytes_out
+    cdef int64_t errors[N_ERR]
+    cdef int64_t status[MAX_STATUS]
+    cdef public double sum_ns
+    cdef public double sumsq_ns
+    cdef public int64_t min_ns
+    cdef public int64_t max_ns
+    cdef public int64_t record_from_ns
+    cdef public int64_t stop_ns
+    cdef public bint running
+    cdef public int64_t quota
+    cdef public int64_t counted
+    cdef public int64_t interval_requests
+    cdef public int64_t interval_errors
+    cdef public object on_quota_done
+
+    def __cinit__(self):
+        self.hist = Histogram(1, 60_000_000, 3)
+        self.interval_hist = Histogram(1, 60_000_000, 3)
+        self.min_ns = -1
+        self.record_from_ns = 1 << 62
+        self.stop_ns = 1 << 62
+        self.quota = -1
+
+    cdef inline bint may_start(self, int64_t now) noexcept:
+        if not self.running:
+            return False
+        if self.quota < 0 or now < self.record_from_ns:
+            return True
+        return self.counted < self.quota
+
+    cdef inline void on_sent(self, int64_t now, int64_t n) noexcept:
+        if now >= self.record_from_ns:
+            self.counted += n
+
+    cdef inline void on_response(self, int status, int64_t sent, int64_t now) noexcept:
+        cdef int64_t lat
+        if sent < self.record_from_ns or now >= self.stop_ns:
+            return
+        lat = now - sent
+        if lat < 0:
+            lat = 0
+        self.requests += 1
+        self.interval_requests += 1
+        self.sum_ns += <double>lat
+        self.sumsq_ns += <double>lat * <double>lat
+        if self.min_ns < 0 or lat < self.min_ns:
+            self.min_ns = lat
+        if lat > self.max_ns:
+            self.max_ns = lat
+        # µs in the histogram, truncated: a latency is never reported below what was measured
+        # by more than the histogram's own 3-digit resolution.
+        self.hist.record(lat // 1000)
+        self.interval_hist.record(lat // 1000)
+        if status < 0 or status >= MAX_STATUS:
+            status = 0
+        self.status[status] += 1
+        if self.quota >= 0 and self.requests >= self.quota and self.running:
+            self.running = False
+            if self.on_quota_done is not None:
+                self.on_quota_done()
+
+    cdef inline void on_failure(self, int cls, int64_t sent, int64_t now, int64_t n) noexcept:
+        """n requests sent at `sent` failed with error class cls."""
+        if sent >= self.record_from_ns and now < self.stop_ns:
+            self.errors[cls] += n
+            self.interval_errors += n
+        if sent >= self.record_from_ns:
+            # They did not complete: with a quota, other requests take their place.
+            self.counted -= n
+
+    def count_error(self, int cls, int64_t n=1):
+        """Connection-level errors seen by the engine (connect failures)."""
+        cdef int64_t now = now_ns()
+        if now >= self.record_from_ns and now < self.stop_ns:
+            self.errors[cls] += n
+            self.interval_errors += n
+
+    def error_counts(self):
+        return {"connect": self.errors[ERR_CONNECT], "timeout": self.errors[ERR_TIMEOUT],
+                "reset": self.errors[ERR_RESET], "protocol": self.errors[ERR_PROTOCOL]}
+
+    def status_counts(self):
+        cdef int i
+        return {str(i): self.status[i] for i in range(MAX_STATUS) if self.status[i]}
+
+    def take_interval(self):
+        """(requests, errors, encoded histogram) since the last call; resets the interval."""
+        blob = self.interval_hist.encode()
+        out = (self.interval_requests, self.interval_errors, blob)
+        self.interval_hist.reset()
+        self.interval_requests = 0
+        self.interval_errors = 0
+        return out
+
+
+cdef class _Session:
+    """Transport plumbing shared by the HTTP/1.1 and HTTP/2 sessions."""
+
+    cdef WorkerStats stats
+    cdef public object engine
+    cdef public object transport
+    cdef object _write
+    cdef bytearray rbuf
+    cdef object rview
+    cdef uint8_t* rptr
+    cdef public bint closed
+    cdef public bint paused
+    cdef public bint stopping
+    cdef public int index
+
+    def __cinit__(self, *args, **kwargs):
+        self.rbuf = bytearray(READ_BUFFER_SIZE)
+        self.rview = memoryview(self.rbuf)
+        self.rptr = <uint8_t*>PyByteArray_AS_STRING(self.rbuf)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self._write = transport.write
+        self.on_connected()
+        self.engine.on_connected(self)
+
+    cdef on_connected(self):
+        pass
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self.rview
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        self.fill()
+
+    cpdef fill(self):
+        pass
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.on_lost(exc)
+        self.closed = True
+        self.transport = None
+        self._write = None
+        self.engine.on_lost(self, exc)
+
+    cdef on_lost(self, exc):
+        pass
+
+    cdef void drop(self) noexcept:
+        """Close without waiting for anything; the engine reconnects."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            try:
+                self.transport.abort()
+            except Exception:
+                pass
+
+    def stop(self):
+        """End of run: no new requests; close at once (in-flight requests are not counted)."""
+        self.stopping = True
+        self.drop()
+
+
+cdef class H1Session(_Session):
+    """HTTP/1.1 keep-alive with up to `pipeline` requests in flight."""
+
+    cdef H1ResponseParser parser
+    cdef list batches
+    cdef Py_ssize_t req_len
+    cdef int pipeline
+    cdef int64_t* sent
+    cdef int head
+    cdef public int inflight
+    cdef bint head_method
+    cdef bint must_close
+
+    def __init__(self, WorkerStats stats, engine, bytes request, int pipeline, bint head_method=False):
+        self.stats = stats
+        self.engine = engine
+        self.parser = H1ResponseParser()
+        self.pipeline = pipeline
+        self.req_len = len(request)
+        # One pre-built write per possible batch size, so filling k slots is one write.
+        self.batches = [request * k for k in range(pipeline + 1)]
+        self.sent = <int64_t*>malloc(sizeof(int64_t) * pipeline)
+        if self.sent == NULL:
+            raise MemoryError()
+        self.head_method = head_method
+
+    def __dealloc__(self):
+        free(self.sent)
+
+    cdef on_connected(self):
+        self.parser.reset()
+        self.parser.expect_no_body = self.head_method
+
+    cpdef fill(self):
+        cdef int64_t now
+        cdef int k = 0, i, slot
+        if self.closed or self.paused or self.stopping or self.must_close:
+            return
+        now = now_ns()
+        while self.inflight + k < self.pipeline and self.stats.may_start(now):
+            self.stats.on_sent(now, 1)
+            k += 1
+        if k == 0:
+            return
+        for i in range(k):
+            slot = (self.head + self.inflight) % self.pipeline
+            self.sent[slot] = now
+            self.inflight += 1
+        self.stats.bytes_out += k * self.req_len
+        self._write(self.batches[k])
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        cdef const uint8_t* p = self.rptr
+        cdef Py_ssize_t n = nbytes, c
+        cdef int64_t now = now_ns()
+        if self.closed:
+            return
+        if now < self.stats.stop_ns:
+            self.stats.bytes_in += nbytes
+        while n > 0:
+            c = self.parser.feed(p, n)
+            if c < 0:
+                self.fail(ERR_PROTOCOL, now)
+                return
+            if self.parser.complete:
+                if not self.complete_one(now):
+                    return
+            p += c
+            n -= c
+        if self.must_close:
+            if self.inflight == 0:
+                self.drop()
+            return
+        self.fill()
+
+    cdef bint complete_one(self, int64_t now) noexcept:
+        cdef int64_t sent
+        if self.inflight == 0:
+            # A response nobody asked for.
+            self.fail(ERR_PROTOCOL, now)
+            return False
+        sent = self.sent[self.head]
+        self.head = (self.head + 1) % self.pipeline
+        self.inflight -= 1
+        self.stats.on_response(self.parser.status, sent, now)
+        if not self.parser.keep_alive:
+            self.must_close = True
+            if self.inflight:
+                # Requests pipelined behind a closing response were never answered.
+                self.fail(ERR_RESET, now)
+                return False
+        return True
+
+    cdef void fail(self, int cls, int64_t now) noexcept:
+        """Count every in-flight request as failed with `cls` and drop the connection."""
+        cdef int i
+        for i in range(self.inflight):
+            self.stats.on_failure(cls, self.sent[(self.head + i) % self.pipeline], now, 1)
+        self.inflight = 0
+        self.drop()
+
+    def eof_received(self):
+        cdef int r = self.parser.feed_eof()
+        cdef int64_t now = now_ns()
+        if r == 1 and self.parser.complete:
+            self.complete_one(now)
+        if self.inflight:
+            self.fail(ERR_RESET if r >= 0 else ERR_PROTOCOL, now)
+        return False
+
+    cdef on_lost(self, exc):
+        if self.inflight and not self.stopping:
+            self.fail(ERR_RESET, now_ns())
+        self.inflight = 0
+
+    def oldest_sent_ns(self):
+        return self.sent[self.head] if self.inflight else -1
+
+    def expire(self, int64_t older_than_ns):
+        """Per-request timeout: the requests in flight are counted as timeouts and the connection
+        is replaced (HTTP/1.1 cannot cancel one request and keep the connection)."""
+        cdef int i, n = 0
+        cdef int64_t now = now_ns()
+        if self.inflight == 0 or self.sent[self.head] >= older_than_ns:
+            return 0
+        for i in range(self.inflight):
+            self.stats.on_failure(ERR_TIMEOUT, self.sent[(self.head + i) % self.pipeline], now, 1)
+            n += 1
+        self.inflight = 0
+        self.drop()
+        return n
+
+
+cdef class H2Session(_Session):
+    """HTTP/2 with up to `streams` concurrent streams on one connection."""
+
+    cdef H2ClientCore core
+    cdef int64_t last_out
+
+    def __init__(self, WorkerStats stats, engine, bytes header_block, bytes body, int streams):
+        self.stats = stats
+        self.engine = engine
+        self.core = H2ClientCore(header_block, body, streams)
+
+    cdef void flush(self) noexcept:
+        cdef Py_ssize_t n = self.core.out_len
+        if n == 0 or self.closed:
+            self.core.clear_out()
+            return
+        data = PyBytes_FromStringAndSize(<char*>self.core.out, n)
+        self.core.clear_out()
+        if self.stats.record_from_ns <= now_ns() < self.stats.stop_ns:
+            self.stats.bytes_out += n
+        try:
+            self._write(data)
+        except Exception:
+            self.drop()
+
+    cdef on_connected(self):
+        self.core.start()
+        self.flush()
+
+    cpdef fill(self):
+        cdef int64_t now
+        if self.closed or self.paused or self.stopping:
+            return
+        now = now_ns()
+        while self.core.can_submit() and self.stats.may_start(now):
+            if self.core.submit(now) < 0:
+                break
+            self.stats.on_sent(now, 1)
+        self.flush()
+
+    cdef void handle_events(self, int64_t now) noexcept:
+        cdef int i, kind
+        for i in range(self.core.n_events):
+            kind = self.core.ev_kind[i]
+            if kind == EV_DONE:
+                self.stats.on_response(self.core.ev_status[i], self.core.ev_sent_ns[i], now)
+            elif kind == EV_TIMEOUT:
+                self.stats.on_failure(ERR_TIMEOUT, self.core.ev_sent_ns[i], now, 1)
+            else:
+                # EV_RESET and EV_REFUSED: the stream produced no response.
+                self.stats.on_failure(ERR_RESET, self.core.ev_sent_ns[i], now, 1)
+        self.core.clear_events()
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        cdef int64_t now = now_ns()
+        cdef int rc
+        if self.closed:
+            return
+        if now < self.stats.stop_ns:
+            self.stats.bytes_in += nbytes
+        rc = self.core.receive(self.rptr, nbytes)
+        self.handle_events(now)
+        if rc < 0:
+            self.fail_all(ERR_PROTOCOL, now)
+            return
+        if self.core.exhausted:
+            self.flush()
+            self.drop()
+            return
+        self.fill()
+
+    cdef void fail_all(self, int cls, int64_t now) noexcept:
+        # Connection error: flush the GOAWAY the core wrote, count what was in flight.
+        self.flush()
+        self.core.fail_open_streams()
+        self.handle_events_as(cls, now)
+        self.drop()
+
+    cdef void handle_events_as(self, int cls, int64_t now) noexcept:
+        cdef int i
+        for i in range(self.core.n_events):
+            if self.core.ev_kind[i] == EV_DONE:
+                self.stats.on_response(self.core.ev_status[i], self.core.ev_sent_ns[i], now)
+            else:
+                self.stats.on_failure(cls, self.core.ev_sent_ns[i], now, 1)
+        self.core.clear_events()
+
+    cdef on_lost(self, exc):
+        if not self.stopping and self.core.in_flight:
+            self.core.fail_open_streams()
+            self.handle_events_as(ERR_RESET, now_ns())
+
+    def oldest_sent_ns(self):
+        return self.core.oldest_sent_ns()
+
+    def expire(self, int64_t older_than_ns):
+        cdef int n
+        if self.closed:
+            return 0
+        n = self.core.expire(older_than_ns)
+        if n:
+            self.handle_events(now_ns())
+            self.flush()
+            self.fill()
+        return n
+
+    @property
+    def inflight(self):
+        return self.core.in_flight

@@ -1,0 +1,141 @@
+"""Command line. The only module that prints and chooses exit codes:
+0 success, 1 an SLO failed, 2 bad usage or input (before any traffic), 3 no results."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from . import __version__
+from .errors import FastloadError, UsageError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FASTLOAD",
+           "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="fastload")
+def main() -> None:
+    """fastload: HTTP/1.1 and HTTP/2 load generator with a native hot path."""
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("url")
+@click.option("-c", "--connections", default="10", show_default=True,
+              help="Total connections, spread over the workers.")
+@click.option("-m", "--streams", default=None,
+              help="Max concurrent streams per HTTP/2 connection [default: 10 for h2, 1 for h1].")
+@click.option("--pipeline", default="1", show_default=True,
+              help="HTTP/1.1 requests in flight per connection (pipelining).")
+@click.option("-d", "--duration", default=None,
+              help="Measured duration, e.g. 500ms, 10s, 2m [default: 10s unless -n is given].")
+@click.option("-n", "--requests", default=None,
+              help="Stop after exactly N completed requests in total (across workers).")
+@click.option("--warmup", default=None,
+              help="Warm-up before measuring; its requests are not recorded (e.g. 2s).")
+@click.option("--timeout", default="10s", show_default=True,
+              help="Per-request timeout; a late request is counted as a timeout error.")
+@click.option("-w", "--workers", default=None,
+              help="Worker processes [default: one per CPU in the allowed set or --cpus].")
+@click.option("--cpus", default=None,
+              help="CPUs to pin workers to (1, 2-7, 0,2,4), with os.sched_setaffinity.")
+@click.option("--protocol", type=click.Choice(["h1", "h2"]), default=None,
+              help="Force HTTP/1.1 or HTTP/2 [default: h1 for http://, ALPN h2 then h1 for https://].")
+@click.option("--h2c", is_flag=True, help="HTTP/2 over cleartext with prior knowledge.")
+@click.option("--insecure", "-k", is_flag=True, help="Skip TLS certificate verification.")
+@click.option("--ca", default=None, metavar="FILE", help="Trust the CA certificate(s) in FILE.")
+@click.option("-X", "--method", default="GET", show_default=True, help="HTTP method.")
+@click.option("-H", "--header", "headers", multiple=True, metavar="'K: V'",
+              help="Request header (repeatable).")
+@click.option("--body", default=None, help="Request body (string).")
+@click.option("--body-file", default=None, metavar="PATH", help="Request body read from a file.")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="Write the result document (schema fastload.result/1) to PATH, '-' for stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress line and no summary.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def run(url: str, json_path: str | None, quiet: bool, debug: bool, **options) -> None:
+    """Run a load test against URL and print a wrk-like summary."""
+    try:
+        code = _run(url, json_path, quiet, options)
+    except FastloadError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"fastload: error: {e}", err=True)
+        sys.exit(getattr(e, "exit_code", 3))
+    sys.exit(code)
+
+
+def _run(url: str, json_path: str | None, quiet: bool, options: dict) -> int:
+    from . import report, runner
+    from .plan import build_plan
+    from .result import build_result
+
+    plan = build_plan(url, quiet=quiet, json_path=json_path, **options)
+    if json_path not in (None, "-"):
+        _check_writable(json_path)
+    for warning in _placement_warnings(plan):
+        click.echo(f"fastload: warning: {warning}", err=True)
+    plan = runner.preflight(plan)
+    live = not quiet and sys.stderr.isatty()
+
+    def on_progress(p: runner.Progress) -> None:
+        line = report.progress_line(p.elapsed_s, p.rps, p.p99_us, p.errors)
+        sys.stderr.write("\r" + line)
+        sys.stderr.flush()
+
+    out = runner.run(plan, on_progress=on_progress if live else None)
+    if live:
+        sys.stderr.write("\r\033[K")
+    doc = build_result(out)
+    if not quiet:
+        stream = sys.stderr if json_path == "-" else sys.stdout
+        stream.write(report.summary(doc))
+    if json_path == "-":
+        sys.stdout.write(report.to_json(doc))
+    elif json_path is not None:
+        with open(json_path, "w") as f:
+            f.write(report.to_json(doc))
+    if not out.workers:
+        click.echo("fastload: error: no worker produced results", err=True)
+        return 3
+    if out.failed_workers:
+        click.echo(f"fastload: warning: {len(out.failed_workers)} worker(s) failed; "
+                   "results are from the others", err=True)
+    return 0
+
+
+def _check_writable(path: str) -> None:
+    import os
+
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d) or not os.access(d, os.W_OK):
+        raise UsageError(f"--json: cannot write {path!r} (directory missing or not writable)")
+
+
+def _placement_warnings(plan) -> list[str]:
+    used = [c for group in plan.cpus for c in group]
+    if len(used) != len(set(used)):
+        return ["several workers share a CPU; their measurements disturb each other"]
+    return []
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--delay", default="0", show_default=True, help="Delay before each response (e.g. 5ms).")
+@click.option("--status", default=200, show_default=True, type=int)
+@click.option("--body-size", default=None, type=int, help="Response body size in bytes.")
+def serve(host: str, port: int, delay: str, status: int, body_size: int | None) -> None:
+    """Run the built-in test server (HTTP/1.1 and h2c prior knowledge) on HOST:PORT."""
+    from . import serve as serve_mod
+
+    argv = ["--host", host, "--port", str(port), "--delay", delay, "--status", str(status)]
+    if body_size is not None:
+        argv += ["--body-size", str(body_size)]
+    sys.exit(serve_mod.main(argv) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

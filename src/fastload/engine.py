@@ -1,0 +1,173 @@
+"""One worker's connections on its event loop: connecting, reconnecting, timeouts, start and
+stop. Per-request work happens in the native sessions; this module runs per connection event
+and on timers only."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+
+from . import _core
+from .plan import Plan
+from .request import build_h1_request, build_h2_header_block
+
+RECONNECT_BACKOFF_MIN_S = 0.005
+RECONNECT_BACKOFF_MAX_S = 0.5
+
+
+def make_ssl_context(plan: Plan, alpn: list[str]) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=plan.ca)
+    if plan.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(alpn)
+    return ctx
+
+
+def alpn_for(plan: Plan) -> list[str]:
+    if plan.protocol_forced or plan.protocol == "h2":
+        return ["h2"] if plan.protocol == "h2" else ["http/1.1"]
+    return ["h2", "http/1.1"]
+
+
+class Engine:
+    """Keeps `n_connections` sessions connected until stopped."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, plan: Plan, n_connections: int,
+                 stats: _core.WorkerStats) -> None:
+        self.loop = loop
+        self.plan = plan
+        self.stats = stats
+        self.n_connections = n_connections
+        self.sessions: list[_core._Session | None] = [None] * n_connections
+        self.connected = 0
+        self.stopping = False
+        self.started = False
+        self.backoff_s = [RECONNECT_BACKOFF_MIN_S] * n_connections
+        self.connect_errors: list[str] = []
+        self.ssl_context = make_ssl_context(plan, alpn_for(plan)) if plan.target.tls else None
+        if plan.protocol == "h2":
+            self.header_block = build_h2_header_block(plan)
+        else:
+            self.request = build_h1_request(plan)
+        self._idle: asyncio.Future | None = None
+        self._timeout_handle: asyncio.TimerHandle | None = None
+
+    def _new_session(self, index: int) -> _core._Session:
+        if self.plan.protocol == "h2":
+            s = _core.H2Session(self.stats, self, self.header_block, self.plan.body, self.plan.streams)
+        else:
+            s = _core.H1Session(self.stats, self, self.request, self.plan.pipeline,
+                                self.plan.method == "HEAD")
+        s.index = index
+        return s
+
+    async def _connect(self, index: int) -> bool:
+        t = self.plan.target
+        try:
+            await self.loop.create_connection(
+                lambda: self._new_session(index), t.host, t.port, ssl=self.ssl_context,
+                server_hostname=t.host if self.ssl_context else None,
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
+            self.connect_errors.append(f"{type(e).__name__}: {e}")
+            return False
+        return True
+
+    async def connect_all(self) -> int:
+        """Initial connections, before the start signal. Returns how many succeeded."""
+        ok = await asyncio.gather(*(self._connect(i) for i in range(self.n_connections)))
+        return sum(ok)
+
+    # Called by the sessions (per connection, not per request).
+    def on_connected(self, session: _core._Session) -> None:
+        i = session.index
+        if self.stopping:
+            session.stop()
+            return
+        self.sessions[i] = session
+        self.connected += 1
+        self.backoff_s[i] = RECONNECT_BACKOFF_MIN_S
+        if self.started:
+            session.fill()
+
+    def on_lost(self, session: _core._Session, exc: BaseException | None) -> None:
+        i = session.index
+        if self.sessions[i] is session:
+            self.sessions[i] = None
+            self.connected -= 1
+        if self.stopping:
+            self._maybe_idle()
+            return
+        self.loop.call_soon(self._reconnect, i)
+
+    def _reconnect(self, index: int) -> None:
+        if self.stopping:
+            return
+
+        async def attempt() -> None:
+            if await self._connect(index):
+                return
+            if self.stopping:
+                return
+            self.stats.count_error(_core.ERROR_CONNECT)
+            delay = self.backoff_s[index]
+            self.backoff_s[index] = min(delay * 2, RECONNECT_BACKOFF_MAX_S)
+            self.loop.call_later(delay, self._reconnect, index)
+
+        self.loop.create_task(attempt())
+
+    def start(self, start_ns: int, end_ns: int | None) -> None:
+        """Begin sending. Warm-up traffic flows from start_ns; recording from start+warmup."""
+        self.stats.record_from_ns = start_ns + self.plan.warmup_ns
+        self.stats.stop_ns = end_ns if end_ns is not None else (1 << 62)
+        self.stats.running = True
+        self.started = True
+        for i, s in enumerate(self.sessions):
+            if s is not None:
+                s.fill()
+            else:
+                self._reconnect(i)
+        self._schedule_timeouts()
+
+    def _schedule_timeouts(self) -> None:
+        # Check a few times per timeout period: the error of a timeout verdict is bounded by
+        # the period, and the cost is per connection, not per request.
+        period_s = min(max(self.plan.timeout_ns / 4e9, 0.005), 0.25)
+        self._timeout_handle = self.loop.call_later(period_s, self._check_timeouts)
+
+    def _check_timeouts(self) -> None:
+        if self.stopping:
+            return
+        limit = time.monotonic_ns() - self.plan.timeout_ns
+        for s in self.sessions:
+            if s is not None:
+                s.expire(limit)
+        self._schedule_timeouts()
+
+    def stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.stats.running = False
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        for s in self.sessions:
+            if s is not None:
+                s.stop()
+        self._maybe_idle()
+
+    def _maybe_idle(self) -> None:
+        if self._idle is not None and not self._idle.done() and self.connected == 0:
+            self._idle.set_result(None)
+
+    async def closed(self, timeout_s: float = 2.0) -> None:
+        """Wait until every transport is gone (bounded)."""
+        if self.connected == 0:
+            return
+        self._idle = self.loop.create_future()
+        try:
+            await asyncio.wait_for(self._idle, timeout_s)
+        except asyncio.TimeoutError:
+            pass

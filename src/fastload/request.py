@@ -1,0 +1,58 @@
+"""Builds the wire form of the request once per run: HTTP/1.1 bytes, or the HTTP/2 header block
+(stateless HPACK, so the same block is valid on every stream)."""
+
+from __future__ import annotations
+
+from . import __version__
+from .plan import Plan
+
+USER_AGENT = f"fastload/{__version__}"
+# Hop-by-hop fields are illegal in HTTP/2 (RFC 9113 §8.2.2).
+_H2_FORBIDDEN = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"}
+
+
+def _user_headers(plan: Plan) -> dict[str, tuple[str, str]]:
+    return {name.lower(): (name, value) for name, value in plan.headers}
+
+
+def build_h1_request(plan: Plan) -> bytes:
+    user = _user_headers(plan)
+    lines = [f"{plan.method} {plan.target.path} HTTP/1.1"]
+    if "host" not in user:
+        lines.append(f"Host: {plan.target.authority}")
+    if "user-agent" not in user:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    if "accept" not in user:
+        lines.append("Accept: */*")
+    lines.extend(f"{name}: {value}" for name, value in user.values())
+    if plan.body and "content-length" not in user:
+        lines.append(f"Content-Length: {len(plan.body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + plan.body
+
+
+def h2_header_list(plan: Plan) -> list[tuple[bytes, bytes]]:
+    user = _user_headers(plan)
+    authority = user["host"][1] if "host" in user else plan.target.authority
+    fields = [
+        (b":method", plan.method.encode()),
+        (b":scheme", plan.target.scheme.encode()),
+        (b":authority", authority.encode("latin-1")),
+        (b":path", plan.target.path.encode("latin-1")),
+    ]
+    if "user-agent" not in user:
+        fields.append((b"user-agent", USER_AGENT.encode()))
+    if "accept" not in user:
+        fields.append((b"accept", b"*/*"))
+    for lname, (_, value) in user.items():
+        if lname in _H2_FORBIDDEN or (lname == "te" and value.lower() != "trailers"):
+            continue
+        fields.append((lname.encode("latin-1"), value.encode("latin-1")))
+    if plan.body and "content-length" not in user:
+        fields.append((b"content-length", str(len(plan.body)).encode()))
+    return fields
+
+
+def build_h2_header_block(plan: Plan) -> bytes:
+    from .hpack_encode import encode_block
+
+    return encode_block(h2_header_list(plan))

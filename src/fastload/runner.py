@@ -1,0 +1,235 @@
+"""The parent side of a run: pre-flight, spawning pinned workers, starting them together,
+progress, collecting and merging their results. Knows nothing about click or printing:
+progress goes to a callback, problems are raised as RunError."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+from .engine import alpn_for, make_ssl_context
+from .errors import RunError
+from .plan import Plan
+from .worker import worker_main
+
+START_DELAY_NS = 50_000_000  # lets every worker arm its start timer before the instant arrives
+READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 2.0
+
+
+@dataclass
+class Progress:
+    elapsed_s: float
+    rps: float
+    p99_us: float | None
+    errors: int
+    requests: int
+
+
+@dataclass
+class RunOutput:
+    plan: Plan
+    started_at: float
+    workers: list[dict]
+    failed_workers: list[dict] = field(default_factory=list)
+    intervals: list[dict] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
+    """Checks that the target accepts a connection (and a TLS handshake), and settles the
+    protocol for https:// by ALPN. Raises RunError: no traffic would be possible."""
+    t = plan.target
+    try:
+        sock = socket.create_connection((t.host, t.port), timeout=timeout_s)
+    except OSError as e:
+        raise RunError(f"cannot connect to {t.host}:{t.port}: {e.strerror or e}") from None
+    try:
+        if not t.tls:
+            return plan
+        ctx = make_ssl_context(plan, alpn_for(plan))
+        try:
+            tls = ctx.wrap_socket(sock, server_hostname=t.host)
+        except ssl.SSLCertVerificationError as e:
+            raise RunError(f"TLS certificate verification failed for {t.host}: {e.verify_message}"
+                           " (use --ca FILE to trust it, or --insecure to skip verification)") from None
+        except (ssl.SSLError, OSError) as e:
+            raise RunError(f"TLS handshake with {t.host}:{t.port} failed: {e}") from None
+        sock = tls
+        negotiated = tls.selected_alpn_protocol()
+        if plan.protocol_forced:
+            want = "h2" if plan.protocol == "h2" else "http/1.1"
+            if negotiated not in (want, None) or (want == "h2" and negotiated is None):
+                raise RunError(f"server at {t.host}:{t.port} did not negotiate {want} by ALPN"
+                               f" (got {negotiated or 'nothing'})")
+            return plan
+        return plan.with_protocol("h2" if negotiated == "h2" else "h1")
+    finally:
+        sock.close()
+
+
+def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
+        stop_requested: Callable[[], bool] | None = None) -> RunOutput:
+    """Runs the plan (after preflight) and returns every worker's raw result."""
+    ctx = mp.get_context("spawn")
+    procs: list[mp.Process] = []
+    conns: list[Connection] = []
+    for i in range(plan.workers):
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        p = ctx.Process(target=worker_main, args=(plan, i, child_end), name=f"fastload-worker-{i}",
+                        daemon=True)
+        p.start()
+        child_end.close()
+        procs.append(p)
+        conns.append(parent_end)
+    interrupted = False
+    prev_handler = None
+    sigint = {"hit": False}
+
+    def on_sigint(signum, frame):  # noqa: ARG001
+        sigint["hit"] = True
+
+    try:
+        prev_handler = signal.signal(signal.SIGINT, on_sigint)
+        prev_term = signal.signal(signal.SIGTERM, on_sigint)
+    except ValueError:  # not the main thread (e.g. the Python API from a thread): no handler
+        prev_handler = prev_term = None
+    try:
+        ready = _await_ready(procs, conns, sigint)
+        if sigint["hit"]:
+            interrupted = True
+        connected = sum(r.get("connected", 0) for r in ready.values())
+        if connected == 0 and not interrupted:
+            errs = sorted({e for r in ready.values() for e in r.get("connect_errors", [])})
+            _broadcast(conns, ("stop",))
+            raise RunError("no connection could be made to "
+                           f"{plan.target.host}:{plan.target.port}" + (f": {errs[0]}" if errs else ""))
+        started_at = time.time()
+        start_ns = time.monotonic_ns() + START_DELAY_NS
+        _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
+        out = RunOutput(plan=plan, started_at=started_at + START_DELAY_NS / 1e9, workers=[])
+        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested)
+        out.interrupted = out.interrupted or interrupted or sigint["hit"]
+        return out
+    finally:
+        if prev_handler is not None:
+            signal.signal(signal.SIGINT, prev_handler)
+            signal.signal(signal.SIGTERM, prev_term)
+        for p in procs:
+            p.join(timeout=STOP_GRACE_S)
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=1)
+        for c in conns:
+            c.close()
+
+
+def _broadcast(conns: list[Connection], msg: tuple) -> None:
+    for c in conns:
+        try:
+            c.send(msg)
+        except OSError:
+            pass
+
+
+def _await_ready(procs: list[mp.Process], conns: list[Connection], sigint: dict) -> dict[int, dict]:
+    ready: dict[int, dict] = {}
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    pending = {c: i for i, c in enumerate(conns)}
+    while pending and time.monotonic() < deadline and not sigint["hit"]:
+        for c in wait(list(pending), timeout=0.1):
+            i = pending.pop(c)
+            try:
+                msg = c.recv()
+            except (EOFError, OSError):
+                raise RunError(f"worker {i} exited during start-up (exit code {procs[i].exitcode})") from None
+            if msg[0] == "failed":
+                raise RunError(f"worker {i} failed during start-up: {msg[1]}\n{msg[2]}")
+            ready[i] = msg[1]
+    if pending and not sigint["hit"]:
+        raise RunError(f"{len(pending)} worker(s) did not start within {READY_TIMEOUT_S:.0f}s")
+    return ready
+
+
+def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: RunOutput,
+             start_ns: int, sigint: dict, on_progress: Callable[[Progress], None] | None,
+             stop_requested: Callable[[], bool] | None) -> None:
+    from .histogram import decode
+
+    pending = {c: i for i, c in enumerate(conns)}
+    stop_sent_at: float | None = None
+    # Ticks of all workers for the same second are merged into one interval.
+    tick_buf: dict[int, list[dict]] = {}
+    total_requests = 0
+    total_errors = 0
+    while pending:
+        if (sigint["hit"] or (stop_requested is not None and stop_requested())) and stop_sent_at is None:
+            out.interrupted = True
+            _broadcast(list(pending), ("stop",))
+            stop_sent_at = time.monotonic()
+        if stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_S:
+            for i in pending.values():
+                out.failed_workers.append({"index": i, "pid": procs[i].pid,
+                                           "error": "did not stop within 2 s after the stop request"})
+                procs[i].kill()
+            break
+        for c in wait(list(pending), timeout=0.1):
+            i = pending[c]
+            try:
+                msg = c.recv()
+            except (EOFError, OSError):
+                procs[i].join(timeout=1)
+                out.failed_workers.append({"index": i, "pid": procs[i].pid,
+                                           "error": f"worker died (exit code {procs[i].exitcode})"})
+                del pending[c]
+                continue
+            kind = msg[0]
+            if kind == "tick":
+                tick = msg[1]
+                second = round((tick["t_ns"] - start_ns) / 1e9)
+                tick_buf.setdefault(second, []).append(tick)
+                total_requests += tick["requests"]
+                total_errors += tick["errors"]
+                if len(tick_buf[second]) == len(pending) or len(tick_buf[second]) == len(conns):
+                    interval = _merge_ticks(second, tick_buf.pop(second), decode)
+                    out.intervals.append(interval)
+                    if on_progress is not None:
+                        on_progress(Progress(elapsed_s=second, rps=interval["requests"],
+                                             p99_us=interval["p99_us"], errors=total_errors,
+                                             requests=total_requests))
+            elif kind == "done":
+                out.workers.append(msg[1])
+                del pending[c]
+            elif kind == "failed":
+                out.failed_workers.append({"index": i, "pid": procs[i].pid, "error": msg[1],
+                                           "traceback": msg[2]})
+                del pending[c]
+    for second in sorted(tick_buf):
+        out.intervals.append(_merge_ticks(second, tick_buf[second], decode))
+    out.intervals.sort(key=lambda x: x["t"])
+    out.workers.sort(key=lambda w: w["index"])
+
+
+def _merge_ticks(second: int, ticks: list[dict], decode) -> dict:
+    h = None
+    for t in ticks:
+        d = decode(t["histogram"])
+        if h is None:
+            h = d
+        else:
+            h.add(d)
+    requests = sum(t["requests"] for t in ticks)
+    return {
+        "t": second,
+        "requests": requests,
+        "errors": sum(t["errors"] for t in ticks),
+        "rps": float(requests),
+        "p50_us": h.get_value_at_percentile(50) if h is not None and h.get_total_count() else None,
+        "p99_us": h.get_value_at_percentile(99) if h is not None and h.get_total_count() else None,
+    }

@@ -1,0 +1,152 @@
+"""A worker process: pins itself, runs one uvloop event loop with an Engine, reports to the
+parent over a pipe. The only place that creates event loops.
+
+Messages to the parent: ("ready", info) | ("tick", interval) | ("done", result) | ("failed", msg).
+Messages from the parent: ("go", start_ns) | ("stop",).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection
+
+from . import _core
+from .engine import Engine
+from .plan import Plan
+
+TICK_S = 1.0
+
+
+def worker_main(plan: Plan, index: int, conn: Connection) -> None:
+    # The parent owns Ctrl-C: it asks workers to stop and still collects their results.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cpus = plan.cpus[index] if index < len(plan.cpus) else ()
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    try:
+        import uvloop
+
+        loop = uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
+        loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        result = loop.run_until_complete(_run(loop, plan, index, conn))
+        conn.send(("done", result))
+    except BaseException as e:  # report any failure instead of dying silently
+        conn.send(("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
+    finally:
+        loop.close()
+        conn.close()
+
+
+async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Connection) -> dict:
+    stats = _core.WorkerStats()
+    quota = plan.worker_requests(index)
+    engine = Engine(loop, plan, plan.worker_connections(index), stats)
+    finished = loop.create_future()
+    if quota is not None:
+        stats.quota = quota
+
+        def quota_done() -> None:
+            if not finished.done():
+                finished.set_result("quota")
+
+        stats.on_quota_done = quota_done
+
+    connected = await engine.connect_all()
+    conn.send(("ready", {"index": index, "pid": os.getpid(), "connected": connected,
+                         "connect_errors": engine.connect_errors[:5]}))
+
+    go = loop.create_future()
+
+    def on_message() -> None:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            msg = ("stop",)  # the parent is gone: stop and exit
+        if msg[0] == "go" and not go.done():
+            go.set_result(msg[1])
+        elif msg[0] == "stop":
+            if not go.done():
+                go.set_result(None)
+            if not finished.done():
+                finished.set_result("stopped")
+
+    loop.add_reader(conn.fileno(), on_message)
+    start_ns = await go
+    if start_ns is None:
+        loop.remove_reader(conn.fileno())
+        engine.stop()
+        return _result(plan, index, stats, time.monotonic_ns(), time.monotonic_ns(), "stopped")
+    delay_s = (start_ns - time.monotonic_ns()) / 1e9
+    if delay_s > 0:
+        await asyncio.sleep(delay_s)
+    end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
+    engine.start(start_ns, end_ns)
+    if end_ns is not None:
+        loop.call_at(loop.time() + (end_ns - time.monotonic_ns()) / 1e9,
+                     lambda: finished.done() or finished.set_result("deadline"))
+    tick = loop.call_later(TICK_S, _tick, loop, stats, conn, finished)
+    try:
+        reason = await finished
+    finally:
+        tick.cancel()
+        loop.remove_reader(conn.fileno())
+    stop_ns = time.monotonic_ns()
+    if end_ns is not None and reason == "deadline":
+        stop_ns = end_ns
+    engine.stop()
+    await engine.closed()
+    measured_from = stats.record_from_ns
+    return _result(plan, index, stats, measured_from, stop_ns, reason)
+
+
+def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Connection,
+          finished: asyncio.Future) -> None:
+    if finished.done():
+        return
+    requests, errors, blob = stats.take_interval()
+    try:
+        conn.send(("tick", {"t_ns": time.monotonic_ns(), "requests": requests, "errors": errors,
+                            "histogram": blob}))
+    except OSError:
+        pass
+    loop.call_later(TICK_S, _tick, loop, stats, conn, finished)
+
+
+def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, stop_ns: int,
+            reason: str) -> dict:
+    ru = _rusage()
+    return {
+        "index": index,
+        "pid": os.getpid(),
+        "cpus": sorted(os.sched_getaffinity(0)),
+        "reason": reason,
+        "start_ns": start_ns,
+        "stop_ns": stop_ns,
+        "requests": stats.requests,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+        "errors": stats.error_counts(),
+        "status_codes": stats.status_counts(),
+        "sum_ns": stats.sum_ns,
+        "sumsq_ns": stats.sumsq_ns,
+        "min_ns": stats.min_ns,
+        "max_ns": stats.max_ns,
+        "histogram": stats.hist.encode(),
+        "overflow": stats.hist.overflow_count,
+        "cpu_user_s": ru[0],
+        "cpu_sys_s": ru[1],
+    }
+
+
+def _rusage() -> tuple[float, float]:
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
