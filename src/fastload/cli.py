@@ -54,11 +54,18 @@ def main() -> None:
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the result document (schema fastload.result/1) to PATH, '-' for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no summary.")
+@click.option("--slo", "slos", multiple=True, metavar="EXPR",
+              help="Service level gate, repeatable: p99<800ms, p50<=20ms, rps>=100000, errors<0.5%, "
+                   "status_5xx==0, max<2s. Any failure makes the exit code 1.")
+@click.option("--slo-file", default=None, metavar="FILE",
+              help="SLO expressions from a YAML or JSON list (added to --slo).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def run(url: str, json_path: str | None, quiet: bool, debug: bool, **options) -> None:
+def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
+        slo_file: str | None, **options) -> None:
     """Run a load test against URL and print a wrk-like summary."""
     try:
-        code = _run(url, json_path, quiet, options)
+        gates = _parse_slos(slos, slo_file)
+        code = _run(url, json_path, quiet, options, gates)
     except FastloadError as e:
         if debug:
             traceback.print_exc()
@@ -67,8 +74,17 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, **options) ->
     sys.exit(code)
 
 
-def _run(url: str, json_path: str | None, quiet: bool, options: dict) -> int:
-    from . import report, runner
+def _parse_slos(exprs: tuple[str, ...], path: str | None) -> list:
+    from . import slo
+
+    all_exprs = list(exprs)
+    if path is not None:
+        all_exprs += slo.load_file(path)
+    return [slo.parse(e) for e in all_exprs]
+
+
+def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: list) -> int:
+    from . import report, runner, slo
     from .plan import build_plan
     from .result import build_result
 
@@ -89,6 +105,10 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict) -> int:
     if live:
         sys.stderr.write("\r\033[K")
     doc = build_result(out)
+    passed = True
+    if gates:
+        doc["slo"], passed = slo.check_all(gates, doc)
+        doc["passed"] = passed
     if not quiet:
         stream = sys.stderr if json_path == "-" else sys.stdout
         stream.write(report.summary(doc))
@@ -103,7 +123,7 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict) -> int:
     if out.failed_workers:
         click.echo(f"fastload: warning: {len(out.failed_workers)} worker(s) failed; "
                    "results are from the others", err=True)
-    return 0
+    return 0 if passed else 1
 
 
 def _check_writable(path: str) -> None:

@@ -41,6 +41,12 @@ def summary(doc: dict) -> str:
     lines.append(f"Transfer/sec: {format_bytes(doc['bytes_in'] / secs):>12}")
     if doc.get("client_cpu_us_per_request"):
         lines.append(f"Client CPU:   {doc['client_cpu_us_per_request']:.2f}us/request")
+    if doc.get("slo"):
+        lines.append("SLO:")
+        for row in doc["slo"]:
+            value = "n/a" if row["value"] is None else f"{row['value']:.6g}"
+            lines.append(f"  {'PASS' if row['passed'] else 'FAIL'}  {row['expr']:<24} value {value}")
+        lines.append(f"SLO verdict: {'PASS' if doc['passed'] else 'FAIL'}")
     if doc.get("interrupted"):
         lines.append("Interrupted: partial results.")
     for w in doc.get("worker_errors", []):

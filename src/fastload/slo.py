@@ -1,0 +1,152 @@
+"""SLO gates: expressions like `p99<800ms`, `rps>=100000`, `errors<0.5%`, `status_5xx==0`,
+parsed before the run and checked against the result document afterwards."""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+_OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
+        "<": operator.lt, ">": operator.gt}
+_EXPR_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=|==|!=|<|>)\s*([0-9][0-9_]*(?:\.[0-9]+)?)\s*([A-Za-zµ%]*)\s*$")
+_LATENCY_KEYS = ("min", "mean", "stdev", "max", "p50", "p90", "p95", "p99", "p99.9", "p99.99")
+_TIME_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0, "m": 60_000_000.0}
+_COUNT_MULT = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}
+
+
+@dataclass(frozen=True)
+class Slo:
+    expr: str
+    metric: str
+    op: str
+    threshold: float  # in the metric's unit: µs for latencies, percent for rates with '%'
+    percent: bool
+
+    def value_of(self, doc: dict) -> float | None:
+        return metric_value(doc, self.metric, self.percent)
+
+    def check(self, doc: dict) -> dict:
+        value = self.value_of(doc)
+        passed = value is not None and _OPS[self.op](value, self.threshold)
+        return {"expr": self.expr, "metric": self.metric, "op": self.op, "threshold": self.threshold,
+                "value": value, "passed": bool(passed)}
+
+
+def _latency_metric(name: str) -> tuple[str, str] | None:
+    """'p99' -> ('latency_us', 'p99'); 'ttfb_p99' -> ('ttfb_us', 'p99')."""
+    prefix, _, key = name.rpartition("_")
+    if key in _LATENCY_KEYS:
+        return ((prefix + "_us") if prefix else "latency_us"), key
+    return None
+
+
+def parse(expr: str) -> Slo:
+    m = _EXPR_RE.match(expr)
+    if not m:
+        bad = _first_bad_token(expr)
+        raise UsageError(f"--slo {expr!r}: cannot parse at {bad!r} (expected e.g. p99<800ms, "
+                         "rps>=1000, errors<0.5%, status_5xx==0)")
+    metric, op, number, unit = m.groups()
+    value = float(number.replace("_", ""))
+    if _latency_metric(metric):
+        if unit in ("", "ms"):
+            threshold = value * 1_000.0  # bare numbers are milliseconds, as in k6 thresholds
+        elif unit in _TIME_US:
+            threshold = value * _TIME_US[unit]
+        else:
+            raise UsageError(f"--slo {expr!r}: unit {unit!r} is not a time unit (us, ms, s)")
+        return Slo(expr, metric, op, threshold, False)
+    if metric in ("rps", "requests") or metric.startswith("status_") or metric in ("errors", "error_rate") \
+            or metric in _error_classes():
+        if unit == "%":
+            if metric in ("rps", "requests"):
+                raise UsageError(f"--slo {expr!r}: {metric} cannot be a percentage")
+            return Slo(expr, metric, op, value, True)
+        if unit not in _COUNT_MULT:
+            raise UsageError(f"--slo {expr!r}: unit {unit!r} does not apply to {metric}")
+        if metric.startswith("status_") and not re.fullmatch(r"status_([1-5]xx|[1-5][0-9][0-9])", metric):
+            raise UsageError(f"--slo {expr!r}: unknown status metric {metric!r} (status_5xx, status_404)")
+        return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
+    raise UsageError(f"--slo {expr!r}: unknown metric {metric!r} (latency: p50..p99.99, min, mean, max,"
+                     " stdev; rps, requests, errors, status_5xx, status_NNN)")
+
+
+def _error_classes() -> tuple[str, ...]:
+    from .errors import ERROR_CLASSES
+
+    return tuple(f"errors_{c}" for c in ERROR_CLASSES)
+
+
+def _first_bad_token(expr: str) -> str:
+    m = re.match(r"\s*[A-Za-z_][A-Za-z0-9_.]*", expr)
+    if not m:
+        return expr.strip()[:10] or expr
+    rest = expr[m.end():]
+    m2 = re.match(r"\s*(<=|>=|==|!=|<|>)", rest)
+    if not m2:
+        return rest.strip()[:10] or "<end>"
+    rest2 = rest[m2.end():]
+    return rest2.strip()[:10] or "<end>"
+
+
+def metric_value(doc: dict, metric: str, percent: bool) -> float | None:
+    lat = _latency_metric(metric)
+    if lat is not None:
+        section = doc.get(lat[0])
+        return None if not section else section.get(lat[1])
+    requests = doc.get("requests", 0)
+    if metric == "rps":
+        return doc.get("rps")
+    if metric == "requests":
+        return requests
+    if metric.startswith("status_"):
+        code = metric[len("status_"):]
+        codes = doc.get("status_codes", {})
+        if code.endswith("xx"):
+            count = sum(n for c, n in codes.items() if c[:1] == code[0])
+        else:
+            count = codes.get(code, 0)
+        if percent:
+            return 100.0 * count / requests if requests else 0.0
+        return float(count)
+    errors = doc.get("errors", {})
+    count = errors.get("total", 0) if metric in ("errors", "error_rate") else errors.get(metric[len("errors_"):], 0)
+    if percent:
+        attempts = requests + errors.get("total", 0)
+        return 100.0 * count / attempts if attempts else 0.0
+    return float(count)
+
+
+def load_file(path: str) -> list[str]:
+    """A YAML or JSON list of expressions (a mapping with an 'slo' list is accepted too)."""
+    import json
+
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise UsageError(f"--slo-file: cannot read {path!r}: {e.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        try:
+            import yaml
+        except ImportError:
+            raise UsageError(f"--slo-file {path!r}: not JSON, and PyYAML is not installed for YAML") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise UsageError(f"--slo-file {path!r}: invalid YAML: {e}") from None
+    if isinstance(data, dict):
+        data = data.get("slo", data.get("slos"))
+    if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+        raise UsageError(f"--slo-file {path!r}: expected a list of expressions like [\"p99<800ms\"]")
+    return data
+
+
+def check_all(slos: list[Slo], doc: dict) -> tuple[list[dict], bool]:
+    rows = [s.check(doc) for s in slos]
+    return rows, all(r["passed"] for r in rows)

@@ -1,0 +1,62 @@
+"""The command line as a user sees it: help, version, live progress only on a terminal."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from fastload import __version__
+from fastload.cli import main
+
+
+def test_version_and_help_document_every_option():
+    r = CliRunner().invoke(main, ["--version"])
+    assert r.exit_code == 0 and __version__ in r.output
+    r = CliRunner().invoke(main, ["run", "--help"])
+    assert r.exit_code == 0
+    for flag in ("--connections", "--streams", "--pipeline", "--duration", "--requests", "--warmup",
+                 "--timeout", "--workers", "--cpus", "--protocol", "--h2c", "--insecure", "--ca",
+                 "--method", "--header", "--body", "--body-file", "--json", "--quiet"):
+        assert flag in r.output, flag
+
+
+def test_summary_without_progress_when_not_a_tty(nginx_h1):
+    p = subprocess.run([sys.executable, "-m", "fastload", "run", nginx_h1.url, "-d", "2s", "-c", "2",
+                        "-w", "1"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Requests/sec:" in p.stdout and "Latency" in p.stdout
+    assert "req/s" not in p.stderr and "\r" not in p.stderr
+
+
+def test_live_progress_on_a_tty(nginx_h1):
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", nginx_h1.url, "-d", "3s", "-c", "2",
+                             "-w", "1"], stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif proc.poll() is not None:
+                break
+        out = proc.communicate(timeout=30)[0]
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert b"req/s" in seen and b"p99" in seen and b"errors" in seen
+    assert b"Requests/sec:" in out

@@ -1,0 +1,177 @@
+"""End-to-end runs of `fastload run` against real servers on loopback. The numbers fastload
+reports are checked against what the servers themselves counted."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+
+import pytest
+from hdrh.histogram import HdrHistogram
+
+RUN_TIMEOUT_S = 120
+
+
+def fastload(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fastload", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def run_json(*args: str) -> dict:
+    p = fastload("run", *args, "--json", "-", "--quiet")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def raw_response_length(port: int, request: bytes) -> int:
+    """Length of one complete keep-alive response, read independently of fastload."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int([ln.split(b":")[1] for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0])
+        while len(body) < length:
+            body += s.recv(65536)
+        return len(head) + 4 + length
+
+
+def check_document(doc: dict, requests: int) -> None:
+    assert doc["schema"] == "fastload.result/1"
+    assert doc["requests"] == requests
+    assert sum(doc["status_codes"].values()) == requests
+    h = HdrHistogram.decode(doc["histogram"])
+    assert h.get_total_count() == requests
+    lat = doc["latency_us"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["p99.99"]
+    assert lat["p99.99"] <= lat["max"] * 1.001 + 1
+    assert set(doc["errors"]) == {"total", "connect", "timeout", "reset", "protocol"}
+    assert doc["rps"] == pytest.approx(requests / doc["duration_s"])
+
+
+def test_nginx_h1_exact_count_matches_access_log(nginx_h1):
+    before = nginx_h1.count_requests()
+    doc = run_json(nginx_h1.url, "-n", "3000", "-c", "8", "-w", "1")
+    check_document(doc, 3000)
+    assert nginx_h1.count_requests() - before == 3000
+    assert doc["status_codes"] == {"200": 3000}
+    assert doc["errors"]["total"] == 0
+    from fastload.plan import build_plan
+    from fastload.request import build_h1_request
+
+    request = build_h1_request(build_plan(nginx_h1.url))
+    assert doc["bytes_out"] == 3000 * len(request)
+    assert doc["bytes_in"] == 3000 * raw_response_length(nginx_h1.port, request)
+
+
+def test_two_workers_merge_into_the_same_totals(nginx_h1):
+    before = nginx_h1.count_requests()
+    doc = run_json(nginx_h1.url, "-n", "3001", "-c", "8", "-w", "2")
+    check_document(doc, 3001)
+    assert nginx_h1.count_requests() - before == 3001
+    assert len(doc["workers"]) == 2
+    assert sum(w["requests"] for w in doc["workers"]) == 3001
+    assert sorted(w["requests"] for w in doc["workers"]) == [1500, 1501]
+
+
+def test_pipelining_keeps_counts_exact(nginx_h1):
+    before = nginx_h1.count_requests()
+    doc = run_json(nginx_h1.url, "-n", "2000", "-c", "4", "--pipeline", "8", "-w", "1")
+    check_document(doc, 2000)
+    assert nginx_h1.count_requests() - before == 2000
+
+
+def test_duration_run_counts_what_the_server_served(nginx_h1):
+    before = nginx_h1.count_requests()
+    doc = run_json(nginx_h1.url, "-d", "1s", "-c", "4", "-w", "1")
+    served = nginx_h1.count_requests() - before
+    assert doc["requests"] > 100
+    # Requests in flight at the deadline are served but not counted: at most one per connection.
+    assert doc["requests"] <= served <= doc["requests"] + 4
+    assert doc["duration_s"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_nginx_h2c_exact_count(nginx_h2c):
+    before = nginx_h2c.count_requests()
+    doc = run_json(nginx_h2c.url, "--h2c", "-n", "2000", "-c", "2", "-m", "8", "-w", "1")
+    check_document(doc, 2000)
+    assert doc["target"]["protocol"] == "h2"
+    assert nginx_h2c.count_requests() - before == 2000
+    assert doc["status_codes"] == {"200": 2000}
+
+
+def test_h2o_h2c_two_workers(h2o_server):
+    before = h2o_server.count_requests()
+    doc = run_json(h2o_server.url, "--h2c", "-n", "5000", "-c", "4", "-m", "16", "-w", "2")
+    check_document(doc, 5000)
+    assert h2o_server.count_requests() - before == 5000
+    assert doc["errors"]["total"] == 0
+
+
+def test_tls_self_signed_rejected_without_insecure(nghttpd_tls):
+    p = fastload("run", nghttpd_tls.url, "-n", "10", "-c", "1")
+    assert p.returncode == 3
+    assert "certificate" in p.stderr.lower()
+    assert "Traceback" not in p.stderr
+
+
+def test_tls_alpn_h2_with_insecure_and_with_ca(nghttpd_tls):
+    doc = run_json(nghttpd_tls.url, "--insecure", "-n", "500", "-c", "2", "-m", "4", "-w", "1")
+    check_document(doc, 500)
+    assert doc["target"]["protocol"] == "h2"
+    doc = run_json(nghttpd_tls.url, "--ca", nghttpd_tls.cert_path, "-n", "200", "-c", "1", "-w", "1")
+    check_document(doc, 200)
+
+
+def test_delay_server_latency_matches_known_delay(delay_server):
+    delay_us = delay_server.delay_s * 1e6
+    before = delay_server.count_requests()
+    doc = run_json(delay_server.url, "-n", "300", "-c", "10", "-w", "1")
+    check_document(doc, 300)
+    assert delay_server.count_requests() - before == 300
+    lat = doc["latency_us"]
+    assert lat["min"] >= delay_us
+    assert abs(lat["p50"] - delay_us) < 1000
+
+
+def test_refused_connection_exits_3():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = fastload("run", f"http://127.0.0.1:{port}/", "-n", "10")
+    assert p.returncode == 3
+    assert "cannot connect" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [(["ftp://127.0.0.1/"], "scheme"), (["http://127.0.0.1/", "-d", "soon"], "duration"),
+     (["http://127.0.0.1/", "-c", "0"], "connections"), (["http://127.0.0.1/", "-H", "oops"], "header"),
+     (["http://127.0.0.1/", "--body-file", "/nonexistent"], "body-file"),
+     (["http://127.0.0.1/", "--protocol", "h3"], "protocol")],
+)
+def test_bad_input_exits_2_before_traffic(args, needle):
+    p = fastload("run", *args)
+    assert p.returncode == 2, p.stderr
+    assert needle in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_slo_gates_exit_codes_and_json(nginx_h1):
+    p = fastload("run", nginx_h1.url, "-n", "500", "-c", "2", "-w", "1", "--json", "-", "--quiet",
+                 "--slo", "p99<10s", "--slo", "errors==0", "--slo", "status_5xx==0")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["passed"] is True and [r["passed"] for r in doc["slo"]] == [True, True, True]
+    p = fastload("run", nginx_h1.url, "-n", "500", "-c", "2", "-w", "1", "--json", "-", "--quiet",
+                 "--slo", "p99<10s", "--slo", "rps>=1000000000")
+    assert p.returncode == 1, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["passed"] is False
+    assert doc["slo"][1] == {"expr": "rps>=1000000000", "metric": "rps", "op": ">=",
+                             "threshold": 1e9, "value": doc["rps"], "passed": False}
+    p = fastload("run", nginx_h1.url, "-n", "500", "--slo", "p99<<5ms")
+    assert p.returncode == 2 and "<5ms" in p.stderr
