@@ -407,11 +407,13 @@ cdef class H2ClientCore:
         s.state = ST_FREE
         self.in_flight -= 1
         self._update_exhausted()
-        return r
+        if r < 0:
+            return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+        return 0
 
     cdef int _stream_error(self, _H2Slot* s, int code) noexcept:
         if self._put_u32(F_RST_STREAM, s.sid, <uint32_t>code) < 0:
-            return -1
+            return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
         return self._finish(s, EV_RESET, -1)
 
     cdef void start(self) noexcept:
@@ -623,7 +625,7 @@ cdef class H2ClientCore:
         s.recv_consumed += length
         if s.recv_consumed > MAX_WINDOW // 2:
             if self._put_u32(F_WINDOW_UPDATE, sid, <uint32_t>s.recv_consumed) < 0:
-                return -1
+                return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
             s.recv_consumed = 0
         return 0
 
