@@ -45,19 +45,26 @@
 #                      receive_py(bytes) -> tuple[list[tuple[kind, status, sent_ns, body_bytes]], bytes]
 #
 # REFINEMENTS (as implemented):
-#   - error_msg() -> str describes the connection error (error_code is the RFC 9113 code,
-#     0 while healthy). After a connection error every receive() returns -1 and can_submit() is 0.
-#   - A malformed response on an open stream (no/invalid :status, DATA before HEADERS, HEADERS
-#     without END_STREAM after the final response, stream WINDOW_UPDATE overflow) is a stream
-#     error: RST_STREAM(PROTOCOL_ERROR/FLOW_CONTROL_ERROR) is written and EV_RESET reported with
-#     status -1 (ev_status carries the peer's :status otherwise, or 0 for RST/REFUSED/TIMEOUT).
-#   - ev_body_bytes is the DATA payload received so far for every kind (padding excluded).
-#   - Extra Python helpers for tests: can_submit_py(), expire_py(older_than_ns) -> (events, out),
-#     peer_max_frame_size, peer_max_concurrent, conn_send_window, last_stream_id (GOAWAY).
-#   - _h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response: the session's
-#     loop (submit n_streams, receive one recorded server flight, clear) with no Python per call.
+#   - max_streams is 1..65536 (ValueError otherwise); the slot table has 2*next_pow2(max_streams)
+#     entries so the next odd stream id almost always lands on a free slot.
+#   - error_msg() -> str describes the connection error; error_code is the RFC 9113 code (0 while
+#     healthy). After a connection error receive() returns -1 at once, can_submit() is false, and
+#     the streams still in flight get NO events: the session accounts for them via in_flight.
+#   - A malformed response on an open stream (missing/invalid :status, 1xx with END_STREAM, DATA
+#     before the final HEADERS, HEADERS without END_STREAM after the final response, 0 or
+#     overflowing stream WINDOW_UPDATE) is a stream error: RST_STREAM(PROTOCOL_ERROR or
+#     FLOW_CONTROL_ERROR) goes into out and EV_RESET is reported with ev_status -1. Otherwise
+#     ev_status is the final :status for EV_DONE and 0 for EV_RESET/EV_REFUSED/EV_TIMEOUT.
+#   - ev_body_bytes is the DATA payload received for the stream (padding excluded), every kind.
+#   - content-length is not checked against the body (HEAD responses would need the method).
+#   - Python helpers besides the contract's: can_submit_py(), expire_py(older_than_ns) ->
+#     (events, out), error_msg(), readable peer_max_frame_size, peer_max_concurrent,
+#     peer_initial_window, conn_send_window, last_stream_id and goaway_code (after GOAWAY),
+#     next_stream_id (settable, for tests reaching the end of the id space).
+#   - _h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response for the
+#     session's loop (submit n_streams, receive one recorded server flight, clear), all in C.
 from libc.stdlib cimport malloc, realloc, calloc, free
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy
 
 DEF EV_DONE = 1
 DEF EV_RESET = 2
@@ -190,12 +197,12 @@ cdef class H2ClientCore:
     cdef uint32_t _next_sid
     cdef int _max_streams
 
-    cdef public int64_t peer_max_concurrent
-    cdef public int64_t peer_initial_window
-    cdef public int64_t peer_max_frame_size
-    cdef public int64_t conn_send_window
-    cdef public int64_t last_stream_id
-    cdef public int64_t goaway_code
+    cdef readonly int64_t peer_max_concurrent
+    cdef readonly int64_t peer_initial_window
+    cdef readonly int64_t peer_max_frame_size
+    cdef readonly int64_t conn_send_window
+    cdef readonly int64_t last_stream_id
+    cdef readonly int64_t goaway_code
     cdef int64_t _conn_recv_window
     cdef int64_t _conn_recv_consumed
     cdef bint _got_settings
@@ -213,8 +220,8 @@ cdef class H2ClientCore:
 
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100):
         cdef uint32_t nslots = 1
-        if max_streams < 1:
-            raise ValueError("max_streams must be >= 1")
+        if max_streams < 1 or max_streams > 65536:
+            raise ValueError("max_streams must be in 1..65536")
         self._block = header_block
         self._body = body
         self._body_len = len(body)
