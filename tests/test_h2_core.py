@@ -629,3 +629,58 @@ def _bench(n_streams=32, rounds=20000):
 
 def test_bench_runs():
     assert _bench(rounds=50) > 0
+
+
+def settings_frame(**values):
+    payload = b"".join(struct.pack(">HI", getattr(SettingCodes, k), v) for k, v in values.items())
+    return frame(4, 0, 0, payload)
+
+
+def test_initial_window_change_applies_to_open_streams():
+    core = raw_core(n_submit=2)
+    events, out = core.receive_py(frame(8, 0, 1, struct.pack(">I", 2**31 - 1 - 65535)))
+    assert out == b"" and core.error_code == 0
+    # Stream 1 is at 2**31-1 now: raising the initial window by one overflows it.
+    events, out = core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=65536))
+    assert core.error_code == FLOW_CONTROL_ERROR
+
+
+def test_stream_window_overflow_resets_only_that_stream():
+    core = raw_core(n_submit=2)
+    events, out = core.receive_py(frame(8, 0, 3, struct.pack(">I", 2**31 - 1)))
+    assert events == [(EV_RESET, -1, 101, 0)]
+    assert out == frame(3, 0, 3, struct.pack(">I", FLOW_CONTROL_ERROR))
+    assert core.in_flight == 1 and core.error_code == 0
+
+
+def test_peer_max_frame_size_rebuilds_the_template():
+    big = [*REQUEST_HEADERS, *[(f"x-h-{i}".encode(), b"w" * 100) for i in range(250)]]
+    block = request_block(big)
+    assert 16384 < len(block) < 65536
+    core = _core.H2ClientCore(block, b"p" * 70000, 4)
+    core.start_py()
+    events, out = core.receive_py(
+        settings_frame(MAX_FRAME_SIZE=65536, INITIAL_WINDOW_SIZE=1 << 20)
+        + frame(8, 0, 0, struct.pack(">I", 1 << 20))
+    )
+    assert core.peer_max_frame_size == 65536
+    out = core.submit_py(1)
+    # One HEADERS frame with END_HEADERS, then DATA frames of at most 65536 bytes.
+    assert out[:5] == struct.pack(">I", len(block))[1:] + bytes([1, 4])
+    rest = out[9 + len(block) :]
+    assert rest[:5] == struct.pack(">I", 65536)[1:] + bytes([0, 0])
+    assert rest[9 + 65536 : 9 + 65536 + 5] == struct.pack(">I", 70000 - 65536)[1:] + bytes([0, 1])
+    assert len(rest) == 18 + 70000
+    # h2 with the same settings reassembles the request.
+    server = H2Server()
+    # A SETTINGS change (not initial values) so that h2 also raises its own inbound limit on ACK.
+    server.conn.update_settings(
+        {SettingCodes.MAX_FRAME_SIZE: 65536, SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20}
+    )
+    core2 = _core.H2ClientCore(block, b"p" * 70000, 4)
+    server.feed(core2.start_py())
+    server.conn.increment_flow_control_window(1 << 20)
+    events, out = core2.receive_py(server.out())
+    server.feed(out)  # h2 applies a new inbound frame limit only from its next receive_data()
+    server.feed(core2.submit_py(1))
+    assert server.bodies[1] == b"p" * 70000 and server.requests[1][b"x-h-249"] == b"w" * 100
