@@ -43,10 +43,876 @@
 #     cdef public int error_code
 #     Python test API: start_py() -> bytes, submit_py(sent_ns) -> bytes,
 #                      receive_py(bytes) -> tuple[list[tuple[kind, status, sent_ns, body_bytes]], bytes]
+#
+# REFINEMENTS (as implemented):
+#   - max_streams is 1..65536 (ValueError otherwise); the slot table has 2*next_pow2(max_streams)
+#     entries so the next odd stream id almost always lands on a free slot.
+#   - error_msg() -> str describes the connection error; error_code is the RFC 9113 code (0 while
+#     healthy). After a connection error receive() returns -1 at once, can_submit() is false, and
+#     the streams still in flight get NO events: the session accounts for them via in_flight.
+#   - A malformed response on an open stream (missing/invalid :status, 1xx with END_STREAM, DATA
+#     before the final HEADERS, HEADERS without END_STREAM after the final response, 0 or
+#     overflowing stream WINDOW_UPDATE) is a stream error: RST_STREAM(PROTOCOL_ERROR or
+#     FLOW_CONTROL_ERROR) goes into out and EV_RESET is reported with ev_status -1. Otherwise
+#     ev_status is the final :status for EV_DONE and 0 for EV_RESET/EV_REFUSED/EV_TIMEOUT.
+#   - ev_body_bytes is the DATA payload received for the stream (padding excluded), every kind.
+#   - content-length is not checked against the body (HEAD responses would need the method).
+#   - Python helpers besides the contract's: can_submit_py(), expire_py(older_than_ns) ->
+#     (events, out), error_msg(), readable peer_max_frame_size, peer_max_concurrent,
+#     peer_initial_window, conn_send_window, last_stream_id and goaway_code (after GOAWAY),
+#     next_stream_id (settable, for tests reaching the end of the id space).
+#   - _h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response for the
+#     session's loop (submit n_streams, receive one recorded server flight, clear), all in C.
+from libc.stdlib cimport malloc, realloc, calloc, free
+from libc.string cimport memcpy
+
 DEF EV_DONE = 1
 DEF EV_RESET = 2
 DEF EV_REFUSED = 3
 DEF EV_TIMEOUT = 4
 
+DEF H2_NO_ERROR = 0
+DEF H2_PROTOCOL_ERROR = 1
+DEF H2_INTERNAL_ERROR = 2
+DEF H2_FLOW_CONTROL_ERROR = 3
+DEF H2_STREAM_CLOSED = 5
+DEF H2_FRAME_SIZE_ERROR = 6
+DEF H2_REFUSED_STREAM = 7
+DEF H2_CANCEL = 8
+DEF H2_COMPRESSION_ERROR = 9
+
+DEF F_DATA = 0
+DEF F_HEADERS = 1
+DEF F_PRIORITY = 2
+DEF F_RST_STREAM = 3
+DEF F_SETTINGS = 4
+DEF F_PUSH_PROMISE = 5
+DEF F_PING = 6
+DEF F_GOAWAY = 7
+DEF F_WINDOW_UPDATE = 8
+DEF F_CONTINUATION = 9
+
+DEF FL_END_STREAM = 0x1
+DEF FL_ACK = 0x1
+DEF FL_END_HEADERS = 0x4
+DEF FL_PADDED = 0x8
+DEF FL_PRIORITY = 0x20
+
+# Our SETTINGS_MAX_FRAME_SIZE is never raised: 16 KiB frames keep the pending buffer small.
+DEF OUR_MAX_FRAME = 16384
+DEF MAX_WINDOW = 2147483647
+DEF MAX_SID = 2147483647
+# A header block larger than this (joined across CONTINUATION) is refused rather than buffered
+# without bound: a peer streaming CONTINUATION forever is a known DoS pattern.
+DEF MAX_HEADER_BLOCK = 1048576
+DEF ST_FREE = 0
+DEF ST_OPEN = 1
+
+# TEMPORARY stand-in for HpackDecoder until the hpack branch is merged (same C interface).
+cdef class _HpackShim:
+    cdef object _dec
+    cdef public int status
+    cdef public int64_t content_length
+
+    def __cinit__(self):
+        import hpack
+        self._dec = hpack.Decoder()
+
+    cdef int decode(self, const uint8_t* data, Py_ssize_t n) noexcept:
+        self.status = -1
+        self.content_length = -1
+        try:
+            for name, value in self._dec.decode(data[:n], raw=True):
+                if name == b":status":
+                    self.status = int(value)
+                elif name == b"content-length":
+                    self.content_length = int(value)
+        except Exception:
+            return -1
+        return 0
+
+
+ctypedef struct _H2Slot:
+    uint32_t sid
+    int state
+    int status            # 0 until the final (non-1xx) response HEADERS arrived
+    int64_t sent_ns
+    int64_t body_bytes
+    int64_t send_win
+    int64_t recv_consumed
+
+
+cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 16) | (<uint32_t>p[1] << 8) | p[2]
+
+
+cdef inline uint32_t _rd32(const uint8_t* p) noexcept nogil:
+    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+
+
+cdef inline void _wr32(uint8_t* p, uint32_t v) noexcept nogil:
+    p[0] = <uint8_t>(v >> 24)
+    p[1] = <uint8_t>(v >> 16)
+    p[2] = <uint8_t>(v >> 8)
+    p[3] = <uint8_t>v
+
+
+cdef inline void _wr_fh(uint8_t* p, uint32_t length, uint8_t ftype, uint8_t flags,
+                        uint32_t sid) noexcept nogil:
+    p[0] = <uint8_t>(length >> 16)
+    p[1] = <uint8_t>(length >> 8)
+    p[2] = <uint8_t>length
+    p[3] = ftype
+    p[4] = flags
+    _wr32(p + 5, sid & 0x7FFFFFFF)
+
+
 cdef class H2ClientCore:
-    pass
+    cdef uint8_t* out
+    cdef Py_ssize_t out_len
+    cdef Py_ssize_t out_cap
+
+    cdef int n_events
+    cdef int ev_cap
+    cdef int* ev_kind
+    cdef int* ev_status
+    cdef int64_t* ev_sent_ns
+    cdef int64_t* ev_body_bytes
+
+    cdef public int in_flight
+    cdef public bint goaway_received
+    cdef public bint exhausted
+    cdef public int error_code
+    cdef const char* _err
+    cdef bint _dead
+
+    cdef bytes _block
+    cdef bytes _body
+    cdef uint8_t* _tmpl          # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
+    cdef Py_ssize_t _tmpl_len
+    cdef Py_ssize_t _body_len
+
+    cdef _H2Slot* _slots
+    cdef uint32_t _mask
+    cdef uint32_t _next_sid
+    cdef int _max_streams
+
+    cdef readonly int64_t peer_max_concurrent
+    cdef readonly int64_t peer_initial_window
+    cdef readonly int64_t peer_max_frame_size
+    cdef readonly int64_t conn_send_window
+    cdef readonly int64_t last_stream_id
+    cdef readonly int64_t goaway_code
+    cdef int64_t _conn_recv_window
+    cdef int64_t _conn_recv_consumed
+    cdef bint _got_settings
+
+    cdef uint8_t* _pend          # incomplete tail of the input: at most one frame
+    cdef Py_ssize_t _pend_len
+
+    cdef uint8_t* _hbuf          # header block joined across CONTINUATION
+    cdef Py_ssize_t _hlen
+    cdef Py_ssize_t _hcap
+    cdef uint32_t _cont_sid      # != 0 while CONTINUATION frames are expected
+    cdef bint _cont_end_stream
+
+    cdef _HpackShim hpack
+
+    def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100):
+        cdef uint32_t nslots = 1
+        if max_streams < 1 or max_streams > 65536:
+            raise ValueError("max_streams must be in 1..65536")
+        self._block = header_block
+        self._body = body
+        self._body_len = len(body)
+        self._max_streams = max_streams
+        # Twice the stream limit so that the next odd id is nearly always on a free slot.
+        while nslots < <uint32_t>max_streams * 2:
+            nslots <<= 1
+        self._slots = <_H2Slot*>calloc(nslots, sizeof(_H2Slot))
+        self._mask = nslots - 1
+        self._next_sid = 1
+        self.out_cap = 4096
+        self.out = <uint8_t*>malloc(self.out_cap)
+        self.ev_cap = 64
+        self.ev_kind = <int*>malloc(self.ev_cap * sizeof(int))
+        self.ev_status = <int*>malloc(self.ev_cap * sizeof(int))
+        self.ev_sent_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self.ev_body_bytes = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self._pend = <uint8_t*>malloc(9 + OUR_MAX_FRAME)
+        self._hcap = 4096
+        self._hbuf = <uint8_t*>malloc(self._hcap)
+        if (self._slots == NULL or self.out == NULL or self.ev_kind == NULL
+                or self.ev_status == NULL or self.ev_sent_ns == NULL
+                or self.ev_body_bytes == NULL or self._pend == NULL or self._hbuf == NULL):
+            raise MemoryError()
+        self.peer_max_concurrent = 0x7FFFFFFFFFFF
+        self.peer_initial_window = 65535
+        self.peer_max_frame_size = 16384
+        self.conn_send_window = 65535
+        self._conn_recv_window = 65535
+        self.last_stream_id = MAX_SID
+        self.goaway_code = -1
+        self.hpack = _HpackShim()
+        if self._build_template() < 0:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        free(self.out)
+        free(self.ev_kind)
+        free(self.ev_status)
+        free(self.ev_sent_ns)
+        free(self.ev_body_bytes)
+        free(self._slots)
+        free(self._pend)
+        free(self._hbuf)
+        free(self._tmpl)
+
+    # ---- buffers ---------------------------------------------------------------------------
+
+    cdef uint8_t* _reserve(self, Py_ssize_t n) noexcept:
+        """Room for n more bytes at out+out_len (caller advances out_len); NULL if out of memory."""
+        cdef Py_ssize_t cap = self.out_cap
+        cdef uint8_t* p
+        if self.out_len + n > cap:
+            while self.out_len + n > cap:
+                cap *= 2
+            p = <uint8_t*>realloc(self.out, cap)
+            if p == NULL:
+                return NULL
+            self.out = p
+            self.out_cap = cap
+        return self.out + self.out_len
+
+    cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body) noexcept:
+        cdef int cap
+        cdef void* p
+        if self.n_events == self.ev_cap:
+            cap = self.ev_cap * 2
+            p = realloc(self.ev_kind, cap * sizeof(int))
+            if p == NULL:
+                return -1
+            self.ev_kind = <int*>p
+            p = realloc(self.ev_status, cap * sizeof(int))
+            if p == NULL:
+                return -1
+            self.ev_status = <int*>p
+            p = realloc(self.ev_sent_ns, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ev_sent_ns = <int64_t*>p
+            p = realloc(self.ev_body_bytes, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ev_body_bytes = <int64_t*>p
+            self.ev_cap = cap
+        self.ev_kind[self.n_events] = kind
+        self.ev_status[self.n_events] = status
+        self.ev_sent_ns[self.n_events] = sent_ns
+        self.ev_body_bytes[self.n_events] = body
+        self.n_events += 1
+        return 0
+
+    cdef void clear_out(self) noexcept:
+        self.out_len = 0
+
+    cdef void clear_events(self) noexcept:
+        self.n_events = 0
+
+    cdef int _build_template(self) noexcept:
+        """Request frames for the current peer max frame size; rebuilt when it changes."""
+        cdef const uint8_t* blk = self._block
+        cdef Py_ssize_t blen = len(self._block)
+        cdef const uint8_t* body = self._body
+        cdef Py_ssize_t fmax = self.peer_max_frame_size
+        cdef Py_ssize_t nh = (blen + fmax - 1) // fmax if blen else 1
+        cdef Py_ssize_t nd = (self._body_len + fmax - 1) // fmax
+        cdef Py_ssize_t total = blen + self._body_len + 9 * (nh + nd)
+        cdef Py_ssize_t off = 0, pos = 0, chunk
+        cdef uint8_t flags
+        cdef uint8_t* t = <uint8_t*>realloc(self._tmpl, total if total else 1)
+        if t == NULL:
+            return -1
+        self._tmpl = t
+        # HEADERS, then CONTINUATION for whatever does not fit in one frame.
+        while True:
+            chunk = blen - pos
+            if chunk > fmax:
+                chunk = fmax
+            flags = 0
+            if pos + chunk == blen:
+                flags |= FL_END_HEADERS
+            if pos == 0 and self._body_len == 0:
+                flags |= FL_END_STREAM
+            _wr_fh(t + off, <uint32_t>chunk, F_HEADERS if pos == 0 else F_CONTINUATION, flags, 0)
+            memcpy(t + off + 9, blk + pos, chunk)
+            off += 9 + chunk
+            pos += chunk
+            if pos >= blen:
+                break
+        pos = 0
+        while pos < self._body_len:
+            chunk = self._body_len - pos
+            if chunk > fmax:
+                chunk = fmax
+            _wr_fh(t + off, <uint32_t>chunk, F_DATA,
+                   FL_END_STREAM if pos + chunk == self._body_len else 0, 0)
+            memcpy(t + off + 9, body + pos, chunk)
+            off += 9 + chunk
+            pos += chunk
+        self._tmpl_len = off
+        return 0
+
+    # ---- outbound control frames ------------------------------------------------------------
+
+    cdef int _put_frame(self, uint8_t ftype, uint8_t flags, uint32_t sid,
+                        const uint8_t* payload, uint32_t n) noexcept:
+        cdef uint8_t* p = self._reserve(9 + n)
+        if p == NULL:
+            return -1
+        _wr_fh(p, n, ftype, flags, sid)
+        if n:
+            memcpy(p + 9, payload, n)
+        self.out_len += 9 + n
+        return 0
+
+    cdef int _put_u32(self, uint8_t ftype, uint32_t sid, uint32_t v) noexcept:
+        cdef uint8_t b[4]
+        _wr32(b, v)
+        return self._put_frame(ftype, 0, sid, b, 4)
+
+    cdef int _conn_error(self, int code, const char* msg) noexcept:
+        cdef uint8_t b[8]
+        if self._dead:
+            return -1
+        self._dead = True
+        self.error_code = code
+        self._err = msg
+        # Last-Stream-ID 0: we never process server-initiated streams.
+        _wr32(b, 0)
+        _wr32(b + 4, <uint32_t>code)
+        self._put_frame(F_GOAWAY, 0, 0, b, 8)
+        return -1
+
+    def error_msg(self):
+        return self._err.decode() if self._err != NULL else ""
+
+    # ---- streams ----------------------------------------------------------------------------
+
+    cdef inline _H2Slot* _lookup(self, uint32_t sid) noexcept:
+        cdef _H2Slot* s = &self._slots[((sid - 1) >> 1) & self._mask]
+        if s.state == ST_OPEN and s.sid == sid:
+            return s
+        return NULL
+
+    cdef inline void _update_exhausted(self) noexcept:
+        self.exhausted = self.in_flight == 0 and (
+            self.goaway_received or self._next_sid > MAX_SID or self._dead)
+
+    cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
+        cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes)
+        s.state = ST_FREE
+        self.in_flight -= 1
+        self._update_exhausted()
+        if r < 0:
+            return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+        return 0
+
+    cdef int _stream_error(self, _H2Slot* s, int code) noexcept:
+        if self._put_u32(F_RST_STREAM, s.sid, <uint32_t>code) < 0:
+            return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+        return self._finish(s, EV_RESET, -1)
+
+    cdef void start(self) noexcept:
+        cdef uint8_t b[18]
+        cdef uint8_t* p = self._reserve(24)
+        if p == NULL:
+            return
+        memcpy(p, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24)
+        self.out_len += 24
+        # HEADER_TABLE_SIZE=4096, ENABLE_PUSH=0, INITIAL_WINDOW_SIZE=2^31-1: with the largest
+        # stream window the peer almost never waits for our stream WINDOW_UPDATEs.
+        b[0] = 0; b[1] = 1; _wr32(b + 2, 4096)
+        b[6] = 0; b[7] = 2; _wr32(b + 8, 0)
+        b[12] = 0; b[13] = 4; _wr32(b + 14, MAX_WINDOW)
+        self._put_frame(F_SETTINGS, 0, 0, b, 18)
+        self._put_u32(F_WINDOW_UPDATE, 0, MAX_WINDOW - 65535)
+        self._conn_recv_window = MAX_WINDOW
+
+    cdef bint can_submit(self) noexcept:
+        cdef int64_t limit = self._max_streams
+        if self.peer_max_concurrent < limit:
+            limit = self.peer_max_concurrent
+        return (not self._dead and not self.goaway_received and self.in_flight < limit
+                and self._next_sid <= MAX_SID
+                and self._body_len <= self.conn_send_window
+                and self._body_len <= self.peer_initial_window)
+
+    cdef int submit(self, int64_t sent_ns) noexcept:
+        cdef uint32_t sid
+        cdef _H2Slot* s
+        cdef uint8_t* p
+        cdef Py_ssize_t off = 0
+        if not self.can_submit():
+            return -1
+        sid = self._next_sid
+        # in_flight < max_streams <= nslots/2 guarantees a free slot within a few steps.
+        while True:
+            s = &self._slots[((sid - 1) >> 1) & self._mask]
+            if s.state == ST_FREE:
+                break
+            sid += 2
+        if sid > MAX_SID:
+            self._next_sid = sid
+            self._update_exhausted()
+            return -1
+        p = self._reserve(self._tmpl_len)
+        if p == NULL:
+            return -1
+        memcpy(p, self._tmpl, self._tmpl_len)
+        while off < self._tmpl_len:
+            _wr32(p + off + 5, sid)
+            off += 9 + _rd24(p + off)
+        self.out_len += self._tmpl_len
+        s.sid = sid
+        s.state = ST_OPEN
+        s.status = 0
+        s.sent_ns = sent_ns
+        s.body_bytes = 0
+        s.recv_consumed = 0
+        s.send_win = self.peer_initial_window - self._body_len
+        self.conn_send_window -= self._body_len
+        self._next_sid = sid + 2
+        self.in_flight += 1
+        self.exhausted = False
+        return 0
+
+    cdef int expire(self, int64_t older_than_ns) noexcept:
+        cdef uint32_t i
+        cdef int n = 0
+        cdef _H2Slot* s
+        for i in range(self._mask + 1):
+            s = &self._slots[i]
+            if s.state == ST_OPEN and s.sent_ns < older_than_ns:
+                self._put_u32(F_RST_STREAM, s.sid, H2_CANCEL)
+                self._finish(s, EV_TIMEOUT, 0)
+                n += 1
+        return n
+
+    # ---- inbound ----------------------------------------------------------------------------
+
+    cdef int receive(self, const uint8_t* data, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t take, flen
+        if self._dead:
+            return -1
+        if self._pend_len:
+            if self._pend_len < 9:
+                take = 9 - self._pend_len
+                if take > n:
+                    take = n
+                memcpy(self._pend + self._pend_len, data, take)
+                self._pend_len += take
+                data += take
+                n -= take
+                if self._pend_len < 9:
+                    return 0
+                if _rd24(self._pend) > OUR_MAX_FRAME:
+                    return self._conn_error(H2_FRAME_SIZE_ERROR, b"frame larger than MAX_FRAME_SIZE")
+            flen = 9 + _rd24(self._pend)
+            take = flen - self._pend_len
+            if take > n:
+                take = n
+            memcpy(self._pend + self._pend_len, data, take)
+            self._pend_len += take
+            data += take
+            n -= take
+            if self._pend_len < flen:
+                return 0
+            self._pend_len = 0
+            if self._frame(self._pend) < 0:
+                return -1
+        while n >= 9:
+            flen = _rd24(data)
+            if flen > OUR_MAX_FRAME:
+                return self._conn_error(H2_FRAME_SIZE_ERROR, b"frame larger than MAX_FRAME_SIZE")
+            flen += 9
+            if n < flen:
+                break
+            if self._frame(data) < 0:
+                return -1
+            data += flen
+            n -= flen
+        if n:
+            # Only the incomplete tail is copied, never the whole input.
+            memcpy(self._pend, data, n)
+            self._pend_len = n
+        return 0
+
+    cdef int _frame(self, const uint8_t* f) noexcept:
+        cdef uint32_t length = _rd24(f)
+        cdef uint8_t ftype = f[3]
+        cdef uint8_t flags = f[4]
+        cdef uint32_t sid = _rd32(f + 5) & 0x7FFFFFFF
+        cdef const uint8_t* p = f + 9
+        if self._cont_sid:
+            if ftype != F_CONTINUATION or sid != self._cont_sid:
+                return self._conn_error(H2_PROTOCOL_ERROR, b"expected CONTINUATION")
+            return self._continuation(flags, p, length)
+        if not self._got_settings:
+            # The server connection preface is a SETTINGS frame (RFC 9113 3.4).
+            if ftype != F_SETTINGS or (flags & FL_ACK):
+                return self._conn_error(H2_PROTOCOL_ERROR, b"server preface is not SETTINGS")
+            self._got_settings = True
+        if ftype == F_DATA:
+            return self._data(flags, sid, p, length)
+        if ftype == F_HEADERS:
+            return self._headers(flags, sid, p, length)
+        if ftype == F_SETTINGS:
+            return self._settings(flags, sid, p, length)
+        if ftype == F_WINDOW_UPDATE:
+            return self._window_update(sid, p, length)
+        if ftype == F_PING:
+            if sid != 0:
+                return self._conn_error(H2_PROTOCOL_ERROR, b"PING on a stream")
+            if length != 8:
+                return self._conn_error(H2_FRAME_SIZE_ERROR, b"PING length is not 8")
+            if not (flags & FL_ACK):
+                return self._put_frame(F_PING, FL_ACK, 0, p, 8)
+            return 0
+        if ftype == F_RST_STREAM:
+            return self._rst(sid, p, length)
+        if ftype == F_GOAWAY:
+            return self._goaway(sid, p, length)
+        if ftype == F_PRIORITY:
+            if sid == 0:
+                return self._conn_error(H2_PROTOCOL_ERROR, b"PRIORITY on stream 0")
+            if length != 5:
+                return self._conn_error(H2_FRAME_SIZE_ERROR, b"PRIORITY length is not 5")
+            return 0
+        if ftype == F_PUSH_PROMISE:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"PUSH_PROMISE with ENABLE_PUSH=0")
+        if ftype == F_CONTINUATION:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"unexpected CONTINUATION")
+        return 0  # unknown frame types are ignored (RFC 9113 4.1)
+
+    cdef inline int _idle(self, uint32_t sid) noexcept:
+        # Even ids would be server-initiated (push is off); ids >= _next_sid were never opened.
+        return (sid & 1) == 0 or sid >= self._next_sid
+
+    cdef int _data(self, uint8_t flags, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:
+        cdef uint32_t dlen = length
+        cdef _H2Slot* s
+        if sid == 0:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"DATA on stream 0")
+        if flags & FL_PADDED:
+            if length < 1 or p[0] >= length:
+                return self._conn_error(H2_PROTOCOL_ERROR, b"DATA padding too long")
+            dlen = length - 1 - p[0]
+        if self._idle(sid):
+            return self._conn_error(H2_PROTOCOL_ERROR, b"DATA on an idle stream")
+        # The whole frame (padding included) counts against the connection window even for
+        # streams we already closed; replenish in one batch once half the window is used.
+        self._conn_recv_window -= length
+        if self._conn_recv_window < 0:
+            return self._conn_error(H2_FLOW_CONTROL_ERROR, b"connection receive window exceeded")
+        self._conn_recv_consumed += length
+        if self._conn_recv_consumed > MAX_WINDOW // 2:
+            if self._put_u32(F_WINDOW_UPDATE, 0, <uint32_t>self._conn_recv_consumed) < 0:
+                return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+            self._conn_recv_window += self._conn_recv_consumed
+            self._conn_recv_consumed = 0
+        s = self._lookup(sid)
+        if s == NULL:
+            return 0
+        if s.status == 0:
+            return self._stream_error(s, H2_PROTOCOL_ERROR)
+        s.body_bytes += dlen
+        if flags & FL_END_STREAM:
+            return self._finish(s, EV_DONE, s.status)
+        s.recv_consumed += length
+        if s.recv_consumed > MAX_WINDOW // 2:
+            if self._put_u32(F_WINDOW_UPDATE, sid, <uint32_t>s.recv_consumed) < 0:
+                return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+            s.recv_consumed = 0
+        return 0
+
+    cdef int _headers(self, uint8_t flags, uint32_t sid, const uint8_t* p,
+                      uint32_t length) noexcept:
+        cdef uint32_t pad = 0
+        if sid == 0:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"HEADERS on stream 0")
+        if flags & FL_PADDED:
+            if length < 1:
+                return self._conn_error(H2_FRAME_SIZE_ERROR, b"HEADERS too short for padding")
+            pad = p[0]
+            p += 1
+            length -= 1
+        if flags & FL_PRIORITY:
+            if length < 5:
+                return self._conn_error(H2_FRAME_SIZE_ERROR, b"HEADERS too short for priority")
+            p += 5
+            length -= 5
+        if pad > length:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"HEADERS padding too long")
+        length -= pad
+        if self._idle(sid):
+            return self._conn_error(H2_PROTOCOL_ERROR, b"HEADERS on an idle stream")
+        if flags & FL_END_HEADERS:
+            return self._header_block(sid, flags & FL_END_STREAM, p, length)
+        if self._hbuf_append(p, length) < 0:
+            return -1
+        self._cont_sid = sid
+        self._cont_end_stream = flags & FL_END_STREAM
+        return 0
+
+    cdef int _hbuf_append(self, const uint8_t* p, uint32_t n) noexcept:
+        cdef Py_ssize_t cap = self._hcap
+        cdef uint8_t* b
+        if self._hlen + n > MAX_HEADER_BLOCK:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"header block too large")
+        if self._hlen + n > cap:
+            while self._hlen + n > cap:
+                cap *= 2
+            b = <uint8_t*>realloc(self._hbuf, cap)
+            if b == NULL:
+                return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+            self._hbuf = b
+            self._hcap = cap
+        memcpy(self._hbuf + self._hlen, p, n)
+        self._hlen += n
+        return 0
+
+    cdef int _continuation(self, uint8_t flags, const uint8_t* p, uint32_t length) noexcept:
+        cdef uint32_t sid
+        cdef Py_ssize_t n
+        if self._hbuf_append(p, length) < 0:
+            return -1
+        if not (flags & FL_END_HEADERS):
+            return 0
+        sid = self._cont_sid
+        n = self._hlen
+        self._cont_sid = 0
+        self._hlen = 0
+        return self._header_block(sid, self._cont_end_stream, self._hbuf, n)
+
+    cdef int _header_block(self, uint32_t sid, bint end_stream, const uint8_t* p,
+                           Py_ssize_t n) noexcept:
+        cdef _H2Slot* s
+        cdef int status
+        # Decoded even for streams we no longer track: the dynamic table must stay in sync.
+        if self.hpack.decode(p, n) < 0:
+            return self._conn_error(H2_COMPRESSION_ERROR, b"HPACK decoding failed")
+        s = self._lookup(sid)
+        if s == NULL:
+            return 0
+        status = self.hpack.status
+        if s.status != 0:
+            # Trailers: only valid as the end of the stream.
+            if not end_stream:
+                return self._stream_error(s, H2_PROTOCOL_ERROR)
+            return self._finish(s, EV_DONE, s.status)
+        if status < 100 or status > 999 or status == 101:
+            return self._stream_error(s, H2_PROTOCOL_ERROR)
+        if status < 200:
+            # Informational: the final response follows on the same stream.
+            if end_stream:
+                return self._stream_error(s, H2_PROTOCOL_ERROR)
+            return 0
+        s.status = status
+        if end_stream:
+            return self._finish(s, EV_DONE, status)
+        return 0
+
+    cdef int _settings(self, uint8_t flags, uint32_t sid, const uint8_t* p,
+                       uint32_t length) noexcept:
+        cdef uint32_t i, ident, v
+        cdef int64_t delta
+        cdef uint32_t k
+        cdef _H2Slot* s
+        if sid != 0:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"SETTINGS on a stream")
+        if flags & FL_ACK:
+            if length != 0:
+                return self._conn_error(H2_FRAME_SIZE_ERROR, b"SETTINGS ACK with payload")
+            return 0
+        if length % 6:
+            return self._conn_error(H2_FRAME_SIZE_ERROR, b"SETTINGS length not a multiple of 6")
+        i = 0
+        while i < length:
+            ident = (<uint32_t>p[i] << 8) | p[i + 1]
+            v = _rd32(p + i + 2)
+            i += 6
+            if ident == 2:
+                # A server must not enable push towards itself (RFC 9113 6.5.2).
+                if v != 0:
+                    return self._conn_error(H2_PROTOCOL_ERROR, b"server sent ENABLE_PUSH != 0")
+            elif ident == 3:
+                self.peer_max_concurrent = v
+            elif ident == 4:
+                if v > MAX_WINDOW:
+                    return self._conn_error(H2_FLOW_CONTROL_ERROR, b"INITIAL_WINDOW_SIZE too large")
+                delta = <int64_t>v - self.peer_initial_window
+                self.peer_initial_window = v
+                for k in range(self._mask + 1):
+                    s = &self._slots[k]
+                    if s.state == ST_OPEN:
+                        s.send_win += delta
+                        if s.send_win > MAX_WINDOW:
+                            return self._conn_error(H2_FLOW_CONTROL_ERROR,
+                                                    b"stream window overflow")
+            elif ident == 5:
+                if v < 16384 or v > 16777215:
+                    return self._conn_error(H2_PROTOCOL_ERROR, b"MAX_FRAME_SIZE out of range")
+                if v != self.peer_max_frame_size:
+                    self.peer_max_frame_size = v
+                    if self._build_template() < 0:
+                        return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+            # HEADER_TABLE_SIZE only constrains an encoder: our request blocks are stateless.
+        return self._put_frame(F_SETTINGS, FL_ACK, 0, NULL, 0)
+
+    cdef int _window_update(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:
+        cdef uint32_t inc
+        cdef _H2Slot* s
+        if length != 4:
+            return self._conn_error(H2_FRAME_SIZE_ERROR, b"WINDOW_UPDATE length is not 4")
+        inc = _rd32(p) & 0x7FFFFFFF
+        if sid == 0:
+            if inc == 0:
+                return self._conn_error(H2_PROTOCOL_ERROR, b"WINDOW_UPDATE increment 0")
+            self.conn_send_window += inc
+            if self.conn_send_window > MAX_WINDOW:
+                return self._conn_error(H2_FLOW_CONTROL_ERROR, b"connection window overflow")
+            return 0
+        if self._idle(sid):
+            return self._conn_error(H2_PROTOCOL_ERROR, b"WINDOW_UPDATE on an idle stream")
+        s = self._lookup(sid)
+        if s == NULL:
+            return 0
+        if inc == 0:
+            return self._stream_error(s, H2_PROTOCOL_ERROR)
+        s.send_win += inc
+        if s.send_win > MAX_WINDOW:
+            return self._stream_error(s, H2_FLOW_CONTROL_ERROR)
+        return 0
+
+    cdef int _rst(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:
+        cdef _H2Slot* s
+        cdef uint32_t code
+        if sid == 0:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"RST_STREAM on stream 0")
+        if length != 4:
+            return self._conn_error(H2_FRAME_SIZE_ERROR, b"RST_STREAM length is not 4")
+        if self._idle(sid):
+            return self._conn_error(H2_PROTOCOL_ERROR, b"RST_STREAM on an idle stream")
+        s = self._lookup(sid)
+        if s == NULL:
+            return 0
+        code = _rd32(p)
+        return self._finish(s, EV_REFUSED if code == H2_REFUSED_STREAM else EV_RESET, 0)
+
+    cdef int _goaway(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:
+        cdef uint32_t last, k
+        cdef _H2Slot* s
+        if sid != 0:
+            return self._conn_error(H2_PROTOCOL_ERROR, b"GOAWAY on a stream")
+        if length < 8:
+            return self._conn_error(H2_FRAME_SIZE_ERROR, b"GOAWAY shorter than 8")
+        last = _rd32(p) & 0x7FFFFFFF
+        self.goaway_received = True
+        self.goaway_code = _rd32(p + 4)
+        if last < self.last_stream_id:
+            self.last_stream_id = last
+        for k in range(self._mask + 1):
+            s = &self._slots[k]
+            if s.state == ST_OPEN and s.sid > self.last_stream_id:
+                if self._finish(s, EV_REFUSED, 0) < 0:
+                    return -1
+        self._update_exhausted()
+        return 0
+
+    # ---- Python test API ----------------------------------------------------------------------
+
+    cdef bytes _take_out(self):
+        cdef bytes b = self.out[:self.out_len]
+        self.clear_out()
+        return b
+
+    cdef list _take_events(self):
+        cdef list ev = [(self.ev_kind[i], self.ev_status[i], self.ev_sent_ns[i],
+                         self.ev_body_bytes[i]) for i in range(self.n_events)]
+        self.clear_events()
+        return ev
+
+    def start_py(self):
+        self.start()
+        return self._take_out()
+
+    def can_submit_py(self):
+        return self.can_submit()
+
+    def submit_py(self, int64_t sent_ns):
+        if self.submit(sent_ns) < 0:
+            return None
+        return self._take_out()
+
+    def receive_py(self, bytes data):
+        self.receive(data, len(data))
+        return self._take_events(), self._take_out()
+
+    def expire_py(self, int64_t older_than_ns):
+        self.expire(older_than_ns)
+        return self._take_events(), self._take_out()
+
+    property next_stream_id:
+        # Settable only so tests can reach the end of the 31-bit id space.
+        def __get__(self):
+            return self._next_sid
+
+        def __set__(self, uint32_t v):
+            self._next_sid = v | 1
+
+
+def _h2_bench(bytes header_block, bytes flight, int n_streams, int rounds):
+    """ns per response of the session loop: submit n_streams, receive a recorded flight, clear.
+
+    flight answers streams 1, 3, ... 2*n_streams-1 after the handshake; its stream ids are
+    rebased before every round (a few ns, included in the result).
+    """
+    import time
+    cdef H2ClientCore core = H2ClientCore(header_block, b"", n_streams)
+    cdef bytes settings = b"\0\0\0\x04\0\0\0\0\0"
+    cdef Py_ssize_t n = len(flight), off = 0, nf = 0
+    cdef uint8_t* buf = <uint8_t*>malloc(n)
+    cdef Py_ssize_t* offs = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (n // 9 + 1))
+    cdef uint32_t* sids = <uint32_t*>malloc(sizeof(uint32_t) * (n // 9 + 1))
+    cdef uint32_t base
+    cdef int r, i, j
+    cdef int64_t t0, t1
+    if buf == NULL or offs == NULL or sids == NULL:
+        free(buf); free(offs); free(sids)
+        raise MemoryError()
+    memcpy(buf, <const uint8_t*>flight, n)
+    while off + 9 <= n:
+        if _rd32(buf + off + 5):
+            offs[nf] = off
+            sids[nf] = _rd32(buf + off + 5)
+            nf += 1
+        off += 9 + _rd24(buf + off)
+    core.start()
+    core.receive(settings, 9)
+    core.clear_out()
+    t0 = time.perf_counter_ns()
+    for r in range(rounds):
+        base = core._next_sid - 1
+        for i in range(n_streams):
+            core.submit(i)
+        for j in range(nf):
+            _wr32(buf + offs[j] + 5, sids[j] + base)
+        if core.receive(buf, n) < 0 or core.n_events != n_streams:
+            free(buf); free(offs); free(sids)
+            raise RuntimeError(f"bench round {r}: {core.error_msg()} events={core.n_events}")
+        core.clear_events()
+        core.clear_out()
+    t1 = time.perf_counter_ns()
+    free(buf); free(offs); free(sids)
+    return (t1 - t0) / (<double>rounds * n_streams)
