@@ -7,6 +7,18 @@ only the session classes at the end touch a transport.
 """
 
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from fastload.errors import ProtocolError
+
+
+cdef inline int64_t now_ns() noexcept nogil:
+    """CLOCK_MONOTONIC in ns: the clock of time.monotonic_ns(), shared by all processes."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
+
 
 include "_hdr.pxi"
 include "_h1.pxi"

@@ -11,11 +11,593 @@
 #     cdef Py_ssize_t feed(self, const uint8_t* data, Py_ssize_t n) noexcept
 #         parses at most ONE response; returns bytes consumed (0..n) or -1 on a protocol error.
 #         The caller loops: while n: c = feed(p, n); if complete: handle; p += c; n -= c.
-#         Any split of the byte stream must give the same result (state machine, no rescans).
+#         Any split of the byte stream gives the same result: a byte-level state machine that
+#         never looks back, so nothing is buffered or rescanned.
 #     cdef int feed_eof(self) noexcept
 #         1: a read-until-close body completes now (complete is set); 0: nothing in progress;
 #         -1: EOF truncated a response (error set).
 #     def feed_py(self, bytes data) -> list[tuple[int, int, bool]]  # (status, body_bytes, keep_alive)
 #     def eof_py(self) -> tuple | None
+
+from libc.string cimport memchr
+
+# Error codes
+DEF H1_ERR_STATUS_LINE = 1
+DEF H1_ERR_HEADER = 2
+DEF H1_ERR_TOO_LARGE = 3
+DEF H1_ERR_CONTENT_LENGTH = 4
+DEF H1_ERR_CHUNK = 5
+DEF H1_ERR_TRUNCATED = 6
+
+H1_ERR_MESSAGES = {
+    1: "malformed status line",
+    2: "malformed header line",
+    3: "response header section larger than 64 KiB",
+    4: "invalid or conflicting Content-Length",
+    5: "malformed chunked encoding",
+    6: "connection closed before the response was complete",
+}
+
+DEF MAX_HEADER_BYTES = 65536
+DEF MAX_CHUNK_SIZE = 0x7FFFFFFFFFFFFFF   # 60 bits: overflow-safe for hex accumulation
+
+# States
+DEF S_START = 0          # before the status line (tolerates stray CR/LF)
+DEF S_VER = 1            # inside "HTTP/"
+DEF S_VER_MAJOR = 2
+DEF S_VER_DOT = 3
+DEF S_VER_MINOR = 4
+DEF S_VER_SP = 5
+DEF S_STATUS = 6
+DEF S_STATUS_END = 7     # after 3 digits: SP or end of line
+DEF S_REASON = 8
+DEF S_LINE_LF = 9        # saw CR at the end of the status line
+DEF S_HDR_START = 10
+DEF S_HDR_NAME = 11
+DEF S_HDR_VALUE_WS = 12
+DEF S_HDR_VALUE = 13
+DEF S_HDR_LF = 14
+DEF S_HDRS_END_LF = 15
+DEF S_BODY_CL = 16
+DEF S_BODY_EOF = 17
+DEF S_CHUNK_SIZE = 18
+DEF S_CHUNK_SIZE_WS = 19
+DEF S_CHUNK_EXT = 20
+DEF S_CHUNK_SIZE_LF = 21
+DEF S_CHUNK_DATA = 22
+DEF S_CHUNK_DATA_CR = 23
+DEF S_CHUNK_DATA_LF = 24
+DEF S_TRAILER_START = 25
+DEF S_TRAILER_LINE = 26
+DEF S_TRAILER_END_LF = 27
+
+# Header names we act on; bit flags of candidates while matching a name.
+DEF HN_CL = 1      # content-length
+DEF HN_TE = 2      # transfer-encoding
+DEF HN_CONN = 4    # connection
+
+cdef const char* NAME_CL = b"content-length"
+cdef const char* NAME_TE = b"transfer-encoding"
+cdef const char* NAME_CONN = b"connection"
+cdef const char* LIT_HTTP = b"HTTP/"
+cdef const char* LIT_CHUNKED = b"chunked"
+cdef const char* LIT_CLOSE = b"close"
+cdef const char* LIT_KEEP_ALIVE = b"keep-alive"
+
+# token characters (RFC 9110 tchar)
+cdef bint TCHAR[256]
+
+
+cdef void _init_tchar():
+    cdef int c
+    for c in range(256):
+        TCHAR[c] = (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or \
+            c in (33, 35, 36, 37, 38, 39, 42, 43, 45, 46, 94, 95, 96, 124, 126)
+
+
+_init_tchar()
+
+
+cdef inline uint8_t lower(uint8_t c) noexcept nogil:
+    return c + 32 if 65 <= c <= 90 else c
+
+
 cdef class H1ResponseParser:
-    pass
+    cdef public int status
+    cdef public int64_t body_bytes
+    cdef public bint keep_alive
+    cdef public bint complete
+    cdef public int error
+    cdef public bint expect_no_body
+
+    cdef int state
+    cdef int minor
+    cdef int major
+    cdef int idx                 # position inside a literal ("HTTP/") or a header name
+    cdef int cand                # candidate header names still matching
+    cdef int hdr                 # header whose value is being read (0: ignored)
+    cdef int64_t header_bytes
+    cdef int64_t content_length  # -1: none
+    cdef int64_t cl_value
+    cdef bint cl_digits
+    cdef bint cl_done            # trailing whitespace seen after the digits
+    cdef bint chunked
+    cdef bint has_te
+    cdef bint conn_close
+    cdef bint conn_keep_alive
+    # token matcher for Transfer-Encoding / Connection values
+    cdef int tok_len
+    cdef bint tok_ws             # whitespace after the token: only ',' or more whitespace may follow
+    cdef int tok_match           # bit 1: "chunked", 2: "close", 4: "keep-alive" still possible
+    cdef int64_t remaining
+    cdef int64_t chunk_size
+    cdef bint chunk_digits
+
+    def __cinit__(self):
+        self.reset()
+
+    cpdef reset(self):
+        """Ready for the first response of a new connection."""
+        self.error = 0
+        self.complete = False
+        self.start_response()
+
+    cdef inline void start_response(self) noexcept:
+        self.state = S_START
+        self.idx = 0
+        self.header_bytes = 0
+        self.content_length = -1
+        self.chunked = False
+        self.has_te = False
+        self.conn_close = False
+        self.conn_keep_alive = False
+        self.major = 0
+        self.minor = 0
+
+    def error_msg(self):
+        return H1_ERR_MESSAGES.get(self.error, "no error")
+
+    cdef inline Py_ssize_t fail(self, int code) noexcept:
+        self.error = code
+        return -1
+
+    cdef inline void tok_reset(self) noexcept:
+        self.tok_len = 0
+        self.tok_ws = False
+        self.tok_match = 7
+
+    cdef inline void tok_char(self, uint8_t c) noexcept:
+        c = lower(c)
+        if self.tok_len < 7 and <uint8_t>LIT_CHUNKED[self.tok_len] != c:
+            self.tok_match &= ~1
+        elif self.tok_len >= 7:
+            self.tok_match &= ~1
+        if self.tok_len < 5 and <uint8_t>LIT_CLOSE[self.tok_len] != c:
+            self.tok_match &= ~2
+        elif self.tok_len >= 5:
+            self.tok_match &= ~2
+        if self.tok_len < 10 and <uint8_t>LIT_KEEP_ALIVE[self.tok_len] != c:
+            self.tok_match &= ~4
+        elif self.tok_len >= 10:
+            self.tok_match &= ~4
+        self.tok_len += 1
+
+    cdef inline void tok_end(self) noexcept:
+        """A list element of Transfer-Encoding or Connection ended."""
+        if self.tok_len == 0:
+            return
+        if self.hdr == HN_TE:
+            # Only the final coding matters: chunked must be last to frame the body.
+            self.chunked = self.tok_len == 7 and (self.tok_match & 1) != 0
+        elif self.hdr == HN_CONN:
+            if self.tok_len == 5 and (self.tok_match & 2):
+                self.conn_close = True
+            elif self.tok_len == 10 and (self.tok_match & 4):
+                self.conn_keep_alive = True
+        self.tok_reset()
+
+    cdef inline int end_value(self) noexcept:
+        """End of a header line's value; 0 or an error code."""
+        if self.hdr == HN_CL:
+            if not self.cl_digits:
+                return H1_ERR_CONTENT_LENGTH
+            if self.content_length >= 0 and self.content_length != self.cl_value:
+                return H1_ERR_CONTENT_LENGTH
+            self.content_length = self.cl_value
+        elif self.hdr == HN_TE or self.hdr == HN_CONN:
+            self.tok_end()
+        self.hdr = 0
+        return 0
+
+    cdef inline int start_value(self) noexcept:
+        if self.hdr == HN_CL:
+            self.cl_value = 0
+            self.cl_digits = False
+            self.cl_done = False
+        elif self.hdr == HN_TE:
+            self.has_te = True
+            self.chunked = False
+            self.tok_reset()
+        elif self.hdr == HN_CONN:
+            self.tok_reset()
+        return 0
+
+    cdef inline Py_ssize_t headers_done(self, Py_ssize_t consumed) noexcept:
+        """Blank line after the headers: decide how the body is framed. Returns consumed, with
+        complete set when the response has no body."""
+        if self.major == 1 and self.minor == 0:
+            self.keep_alive = self.conn_keep_alive and not self.conn_close
+        else:
+            self.keep_alive = not self.conn_close
+        self.body_bytes = 0
+        if 100 <= self.status < 200 and self.status != 101:
+            # Informational: the real response follows.
+            self.start_response()
+            return consumed
+        if self.expect_no_body or self.status == 204 or self.status == 304 or self.status == 101:
+            return self.finish(consumed)
+        if self.has_te:
+            if self.chunked:
+                self.state = S_CHUNK_SIZE
+                self.chunk_size = 0
+                self.chunk_digits = False
+                return consumed
+            # A final coding other than chunked: the body runs until the connection closes.
+            self.keep_alive = False
+            self.state = S_BODY_EOF
+            return consumed
+        if self.content_length >= 0:
+            if self.content_length == 0:
+                return self.finish(consumed)
+            self.remaining = self.content_length
+            self.state = S_BODY_CL
+            return consumed
+        self.keep_alive = False
+        self.state = S_BODY_EOF
+        return consumed
+
+    cdef inline Py_ssize_t finish(self, Py_ssize_t consumed) noexcept:
+        self.complete = True
+        self.start_response()
+        return consumed
+
+    cdef Py_ssize_t feed(self, const uint8_t* data, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t i = 0, take
+        cdef uint8_t c
+        cdef const uint8_t* nl
+        cdef int rc, st
+        self.complete = False
+        if self.error:
+            return -1
+        while i < n:
+            st = self.state
+            if st == S_BODY_CL:
+                take = n - i
+                if take > self.remaining:
+                    take = self.remaining
+                self.remaining -= take
+                self.body_bytes += take
+                i += take
+                if self.remaining == 0:
+                    return self.finish(i)
+                continue
+            if st == S_CHUNK_DATA:
+                take = n - i
+                if take > self.remaining:
+                    take = self.remaining
+                self.remaining -= take
+                self.body_bytes += take
+                i += take
+                if self.remaining == 0:
+                    self.state = S_CHUNK_DATA_CR
+                continue
+            if st == S_BODY_EOF:
+                self.body_bytes += n - i
+                return n
+            c = data[i]
+            i += 1
+            if st < S_BODY_CL or st >= S_TRAILER_START:
+                self.header_bytes += 1
+                if self.header_bytes > MAX_HEADER_BYTES:
+                    return self.fail(H1_ERR_TOO_LARGE)
+            if st == S_START:
+                if c == 13 or c == 10:
+                    self.header_bytes -= 1
+                    continue
+                if c != 72:  # 'H'
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.idx = 1
+                self.state = S_VER
+            elif st == S_VER:
+                if c != <uint8_t>LIT_HTTP[self.idx]:
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.idx += 1
+                if self.idx == 5:
+                    self.state = S_VER_MAJOR
+            elif st == S_VER_MAJOR:
+                if not (48 <= c <= 57):
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.major = c - 48
+                self.state = S_VER_DOT
+            elif st == S_VER_DOT:
+                if c != 46:
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.state = S_VER_MINOR
+            elif st == S_VER_MINOR:
+                if not (48 <= c <= 57):
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.minor = c - 48
+                if self.major != 1:
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.state = S_VER_SP
+                self.idx = 0
+            elif st == S_VER_SP:
+                if c != 32:
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.state = S_STATUS
+                self.status = 0
+                self.idx = 0
+            elif st == S_STATUS:
+                if not (48 <= c <= 57):
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.status = self.status * 10 + (c - 48)
+                self.idx += 1
+                if self.idx == 3:
+                    if self.status < 100:
+                        return self.fail(H1_ERR_STATUS_LINE)
+                    self.state = S_STATUS_END
+            elif st == S_STATUS_END:
+                if c == 32:
+                    self.state = S_REASON
+                elif c == 13:
+                    self.state = S_LINE_LF
+                elif c == 10:
+                    self.state = S_HDR_START
+                else:
+                    return self.fail(H1_ERR_STATUS_LINE)
+            elif st == S_REASON:
+                # The reason phrase carries nothing we need: jump to the end of the line.
+                nl = <const uint8_t*>memchr(data + i - 1, 10, n - i + 1)
+                if nl == NULL:
+                    self.header_bytes += n - i
+                    if self.header_bytes > MAX_HEADER_BYTES:
+                        return self.fail(H1_ERR_TOO_LARGE)
+                    return n
+                self.header_bytes += (nl - (data + i - 1))
+                if self.header_bytes > MAX_HEADER_BYTES:
+                    return self.fail(H1_ERR_TOO_LARGE)
+                i = (nl - data) + 1
+                self.state = S_HDR_START
+            elif st == S_LINE_LF:
+                if c != 10:
+                    return self.fail(H1_ERR_STATUS_LINE)
+                self.state = S_HDR_START
+            elif st == S_HDR_START:
+                if c == 13:
+                    self.state = S_HDRS_END_LF
+                elif c == 10:
+                    take = self.headers_done(i)
+                    if self.complete:
+                        return take
+                elif TCHAR[c]:
+                    self.state = S_HDR_NAME
+                    self.cand = HN_CL | HN_TE | HN_CONN
+                    self.idx = 0
+                    self.match_name(c)
+                else:
+                    # Includes obs-fold (a line starting with whitespace), obsolete since RFC 7230.
+                    return self.fail(H1_ERR_HEADER)
+            elif st == S_HDR_NAME:
+                if c == 58:  # ':'
+                    self.hdr = 0
+                    if (self.cand & HN_CL) and self.idx == 14:
+                        self.hdr = HN_CL
+                    elif (self.cand & HN_TE) and self.idx == 17:
+                        self.hdr = HN_TE
+                    elif (self.cand & HN_CONN) and self.idx == 10:
+                        self.hdr = HN_CONN
+                    self.start_value()
+                    self.state = S_HDR_VALUE_WS
+                elif TCHAR[c]:
+                    self.match_name(c)
+                else:
+                    return self.fail(H1_ERR_HEADER)
+            elif st == S_HDR_VALUE_WS or st == S_HDR_VALUE:
+                if c == 13:
+                    self.state = S_HDR_LF
+                    continue
+                if c == 10:
+                    rc = self.end_value()
+                    if rc:
+                        return self.fail(rc)
+                    self.state = S_HDR_START
+                    continue
+                if st == S_HDR_VALUE_WS and (c == 32 or c == 9):
+                    continue
+                self.state = S_HDR_VALUE
+                if self.hdr == 0:
+                    # Uninteresting value: skip to the line end in one scan.
+                    nl = <const uint8_t*>memchr(data + i - 1, 10, n - i + 1)
+                    if nl == NULL:
+                        self.header_bytes += n - i
+                        if self.header_bytes > MAX_HEADER_BYTES:
+                            return self.fail(H1_ERR_TOO_LARGE)
+                        return n
+                    self.header_bytes += (nl - (data + i - 1))
+                    if self.header_bytes > MAX_HEADER_BYTES:
+                        return self.fail(H1_ERR_TOO_LARGE)
+                    i = (nl - data)   # the LF itself is handled by the next iteration
+                    self.header_bytes -= 1
+                    continue
+                if c == 0:
+                    return self.fail(H1_ERR_HEADER)
+                if self.hdr == HN_CL:
+                    if 48 <= c <= 57 and not self.cl_done:
+                        if self.cl_value > 99999999999999999:
+                            return self.fail(H1_ERR_CONTENT_LENGTH)
+                        self.cl_value = self.cl_value * 10 + (c - 48)
+                        self.cl_digits = True
+                    elif (c == 32 or c == 9) and self.cl_digits:
+                        self.cl_done = True
+                    else:
+                        return self.fail(H1_ERR_CONTENT_LENGTH)
+                else:
+                    if c == 44:  # ','
+                        self.tok_end()
+                    elif c == 32 or c == 9:
+                        if self.tok_len:
+                            self.tok_ws = True
+                    elif self.tok_ws:
+                        # "chunked x": not a single token, so it is none of the ones we know.
+                        self.tok_match = 0
+                    else:
+                        self.tok_char(c)
+            elif st == S_HDR_LF:
+                if c != 10:
+                    return self.fail(H1_ERR_HEADER)
+                rc = self.end_value()
+                if rc:
+                    return self.fail(rc)
+                self.state = S_HDR_START
+            elif st == S_HDRS_END_LF:
+                if c != 10:
+                    return self.fail(H1_ERR_HEADER)
+                take = self.headers_done(i)
+                if self.complete:
+                    return take
+            elif st == S_CHUNK_SIZE:
+                if 48 <= c <= 57 or 97 <= c <= 102 or 65 <= c <= 70:
+                    if self.chunk_size > (MAX_CHUNK_SIZE >> 4):
+                        return self.fail(H1_ERR_CHUNK)
+                    self.chunk_size = (self.chunk_size << 4) + (
+                        c - 48 if c <= 57 else (c - 87 if c >= 97 else c - 55))
+                    self.chunk_digits = True
+                elif not self.chunk_digits:
+                    return self.fail(H1_ERR_CHUNK)
+                elif c == 59:  # ';' chunk extension
+                    self.state = S_CHUNK_EXT
+                elif c == 32 or c == 9:
+                    self.state = S_CHUNK_SIZE_WS
+                elif c == 13:
+                    self.state = S_CHUNK_SIZE_LF
+                elif c == 10:
+                    self.chunk_line_done()
+                else:
+                    return self.fail(H1_ERR_CHUNK)
+            elif st == S_CHUNK_SIZE_WS:
+                if c == 59:
+                    self.state = S_CHUNK_EXT
+                elif c == 13:
+                    self.state = S_CHUNK_SIZE_LF
+                elif c == 10:
+                    self.chunk_line_done()
+                elif c != 32 and c != 9:
+                    return self.fail(H1_ERR_CHUNK)
+            elif st == S_CHUNK_EXT:
+                if c == 13:
+                    self.state = S_CHUNK_SIZE_LF
+                elif c == 10:
+                    self.chunk_line_done()
+            elif st == S_CHUNK_SIZE_LF:
+                if c != 10:
+                    return self.fail(H1_ERR_CHUNK)
+                self.chunk_line_done()
+            elif st == S_CHUNK_DATA_CR:
+                if c == 13:
+                    self.state = S_CHUNK_DATA_LF
+                elif c == 10:
+                    self.state = S_CHUNK_SIZE
+                    self.chunk_size = 0
+                    self.chunk_digits = False
+                else:
+                    return self.fail(H1_ERR_CHUNK)
+            elif st == S_CHUNK_DATA_LF:
+                if c != 10:
+                    return self.fail(H1_ERR_CHUNK)
+                self.state = S_CHUNK_SIZE
+                self.chunk_size = 0
+                self.chunk_digits = False
+            elif st == S_TRAILER_START:
+                if c == 13:
+                    self.state = S_TRAILER_END_LF
+                elif c == 10:
+                    return self.finish(i)
+                else:
+                    self.state = S_TRAILER_LINE
+            elif st == S_TRAILER_LINE:
+                if c == 10:
+                    self.state = S_TRAILER_START
+            elif st == S_TRAILER_END_LF:
+                if c != 10:
+                    return self.fail(H1_ERR_CHUNK)
+                return self.finish(i)
+        return n
+
+    cdef inline void chunk_line_done(self) noexcept:
+        if self.chunk_size == 0:
+            self.state = S_TRAILER_START
+            self.header_bytes = 0   # trailers get their own header budget
+        else:
+            self.remaining = self.chunk_size
+            self.state = S_CHUNK_DATA
+
+    cdef inline void match_name(self, uint8_t c) noexcept:
+        c = lower(c)
+        if (self.cand & HN_CL) and (self.idx >= 14 or <uint8_t>NAME_CL[self.idx] != c):
+            self.cand &= ~HN_CL
+        if (self.cand & HN_TE) and (self.idx >= 17 or <uint8_t>NAME_TE[self.idx] != c):
+            self.cand &= ~HN_TE
+        if (self.cand & HN_CONN) and (self.idx >= 10 or <uint8_t>NAME_CONN[self.idx] != c):
+            self.cand &= ~HN_CONN
+        self.idx += 1
+
+    cdef int feed_eof(self) noexcept:
+        self.complete = False
+        if self.error:
+            return -1
+        if self.state == S_BODY_EOF:
+            self.complete = True
+            self.keep_alive = False
+            self.start_response()
+            return 1
+        if self.state == S_START:
+            return 0
+        self.error = H1_ERR_TRUNCATED
+        return -1
+
+    # Python API (tests, tools): same machine, whole buffers.
+    def feed_py(self, data):
+        cdef const uint8_t[::1] view = memoryview(bytes(data)).cast("B") if len(data) else None
+        cdef Py_ssize_t off = 0, c, n = len(data)
+        out = []
+        while off < n:
+            c = self.feed(&view[off], n - off)
+            if c < 0:
+                raise ProtocolError(self.error_msg())
+            if self.complete:
+                out.append((self.status, self.body_bytes, bool(self.keep_alive)))
+            off += c
+        return out
+
+    def eof_py(self):
+        cdef int r = self.feed_eof()
+        if r < 0:
+            raise ProtocolError(self.error_msg())
+        if r == 1:
+            return (self.status, self.body_bytes, False)
+        return None
+
+    def _bench_parse(self, bytes data, int reps):
+        """ns per response for `data` holding one complete response (a measurement)."""
+        cdef const uint8_t* p = data
+        cdef Py_ssize_t n = len(data), off, c
+        cdef int r
+        cdef int64_t t0 = now_ns()
+        for r in range(reps):
+            off = 0
+            while off < n:
+                c = self.feed(p + off, n - off)
+                if c < 0:
+                    raise ProtocolError(self.error_msg())
+                off += c
+        return (now_ns() - t0) / <double>reps

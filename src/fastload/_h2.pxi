@@ -499,6 +499,22 @@ cdef class H2ClientCore:
                 n += 1
         return n
 
+    cdef void fail_open_streams(self) noexcept:
+        """The connection is gone (reset, EOF, connection error): each open stream ends with an
+        EV_RESET event so that the session can count it."""
+        cdef uint32_t i
+        for i in range(self._mask + 1):
+            if self._slots[i].state == ST_OPEN:
+                self._finish(&self._slots[i], EV_RESET, 0)
+
+    cdef int64_t oldest_sent_ns(self) noexcept:
+        cdef uint32_t i
+        cdef int64_t oldest = -1
+        for i in range(self._mask + 1):
+            if self._slots[i].state == ST_OPEN and (oldest < 0 or self._slots[i].sent_ns < oldest):
+                oldest = self._slots[i].sent_ns
+        return oldest
+
     # ---- inbound ----------------------------------------------------------------------------
 
     cdef int receive(self, const uint8_t* data, Py_ssize_t n) noexcept:

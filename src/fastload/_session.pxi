@@ -7,8 +7,6 @@
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdlib cimport free, malloc
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 DEF READ_BUFFER_SIZE = 262144
 DEF MAX_STATUS = 600
@@ -24,12 +22,6 @@ ERROR_CONNECT = ERR_CONNECT
 ERROR_TIMEOUT = ERR_TIMEOUT
 ERROR_RESET = ERR_RESET
 ERROR_PROTOCOL = ERR_PROTOCOL
-
-
-cdef inline int64_t now_ns() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 def monotonic_ns():

@@ -82,11 +82,13 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     if start_ns is None:
         loop.remove_reader(conn.fileno())
         engine.stop()
-        return _result(plan, index, stats, time.monotonic_ns(), time.monotonic_ns(), "stopped")
+        return _result(plan, index, stats, time.monotonic_ns(), time.monotonic_ns(), "stopped",
+                       _rusage())
     delay_s = (start_ns - time.monotonic_ns()) / 1e9
     if delay_s > 0:
         await asyncio.sleep(delay_s)
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
+    cpu_at_start = _rusage()
     engine.start(start_ns, end_ns)
     if end_ns is not None:
         loop.call_at(loop.time() + (end_ns - time.monotonic_ns()) / 1e9,
@@ -103,7 +105,7 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     engine.stop()
     await engine.closed()
     measured_from = stats.record_from_ns
-    return _result(plan, index, stats, measured_from, stop_ns, reason)
+    return _result(plan, index, stats, measured_from, stop_ns, reason, cpu_at_start)
 
 
 def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Connection,
@@ -120,7 +122,8 @@ def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Conne
 
 
 def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, stop_ns: int,
-            reason: str) -> dict:
+            reason: str, cpu_at_start: tuple[float, float]) -> dict:
+    # CPU of the run itself (from the start signal to the end), not of imports and connecting.
     ru = _rusage()
     return {
         "index": index,
@@ -140,8 +143,8 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "max_ns": stats.max_ns,
         "histogram": stats.hist.encode(),
         "overflow": stats.hist.overflow_count,
-        "cpu_user_s": ru[0],
-        "cpu_sys_s": ru[1],
+        "cpu_user_s": ru[0] - cpu_at_start[0],
+        "cpu_sys_s": ru[1] - cpu_at_start[1],
     }
 
 
