@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Compare fastload with wrk (HTTP/1.1) and h2load (h2c) on the same server and CPUs.
+
+The server is pinned to one CPU and every client to another, so requests/s and
+client CPU per request compare the clients, not the scheduler. Repetitions
+alternate the tool order to spread out drift (thermal, caches, background noise).
+
+    python bench/compare.py                # both scenarios, 3 reps, ~1-2 min
+    python bench/compare.py --only h2 --reps 5 --json out.json
+    python bench/compare.py --fastload "python -m fastload"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import peers  # noqa: E402
+
+
+@dataclass
+class Run:
+    scenario: str
+    tool: str
+    rep: int
+    cmd: list[str]
+    ok: bool
+    requests: int = 0
+    rps: float = 0.0
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+    error: str = ""
+
+    @property
+    def cpu_us_per_req(self) -> float:
+        return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
+
+@dataclass
+class Scenario:
+    name: str
+    start_server: Callable[[int], peers.Peer]
+    peer_tool: str
+    peer_cmd: Callable[[str, int], list[str]]
+    parse_peer: Callable[[str], tuple[int, float]]
+    fastload_args: list[str]
+
+
+# --------------------------------------------------------------------------- output parsers
+
+
+def parse_wrk(out: str) -> tuple[int, float]:
+    """-> (completed requests, requests/s) from wrk's summary."""
+    total = re.search(r"(\d+) requests in", out)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not (total and rps):
+        raise ValueError(f"unrecognised wrk output:\n{out}")
+    return int(total.group(1)), float(rps.group(1))
+
+
+def parse_h2load(out: str) -> tuple[int, float]:
+    """-> (succeeded requests, requests/s) from h2load's summary."""
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    reqs = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded", out)
+    if not (rps and reqs):
+        raise ValueError(f"unrecognised h2load output:\n{out}")
+    return int(reqs.group(4)), float(rps.group(1))
+
+
+def parse_fastload(out: str) -> tuple[int, float]:
+    doc = json.loads(out)
+    return int(doc["requests"]), float(doc["rps"])
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def children_cpu_s() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_client(
+    cmd: list[str], timeout_s: float
+) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run one client to completion; its CPU (whole process tree, once reaped) is the
+    RUSAGE_CHILDREN delta, which is why clients never run concurrently."""
+    cpu0, t0 = children_cpu_s(), time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return proc, children_cpu_s() - cpu0, time.perf_counter() - t0
+
+
+def measure(
+    scenario: str,
+    tool: str,
+    rep: int,
+    cmd: list[str],
+    parse: Callable[[str], tuple[int, float]],
+    timeout_s: float,
+) -> Run:
+    run = Run(scenario, tool, rep, cmd, ok=False)
+    try:
+        proc, run.cpu_s, run.wall_s = run_client(cmd, timeout_s)
+    except subprocess.TimeoutExpired:
+        run.error = f"timed out after {timeout_s}s"
+        return run
+    if proc.returncode != 0:
+        run.error = f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-500:]}"
+        return run
+    try:
+        run.requests, run.rps = parse(proc.stdout)
+    except (ValueError, KeyError, json.JSONDecodeError) as e:
+        run.error = f"parse error: {e}"
+        return run
+    run.ok = True
+    return run
+
+
+def fastload_available(base: list[str]) -> str | None:
+    """None if `fastload run` exists, else a one-line reason."""
+    try:
+        proc = subprocess.run([*base, "run", "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    if proc.returncode != 0:
+        lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
+        return f"`{shlex.join([*base, 'run', '--help'])}` exited {proc.returncode}: {lines[-1]}"
+    return None
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
+    d = str(duration_s)
+    return {
+        "h1": Scenario(
+            name="h1 keep-alive, 64 conns, nginx 1 worker",
+            start_server=lambda cpu: peers.nginx(h2c=False, cpu=cpu, access_log=False),
+            peer_tool="wrk",
+            peer_cmd=lambda url, secs: ["wrk", "-t1", "-c64", f"-d{secs}s", url],
+            parse_peer=parse_wrk,
+            fastload_args=["-c", "64", "-w", "1", "--cpus", "1", "-d", f"{d}s", "--json", "-"],
+        ),
+        "h2": Scenario(
+            name="h2c, 8 conns x 32 streams, h2o 1 thread",
+            start_server=lambda cpu: peers.h2o(cpu=cpu, access_log=False),
+            peer_tool="h2load",
+            peer_cmd=lambda url, secs: ["h2load", "-c8", "-m32", "-t1", "-D", str(secs), url],
+            parse_peer=parse_h2load,
+            fastload_args=[
+                "--h2c",
+                "-c",
+                "8",
+                "-m",
+                "32",
+                "-w",
+                "1",
+                "--cpus",
+                "1",
+                "-d",
+                f"{d}s",
+                "--json",
+                "-",
+            ],
+        ),
+    }
+
+
+def run_scenario(
+    key: str, sc: Scenario, args: argparse.Namespace, fastload: list[str] | None
+) -> list[Run]:
+    pin = ["taskset", "-c", str(args.client_cpu)]
+    timeout_s = args.duration * 3 + 30
+    runs: list[Run] = []
+    with sc.start_server(args.server_cpu) as server:
+        url = server.url
+        print(
+            f"\n[{key}] {sc.name}: {url} (server CPU {args.server_cpu}, client CPU {args.client_cpu})"
+        )
+        # Short unrecorded warm-up so the first measured run doesn't pay for cold caches.
+        measure(key, "warmup", -1, [*pin, *sc.peer_cmd(url, 1)], sc.parse_peer, timeout_s)
+        tools: list[tuple[str, list[str], Callable[[str], tuple[int, float]]]] = [
+            (sc.peer_tool, [*pin, *sc.peer_cmd(url, args.duration)], sc.parse_peer)
+        ]
+        if fastload is not None:
+            cmd = [*pin, *fastload, "run", url, *sc.fastload_args]
+            tools.append(("fastload", cmd, parse_fastload))
+        for rep in range(args.reps):
+            order = tools if rep % 2 == 0 else tools[::-1]
+            for tool, cmd, parse in order:
+                r = measure(key, tool, rep, cmd, parse, timeout_s)
+                status = (
+                    f"{r.rps:>12,.0f} req/s  {r.cpu_us_per_req:7.2f} µs CPU/req"
+                    if r.ok
+                    else f"FAILED: {r.error}"
+                )
+                print(f"  rep {rep} {tool:<9} {status}", flush=True)
+                runs.append(r)
+    return runs
+
+
+# --------------------------------------------------------------------------- report
+
+
+def median(runs: list[Run], attr: str) -> float:
+    vals = [getattr(r, attr) for r in runs if r.ok]
+    return statistics.median(vals) if vals else float("nan")
+
+
+def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) -> list[dict]:
+    rows = []
+    for key in keys:
+        peer = [r for r in all_runs if r.scenario == key and r.tool == peer_tools[key]]
+        fl = [r for r in all_runs if r.scenario == key and r.tool == "fastload"]
+        p_rps, p_cpu = median(peer, "rps"), median(peer, "cpu_us_per_req")
+        rows.append({"scenario": key, "tool": peer_tools[key], "rps": p_rps, "cpu_us": p_cpu})
+        if fl:
+            f_rps, f_cpu = median(fl, "rps"), median(fl, "cpu_us_per_req")
+            rows.append(
+                {
+                    "scenario": key,
+                    "tool": "fastload",
+                    "rps": f_rps,
+                    "cpu_us": f_cpu,
+                    "rps_ratio": f_rps / p_rps if p_rps else float("nan"),
+                    "cpu_ratio": f_cpu / p_cpu if p_cpu else float("nan"),
+                }
+            )
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"\n{'scenario':<9}{'tool':<10}{'median req/s':>14}{'CPU µs/req':>12}"
+        f"{'rps ratio':>11}{'CPU ratio':>11}"
+    )
+    for r in rows:
+        ratios = (
+            f"{r['rps_ratio']:>11.2f}{r['cpu_ratio']:>11.2f}" if "rps_ratio" in r else f"{'':>22}"
+        )
+        print(f"{r['scenario']:<9}{r['tool']:<10}{r['rps']:>14,.0f}{r['cpu_us']:>12.2f}{ratios}")
+    print("ratios are fastload / peer: rps ratio > 1 is faster, CPU ratio < 1 is cheaper")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5, help="seconds per client run")
+    ap.add_argument("--only", choices=["h1", "h2"])
+    ap.add_argument("--fastload", default="fastload", help="command prefix for `... run URL`")
+    ap.add_argument("--json", metavar="OUT", help="write all raw numbers here ('-' = stdout)")
+    ap.add_argument("--server-cpu", type=int, default=0)
+    ap.add_argument("--client-cpu", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    fastload: list[str] | None = shlex.split(args.fastload)
+    reason = fastload_available(fastload)
+    if reason:
+        print(f"NOTE: fastload not measured ({reason}); reporting peers only.")
+        fastload = None
+    scs = scenarios(args.duration, args.server_cpu)
+    keys = [args.only] if args.only else list(scs)
+    missing = {b for k in keys for b in ("taskset", scs[k].peer_tool) if not peers.have(b)}
+    missing |= {b for b, k in (("nginx", "h1"), ("h2o", "h2")) if k in keys and not peers.have(b)}
+    if missing:
+        print(f"missing binaries: {', '.join(sorted(missing))}", file=sys.stderr)
+        return 2
+
+    runs: list[Run] = []
+    for key in keys:
+        runs += run_scenario(key, scs[key], args, fastload)
+    rows = summarize(runs, keys, {k: scs[k].peer_tool for k in keys})
+    print_table(rows)
+    if fastload is None:
+        print(f"fastload: not measured ({reason})")
+
+    if args.json:
+        doc = {
+            "meta": {
+                "argv": sys.argv,
+                "host": platform.node(),
+                "cpus": os.cpu_count(),
+                "kernel": platform.release(),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "fastload_unavailable": reason,
+            },
+            "runs": [asdict(r) | {"cpu_us_per_req": r.cpu_us_per_req} for r in runs],
+            "summary": rows,
+        }
+        text = json.dumps(doc, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return 0 if all(r.ok for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
