@@ -60,9 +60,6 @@ def split_random(data, rng, max_cut=64):
     return out
 
 
-def test_core_module_is_this_tree():
-    assert "wt-h2" in _core.__file__ or "site-packages" not in _core.__file__
-
 
 class H2Server:
     """An h2 server connection driven in memory; fails the test on any protocol error from us."""

@@ -122,12 +122,12 @@ def test_tls_alpn_h2_with_insecure_and_with_ca(nghttpd_tls):
     doc = run_json(nghttpd_tls.url, "--insecure", "-n", "500", "-c", "2", "-m", "4", "-w", "1")
     check_document(doc, 500)
     assert doc["target"]["protocol"] == "h2"
-    doc = run_json(nghttpd_tls.url, "--ca", nghttpd_tls.cert_path, "-n", "200", "-c", "1", "-w", "1")
+    doc = run_json(nghttpd_tls.url, "--ca", str(nghttpd_tls.cert_path), "-n", "200", "-c", "1", "-w", "1")
     check_document(doc, 200)
 
 
 def test_delay_server_latency_matches_known_delay(delay_server):
-    delay_us = delay_server.delay_s * 1e6
+    delay_us = 20_000  # the delay_server fixture's --delay 20ms
     before = delay_server.count_requests()
     doc = run_json(delay_server.url, "-n", "300", "-c", "10", "-w", "1")
     check_document(doc, 300)

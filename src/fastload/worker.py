@@ -87,6 +87,9 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     delay_s = (start_ns - time.monotonic_ns()) / 1e9
     if delay_s > 0:
         await asyncio.sleep(delay_s)
+    # Loop timers have millisecond granularity and may fire early; requests sent before
+    # start_ns would count as warm-up, outside the -n quota.
+    start_ns = max(start_ns, time.monotonic_ns())
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
     cpu_at_start = _rusage()
     engine.start(start_ns, end_ns)
