@@ -19,7 +19,7 @@
 #     def feed_py(self, bytes data) -> list[tuple[int, int, bool]]  # (status, body_bytes, keep_alive)
 #     def eof_py(self) -> tuple | None
 
-from libc.string cimport memchr
+from libc.string cimport memchr, memcmp
 
 # Error codes
 DEF H1_ERR_STATUS_LINE = 1
@@ -100,6 +100,14 @@ _init_tchar()
 
 cdef inline uint8_t lower(uint8_t c) noexcept nogil:
     return c + 32 if 65 <= c <= 90 else c
+
+
+cdef inline bint ci_equal(const uint8_t* p, const char* lowercase, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(n):
+        if lower(p[k]) != <uint8_t>lowercase[k]:
+            return False
+    return True
 
 
 cdef class H1ResponseParser:
@@ -261,6 +269,85 @@ cdef class H1ResponseParser:
         self.start_response()
         return consumed
 
+    cdef inline int value_byte(self, uint8_t c) noexcept:
+        """One byte of the value of a header we act on; 0 or an error code."""
+        if c == 0:
+            return H1_ERR_HEADER
+        if self.hdr == HN_CL:
+            if 48 <= c <= 57 and not self.cl_done:
+                if self.cl_value > 99999999999999999:
+                    return H1_ERR_CONTENT_LENGTH
+                self.cl_value = self.cl_value * 10 + (c - 48)
+                self.cl_digits = True
+            elif (c == 32 or c == 9) and self.cl_digits:
+                self.cl_done = True
+            else:
+                return H1_ERR_CONTENT_LENGTH
+        else:
+            if c == 44:  # ','
+                self.tok_end()
+            elif c == 32 or c == 9:
+                if self.tok_len:
+                    self.tok_ws = True
+            elif self.tok_ws:
+                # "chunked x": not a single token, so it is none of the ones we know.
+                self.tok_match = 0
+            else:
+                self.tok_char(c)
+        return 0
+
+    cdef inline int header_line(self, const uint8_t* p, const uint8_t* lf) noexcept:
+        """Fast path: a whole header line p..lf (lf points at the LF) is in the buffer.
+        Same rules as the byte-level machine; 0 or an error code."""
+        cdef const uint8_t* q = p
+        cdef const uint8_t* end = lf
+        cdef Py_ssize_t name_len
+        cdef int rc
+        while q < end and q[0] != 58:
+            if not TCHAR[q[0]]:
+                return H1_ERR_HEADER
+            q += 1
+        if q == end or q == p:
+            return H1_ERR_HEADER
+        name_len = q - p
+        self.hdr = 0
+        if name_len == 14 and ci_equal(p, NAME_CL, 14):
+            self.hdr = HN_CL
+        elif name_len == 17 and ci_equal(p, NAME_TE, 17):
+            self.hdr = HN_TE
+        elif name_len == 10 and ci_equal(p, NAME_CONN, 10):
+            self.hdr = HN_CONN
+        if end > q and end[-1] == 13:
+            end -= 1
+        if self.hdr == 0:
+            return 0
+        self.start_value()
+        q += 1
+        while q < end and (q[0] == 32 or q[0] == 9):
+            q += 1
+        while q < end:
+            if q[0] == 13:
+                return H1_ERR_HEADER
+            rc = self.value_byte(q[0])
+            if rc:
+                return rc
+            q += 1
+        return self.end_value()
+
+    cdef inline bint status_line(self, const uint8_t* p, Py_ssize_t avail) noexcept:
+        """Fast path for "HTTP/1.x SSS " when it is all in the buffer; False: use the byte machine
+        (which also produces the precise error)."""
+        if avail < 13 or memcmp(p, b"HTTP/1.", 7) != 0 or not (48 <= p[7] <= 57) or p[8] != 32:
+            return False
+        if not (49 <= p[9] <= 57 and 48 <= p[10] <= 57 and 48 <= p[11] <= 57):
+            return False
+        if p[12] != 32 and p[12] != 13 and p[12] != 10:
+            return False
+        self.major = 1
+        self.minor = p[7] - 48
+        self.status = (p[9] - 48) * 100 + (p[10] - 48) * 10 + (p[11] - 48)
+        return True
+
     cdef Py_ssize_t feed(self, const uint8_t* data, Py_ssize_t n) noexcept:
         cdef Py_ssize_t i = 0, take
         cdef uint8_t c
@@ -294,6 +381,25 @@ cdef class H1ResponseParser:
             if st == S_BODY_EOF:
                 self.body_bytes += n - i
                 return n
+            if st == S_HDR_START or st == S_START:
+                # Whole lines in the buffer (the usual case) skip the byte-level machine.
+                c = data[i]
+                if c != 13 and c != 10:
+                    nl = <const uint8_t*>memchr(data + i, 10, n - i)
+                    if nl != NULL and self.header_bytes + (nl - (data + i)) + 1 <= MAX_HEADER_BYTES:
+                        if st == S_HDR_START:
+                            rc = self.header_line(data + i, nl)
+                            if rc:
+                                return self.fail(rc)
+                        elif not self.status_line(data + i, nl - (data + i) + 1):
+                            pass  # fall through to the byte machine
+                        else:
+                            st = S_HDR_START
+                        if st == S_HDR_START:
+                            self.header_bytes += (nl - (data + i)) + 1
+                            i = (nl - data) + 1
+                            self.state = S_HDR_START
+                            continue
             c = data[i]
             i += 1
             if st < S_BODY_CL or st >= S_TRAILER_START:
@@ -429,29 +535,9 @@ cdef class H1ResponseParser:
                     i = (nl - data)   # the LF itself is handled by the next iteration
                     self.header_bytes -= 1
                     continue
-                if c == 0:
-                    return self.fail(H1_ERR_HEADER)
-                if self.hdr == HN_CL:
-                    if 48 <= c <= 57 and not self.cl_done:
-                        if self.cl_value > 99999999999999999:
-                            return self.fail(H1_ERR_CONTENT_LENGTH)
-                        self.cl_value = self.cl_value * 10 + (c - 48)
-                        self.cl_digits = True
-                    elif (c == 32 or c == 9) and self.cl_digits:
-                        self.cl_done = True
-                    else:
-                        return self.fail(H1_ERR_CONTENT_LENGTH)
-                else:
-                    if c == 44:  # ','
-                        self.tok_end()
-                    elif c == 32 or c == 9:
-                        if self.tok_len:
-                            self.tok_ws = True
-                    elif self.tok_ws:
-                        # "chunked x": not a single token, so it is none of the ones we know.
-                        self.tok_match = 0
-                    else:
-                        self.tok_char(c)
+                rc = self.value_byte(c)
+                if rc:
+                    return self.fail(rc)
             elif st == S_HDR_LF:
                 if c != 10:
                     return self.fail(H1_ERR_HEADER)
