@@ -332,7 +332,7 @@ cdef class HpackDecoder:
 
     cdef inline void _evict_to(self, size_t limit) noexcept:
         cdef size_t i
-        while self.dt_size > limit:
+        while self.dt_size > limit and self.dt_count:
             i = self.dt_first
             self.dt_size -= self.dt_nlen[i] + self.dt_vlen[i] + 32
             self.dt_first = (i + 1) % self.dt_ecap
