@@ -201,6 +201,21 @@ cdef Py_ssize_t _hp_huff_decode(const uint8_t* src, size_t n, uint8_t* dst, size
     return <Py_ssize_t>o
 
 
+cdef inline void _hp_copy(uint8_t* dst, const uint8_t* src, size_t n) noexcept:
+    # Header names/values are mostly a few bytes: an inline loop beats a libc memcpy call.
+    cdef size_t i
+    if n > 32:
+        memcpy(dst, src, n)
+    else:
+        for i in range(n):
+            dst[i] = src[i]
+
+
+cdef inline size_t _hp_wrap(size_t x, size_t cap) noexcept:
+    # Ring positions stay below 2 * cap; a compare is cheaper than a division.
+    return x - cap if x >= cap else x
+
+
 cdef inline int _hp_int(const uint8_t* data, Py_ssize_t n, Py_ssize_t* pos, int prefix,
                         uint64_t* out) noexcept:
     """-1: truncated; -2: beyond our integer limit. Caller guarantees pos < n."""
@@ -316,10 +331,10 @@ cdef class HpackDecoder:
     cdef inline void _ring_read(self, size_t off, size_t n, uint8_t* dst) noexcept:
         cdef size_t first = self.dt_cap - off
         if n <= first:
-            memcpy(dst, self.dt_buf + off, n)
+            _hp_copy(dst, self.dt_buf + off, n)
         else:
-            memcpy(dst, self.dt_buf + off, first)
-            memcpy(dst + first, self.dt_buf, n - first)
+            _hp_copy(dst, self.dt_buf + off, first)
+            _hp_copy(dst + first, self.dt_buf, n - first)
 
     cdef inline void _ring_write(self, const uint8_t* src, size_t n) noexcept:
         cdef size_t first = self.dt_cap - self.dt_wpos
@@ -328,14 +343,14 @@ cdef class HpackDecoder:
         else:
             memcpy(self.dt_buf + self.dt_wpos, src, first)
             memcpy(self.dt_buf, src + first, n - first)
-        self.dt_wpos = (self.dt_wpos + n) % self.dt_cap
+        self.dt_wpos = _hp_wrap(self.dt_wpos + n, self.dt_cap)
 
     cdef inline void _evict_to(self, size_t limit) noexcept:
         cdef size_t i
         while self.dt_size > limit and self.dt_count:
             i = self.dt_first
             self.dt_size -= self.dt_nlen[i] + self.dt_vlen[i] + 32
-            self.dt_first = (i + 1) % self.dt_ecap
+            self.dt_first = _hp_wrap(i + 1, self.dt_ecap)
             self.dt_count -= 1
 
     cdef void _insert(self, const uint8_t* name, size_t nlen, const uint8_t* value,
@@ -347,7 +362,7 @@ cdef class HpackDecoder:
             self._evict_to(0)
             return
         self._evict_to(self.dt_max - esize)
-        slot = (self.dt_first + self.dt_count) % self.dt_ecap
+        slot = _hp_wrap(self.dt_first + self.dt_count, self.dt_ecap)
         self.dt_off[slot] = <uint32_t>self.dt_wpos
         self.dt_nlen[slot] = <uint32_t>nlen
         self.dt_vlen[slot] = <uint32_t>vlen
@@ -376,12 +391,12 @@ cdef class HpackDecoder:
             vl = _hp_static_vlen[idx] if with_value else 0
             if nl + vl > self.buf_cap - self.used:
                 return self._fail("HPACK header list too large")
-            memcpy(self.buf + self.used, _hp_static_ptr + _hp_static_noff[idx], nl)
+            _hp_copy(self.buf + self.used, _hp_static_ptr + _hp_static_noff[idx], nl)
             noff[0] = <uint32_t>self.used
             nlen[0] = <uint32_t>nl
             self.used += nl
             if with_value:
-                memcpy(self.buf + self.used, _hp_static_ptr + _hp_static_voff[idx], vl)
+                _hp_copy(self.buf + self.used, _hp_static_ptr + _hp_static_voff[idx], vl)
                 voff[0] = <uint32_t>self.used
                 vlen[0] = <uint32_t>vl
                 self.used += vl
@@ -389,7 +404,7 @@ cdef class HpackDecoder:
         idx -= _HP_STATIC_LEN
         if idx > self.dt_count:
             return self._fail("HPACK index beyond the dynamic table")
-        slot = (self.dt_first + self.dt_count - <size_t>idx) % self.dt_ecap
+        slot = _hp_wrap(self.dt_first + self.dt_count - <size_t>idx, self.dt_ecap)
         nl = self.dt_nlen[slot]
         vl = self.dt_vlen[slot] if with_value else 0
         if nl + vl > self.buf_cap - self.used:
@@ -400,7 +415,7 @@ cdef class HpackDecoder:
         nlen[0] = <uint32_t>nl
         self.used += nl
         if with_value:
-            self._ring_read((off + nl) % self.dt_cap, vl, self.buf + self.used)
+            self._ring_read(_hp_wrap(off + nl, self.dt_cap), vl, self.buf + self.used)
             voff[0] = <uint32_t>self.used
             vlen[0] = <uint32_t>vl
             self.used += vl
@@ -429,7 +444,7 @@ cdef class HpackDecoder:
         else:
             if slen > self.buf_cap - self.used:
                 return self._fail("HPACK header list too large")
-            memcpy(self.buf + self.used, data + pos[0], <size_t>slen)
+            _hp_copy(self.buf + self.used, data + pos[0], <size_t>slen)
             r = <Py_ssize_t>slen
         off[0] = <uint32_t>self.used
         length[0] = <uint32_t>r
