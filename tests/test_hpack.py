@@ -212,6 +212,17 @@ def test_errors():
     _raises(encode_block([(b"x", b"a" * 100)] * 10), max_header_list_size=1000)
 
 
+def test_many_fields_grow_scratch():
+    # Scratch and field arrays start small and must grow inside one block without losing
+    # earlier fields; the second decode reuses the grown arrays.
+    headers = [(b"x-%d" % i, b"v" * (i % 50)) for i in range(300)]
+    block = encode_block(headers)
+    d = HpackDecoder()
+    assert d.decode_py(block) == headers
+    assert d.decode_py(block) == headers
+    assert d.decode_py(b"\x88") == [(b":status", b"200")]
+
+
 def test_size_updates_and_eviction():
     d = HpackDecoder(max_table_size=100)
     # Two size updates at the start are allowed (RFC 7541 4.2): shrink to 0 then grow.

@@ -36,7 +36,7 @@
 # allows implementation limits).
 
 cimport cython
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
 from fastload.errors import ProtocolError as _HpProtocolError
@@ -256,10 +256,12 @@ cdef class HpackDecoder:
     # may evict a dynamic entry an earlier field referenced.
     cdef uint8_t* buf
     cdef size_t buf_cap
+    cdef size_t buf_limit
     cdef size_t used
     cdef size_t list_size
     cdef Py_ssize_t nfields
     cdef Py_ssize_t fields_cap
+    cdef Py_ssize_t fields_limit
     cdef uint32_t* f_noff
     cdef uint32_t* f_nlen
     cdef uint32_t* f_voff
@@ -286,11 +288,14 @@ cdef class HpackDecoder:
         self.err_c = NULL
         self.max_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
-        # Every field costs >= 32 towards the list size, and bytes never exceed it, so these
-        # never grow: no reallocation on the hot path.
-        self.buf_cap = max_header_list_size
-        self.fields_cap = <Py_ssize_t>(max_header_list_size // 32 + 1)
-        self.buf = <uint8_t*>malloc(self.buf_cap + 1)
+        # Every field costs >= 32 towards the list size and its bytes count too, which bounds
+        # both. They start small (one decoder per connection, thousands of connections) and
+        # grow geometrically, so only the first unusually large block reallocates.
+        self.buf_limit = max_header_list_size
+        self.fields_limit = <Py_ssize_t>(max_header_list_size // 32 + 1)
+        self.buf_cap = 1024
+        self.fields_cap = 32
+        self.buf = <uint8_t*>malloc(self.buf_cap)
         self.f_noff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
         self.f_nlen = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
         self.f_voff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
@@ -373,6 +378,50 @@ cdef class HpackDecoder:
 
     # ---- decoding ----
 
+    cdef int _grow_buf(self, size_t need) noexcept:
+        """Room for need more bytes in buf; the caller has checked need <= buf_limit - used."""
+        cdef size_t cap = self.buf_cap * 2
+        cdef uint8_t* p
+        if cap < self.used + need:
+            cap = self.used + need
+        p = <uint8_t*>realloc(self.buf, cap)
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.buf = p
+        self.buf_cap = cap
+        return 0
+
+    cdef inline int _reserve(self, size_t need) noexcept:
+        if need > self.buf_limit - self.used:
+            return self._fail("HPACK header list too large")
+        if need > self.buf_cap - self.used:
+            return self._grow_buf(need)
+        return 0
+
+    cdef int _grow_fields(self) noexcept:
+        cdef Py_ssize_t cap = self.fields_cap * 2
+        cdef void* p
+        if cap > self.fields_limit:
+            cap = self.fields_limit
+        p = realloc(self.f_noff, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_noff = <uint32_t*>p
+        p = realloc(self.f_nlen, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_nlen = <uint32_t*>p
+        p = realloc(self.f_voff, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_voff = <uint32_t*>p
+        p = realloc(self.f_vlen, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_vlen = <uint32_t*>p
+        self.fields_cap = cap
+        return 0
+
     cdef inline int _fail(self, const char* msg) noexcept:
         self.err_c = msg
         return -1
@@ -389,8 +438,8 @@ cdef class HpackDecoder:
         if idx <= _HP_STATIC_LEN:
             nl = _hp_static_nlen[idx]
             vl = _hp_static_vlen[idx] if with_value else 0
-            if nl + vl > self.buf_cap - self.used:
-                return self._fail("HPACK header list too large")
+            if self._reserve(nl + vl) < 0:
+                return -1
             _hp_copy(self.buf + self.used, _hp_static_ptr + _hp_static_noff[idx], nl)
             noff[0] = <uint32_t>self.used
             nlen[0] = <uint32_t>nl
@@ -407,8 +456,8 @@ cdef class HpackDecoder:
         slot = _hp_wrap(self.dt_first + self.dt_count - <size_t>idx, self.dt_ecap)
         nl = self.dt_nlen[slot]
         vl = self.dt_vlen[slot] if with_value else 0
-        if nl + vl > self.buf_cap - self.used:
-            return self._fail("HPACK header list too large")
+        if self._reserve(nl + vl) < 0:
+            return -1
         off = self.dt_off[slot]
         self._ring_read(off, nl, self.buf + self.used)
         noff[0] = <uint32_t>self.used
@@ -436,14 +485,18 @@ cdef class HpackDecoder:
         if slen > <uint64_t>(n - pos[0]):
             return self._fail("HPACK string longer than the block")
         if huff:
+            # Up to 2 bytes per input byte lets the decoder skip per-symbol bounds checks; past
+            # the list limit it runs checked against what is left.
+            if self._reserve(min(2 * <size_t>slen, self.buf_limit - self.used)) < 0:
+                return -1
             r = _hp_huff_decode(data + pos[0], <size_t>slen, self.buf + self.used,
                                 self.buf_cap - self.used)
             if r < 0:
                 return self._fail("HPACK invalid Huffman string" if r == -1
                                   else "HPACK header list too large")
         else:
-            if slen > self.buf_cap - self.used:
-                return self._fail("HPACK header list too large")
+            if self._reserve(<size_t>slen) < 0:
+                return -1
             _hp_copy(self.buf + self.used, data + pos[0], <size_t>slen)
             r = <Py_ssize_t>slen
         off[0] = <uint32_t>self.used
@@ -458,8 +511,10 @@ cdef class HpackDecoder:
         cdef int64_t cl
         cdef uint32_t k
         self.list_size += nlen + vlen + 32
-        if self.list_size > self.max_header_list_size or i >= self.fields_cap:
+        if self.list_size > self.max_header_list_size:
             return self._fail("HPACK header list too large")
+        if i >= self.fields_cap and self._grow_fields() < 0:
+            return -1
         self.f_noff[i] = noff
         self.f_nlen[i] = nlen
         self.f_voff[i] = voff
