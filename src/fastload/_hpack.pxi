@@ -293,7 +293,7 @@ cdef class HpackDecoder:
         # grow geometrically, so only the first unusually large block reallocates.
         self.buf_limit = max_header_list_size
         self.fields_limit = <Py_ssize_t>(max_header_list_size // 32 + 1)
-        self.buf_cap = 1024
+        self.buf_cap = min(<size_t>1024, max(self.buf_limit, <size_t>1))
         self.fields_cap = 32
         self.buf = <uint8_t*>malloc(self.buf_cap)
         self.f_noff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
@@ -379,9 +379,11 @@ cdef class HpackDecoder:
     # ---- decoding ----
 
     cdef int _grow_buf(self, size_t need) noexcept:
-        """Room for need more bytes in buf; the caller has checked need <= buf_limit - used."""
+        """Room for need more bytes in buf; the caller has checked used + need <= buf_limit."""
         cdef size_t cap = self.buf_cap * 2
         cdef uint8_t* p
+        if cap > self.buf_limit:
+            cap = self.buf_limit
         if cap < self.used + need:
             cap = self.used + need
         p = <uint8_t*>realloc(self.buf, cap)
@@ -392,11 +394,11 @@ cdef class HpackDecoder:
         return 0
 
     cdef inline int _reserve(self, size_t need) noexcept:
-        if need > self.buf_limit - self.used:
+        if need <= self.buf_cap - self.used:
+            return 0
+        if self.used + need > self.buf_limit:
             return self._fail("HPACK header list too large")
-        if need > self.buf_cap - self.used:
-            return self._grow_buf(need)
-        return 0
+        return self._grow_buf(need)
 
     cdef int _grow_fields(self) noexcept:
         cdef Py_ssize_t cap = self.fields_cap * 2
@@ -487,7 +489,8 @@ cdef class HpackDecoder:
         if huff:
             # Up to 2 bytes per input byte lets the decoder skip per-symbol bounds checks; past
             # the list limit it runs checked against what is left.
-            if self._reserve(min(2 * <size_t>slen, self.buf_limit - self.used)) < 0:
+            if self._reserve(min(2 * <size_t>slen,
+                                 self.buf_limit - self.used if self.buf_limit > self.used else 0)) < 0:
                 return -1
             r = _hp_huff_decode(data + pos[0], <size_t>slen, self.buf + self.used,
                                 self.buf_cap - self.used)
