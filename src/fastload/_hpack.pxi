@@ -4,7 +4,9 @@
 # cdef class HpackDecoder:
 #     __cinit__(self, size_t max_table_size=4096, size_t max_header_list_size=65536)
 #         max_table_size: the SETTINGS_HEADER_TABLE_SIZE we advertise; it is also the initial
-#         dynamic table size, and size updates above it are errors.
+#         dynamic table size, and size updates above it are errors. Advertise 4096 (the
+#         protocol default) or more: a smaller value only binds the peer once it has seen
+#         our SETTINGS, which this decoder does not track.
 #         max_header_list_size: limit on sum(len(name) + len(value) + 32) of one block
 #         (RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE accounting); larger blocks are errors.
 #     cdef public int status            # :status of the last decoded block, -1 if absent or
@@ -16,7 +18,8 @@
 #         0 on success, -1 on a decoding error (the connection must then be torn down:
 #         COMPRESSION_ERROR; the dynamic table is then in an undefined state).
 #         err_c (const char*, static string) / error_msg() -> str describe the error.
-#     After success, until the next decode():
+#     cdef const char* err_c            # NULL or a static message after decode() returned -1
+#     After success, until the next decode() (buf may move when a larger block arrives):
 #     cdef Py_ssize_t nfields
 #     cdef uint8_t* buf                          # scratch holding all decoded names and values
 #     cdef uint32_t* f_noff, f_nlen, f_voff, f_vlen   # field i: name = buf[f_noff[i]:+f_nlen[i]]
@@ -31,9 +34,13 @@
 #     table_size, table_entries (properties, for tests): RFC size and (name, value) newest first
 #     def _bench_decode(self, bytes block, int reps) -> float  # ns per decode after warm-up
 #
-# Deliberate differences from python-hyper hpack (which accepts unbounded integers): integers
+# Memory: about max_table_size + 5 KB per decoder; the scratch grows on demand up to
+# max_header_list_size, so one decoder per connection stays cheap.
+#
+# Deliberate difference from python-hyper hpack (which accepts unbounded integers): integers
 # with more than 5 continuation octets, or above 2**32 - 1, are decoding errors (RFC 7541 5.1
-# allows implementation limits).
+# allows implementation limits). Everything else (acceptance, output, table state) matches it,
+# which tests/test_hpack.py checks with hypothesis.
 
 cimport cython
 from libc.stdlib cimport free, malloc, realloc
