@@ -21,7 +21,7 @@
 #     cdef const char* err_c            # NULL or a static message after decode() returned -1
 #     After success, until the next decode() (buf may move when a larger block arrives):
 #     cdef Py_ssize_t nfields
-#     cdef uint8_t* buf                          # scratch holding all decoded names and values
+#     cdef uint8_t* buf       # all decoded names and values (static-table strings live at its start)
 #     cdef uint32_t* f_noff, f_nlen, f_voff, f_vlen   # field i: name = buf[f_noff[i]:+f_nlen[i]]
 #     cdef void field(self, Py_ssize_t i, const uint8_t** name, size_t* name_len,
 #                     const uint8_t** value, size_t* value_len) noexcept
@@ -69,6 +69,7 @@ cdef uint32_t _hp_huff8[256 * 256]
 cdef uint8_t _hp_huff_accept[256]
 
 cdef const uint8_t* _hp_static_ptr = NULL
+cdef size_t _hp_static_total = 0
 cdef uint32_t _hp_static_noff[_HP_STATIC_LEN + 1]
 cdef uint32_t _hp_static_nlen[_HP_STATIC_LEN + 1]
 cdef uint32_t _hp_static_voff[_HP_STATIC_LEN + 1]
@@ -76,7 +77,7 @@ cdef uint32_t _hp_static_vlen[_HP_STATIC_LEN + 1]
 
 
 def _hp_build_tables():
-    global _hp_static_ptr
+    global _hp_static_ptr, _hp_static_total
     cdef uint8_t* static_copy
     cdef bytes blob_bytes
     children = [[None, None]]
@@ -136,6 +137,7 @@ def _hp_build_tables():
         raise MemoryError()
     memcpy(static_copy, <const char*>blob_bytes, len(blob_bytes))
     _hp_static_ptr = static_copy
+    _hp_static_total = len(blob_bytes)
 
 
 cdef void _hp_build_huff8() noexcept:
@@ -264,6 +266,7 @@ cdef class HpackDecoder:
     cdef uint8_t* buf
     cdef size_t buf_cap
     cdef size_t buf_limit
+    cdef size_t buf_base
     cdef size_t used
     cdef size_t list_size
     cdef Py_ssize_t nfields
@@ -298,11 +301,16 @@ cdef class HpackDecoder:
         # Every field costs >= 32 towards the list size and its bytes count too, which bounds
         # both. They start small (one decoder per connection, thousands of connections) and
         # grow geometrically, so only the first unusually large block reallocates.
-        self.buf_limit = max_header_list_size
+        # buf starts with a copy of the static table's strings, so a field from the static
+        # table is just offsets into it: the common indexed field copies nothing.
+        self.buf_base = _hp_static_total
+        self.buf_limit = self.buf_base + max_header_list_size
         self.fields_limit = <Py_ssize_t>(max_header_list_size // 32 + 1)
-        self.buf_cap = min(<size_t>1024, max(self.buf_limit, <size_t>1))
+        self.buf_cap = self.buf_base + min(<size_t>1024, max(max_header_list_size, <size_t>1))
         self.fields_cap = 32
         self.buf = <uint8_t*>malloc(self.buf_cap)
+        if self.buf != NULL:
+            memcpy(self.buf, _hp_static_ptr, self.buf_base)
         self.f_noff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
         self.f_nlen = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
         self.f_voff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
@@ -324,7 +332,7 @@ cdef class HpackDecoder:
         self.dt_wpos = 0
         self.dt_max = max_table_size
         self.nfields = 0
-        self.used = 0
+        self.used = self.buf_base
         self.list_size = 0
 
     def __dealloc__(self):
@@ -445,19 +453,11 @@ cdef class HpackDecoder:
         if idx == 0:
             return self._fail("HPACK index 0")
         if idx <= _HP_STATIC_LEN:
-            nl = _hp_static_nlen[idx]
-            vl = _hp_static_vlen[idx] if with_value else 0
-            if self._reserve(nl + vl) < 0:
-                return -1
-            _hp_copy(self.buf + self.used, _hp_static_ptr + _hp_static_noff[idx], nl)
-            noff[0] = <uint32_t>self.used
-            nlen[0] = <uint32_t>nl
-            self.used += nl
+            noff[0] = _hp_static_noff[idx]
+            nlen[0] = _hp_static_nlen[idx]
             if with_value:
-                _hp_copy(self.buf + self.used, _hp_static_ptr + _hp_static_voff[idx], vl)
-                voff[0] = <uint32_t>self.used
-                vlen[0] = <uint32_t>vl
-                self.used += vl
+                voff[0] = _hp_static_voff[idx]
+                vlen[0] = _hp_static_vlen[idx]
             return 0
         idx -= _HP_STATIC_LEN
         if idx > self.dt_count:
@@ -561,7 +561,7 @@ cdef class HpackDecoder:
         cdef int rc
         cdef bint indexing
         self.nfields = 0
-        self.used = 0
+        self.used = self.buf_base
         self.list_size = 0
         self.status = -1
         self.content_length = -1
