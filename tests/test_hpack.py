@@ -192,10 +192,31 @@ def test_errors():
     _raises(b"\x04\x82\x1f\xff")
     # 'a' then padding 110: not all ones.
     _raises(b"\x04\x81\x1e")
+    # Eight 'a' fill 5 bytes exactly; a whole 0xff byte of padding is one bit too many.
+    eight = huffman_encode(b"aaaaaaaa")
+    assert len(eight) == 5
+    _raises(b"\x04\x86" + eight + b"\xff")
+    with pytest.raises(hpack.HPACKDecodingError):
+        decode_huffman(eight + b"\xff")
+    # Five 'a' (25 bits) + 7 bits of padding is the longest allowed.
+    five = huffman_encode(b"aaaaa")
+    assert len(five) == 4
+    assert HpackDecoder().decode_py(b"\x04\x84" + five) == [(b":path", b"aaaaa")]
     # 65536 max list size: one field of 65505 bytes + 32 overhead is over.
     _raises(encode_block([(b"x", b"a" * 65504)], huffman=False))
     HpackDecoder().decode_py(encode_block([(b"x", b"a" * 65503)], huffman=False))
     _raises(encode_block([(b"x", b"a" * 100)] * 10), max_header_list_size=1000)
+
+
+def test_many_fields_grow_scratch():
+    # Scratch and field arrays start small and must grow inside one block without losing
+    # earlier fields; the second decode reuses the grown arrays.
+    headers = [(b"x-%d" % i, b"v" * (i % 50)) for i in range(300)]
+    block = encode_block(headers)
+    d = HpackDecoder()
+    assert d.decode_py(block) == headers
+    assert d.decode_py(block) == headers
+    assert d.decode_py(b"\x88") == [(b":status", b"200")]
 
 
 def test_size_updates_and_eviction():
@@ -264,6 +285,24 @@ def test_reference_encoder_roundtrip(specs):
         assert d.table_size == ref.header_table._current_size
 
 
+@FAST
+@given(block_specs, st.integers(0, 3000), st.sampled_from([0, 64, 256, 4096]))
+def test_limits_match_reference(specs, max_list, table_max):
+    # Small list limits and tables: both decoders must reject exactly the same blocks.
+    d = HpackDecoder(max_table_size=table_max, max_header_list_size=max_list)
+    ref = _ref_decoder(table_max, max_list)
+    enc = hpack.Encoder()
+    enc.header_table_size = table_max
+    specs = [(h, huff, None if size is None else size % (table_max + 1))
+             for h, huff, size in specs]
+    for block, _ in _ref_encode_blocks(enc, specs):
+        expected, got = _both(d, ref, block)
+        assert got == expected
+        if expected is None:
+            break
+        assert d.table_entries == _ref_entries(ref)
+
+
 # ---- hypothesis: stateless encoder ----
 
 lower_names = st.one_of(st.sampled_from([n for n, _ in STATIC_TABLE]),
@@ -325,6 +364,13 @@ def test_huffman_arbitrary_strings_match_reference(raw):
     except ProtocolError:
         got = None
     assert got == expected
+    if expected is not None:
+        # A list limit that the field fits exactly leaves less than 2 bytes of scratch per
+        # input byte: this takes the bounds-checked Huffman loop instead of the fast one.
+        tight = HpackDecoder(max_header_list_size=1 + len(expected) + 32)
+        assert tight.decode_py(block) == [(b"a", expected)]
+        with pytest.raises(ProtocolError):
+            HpackDecoder(max_header_list_size=len(expected) + 32).decode_py(block)
 
 
 # ---- fuzz ----

@@ -4,7 +4,9 @@
 # cdef class HpackDecoder:
 #     __cinit__(self, size_t max_table_size=4096, size_t max_header_list_size=65536)
 #         max_table_size: the SETTINGS_HEADER_TABLE_SIZE we advertise; it is also the initial
-#         dynamic table size, and size updates above it are errors.
+#         dynamic table size, and size updates above it are errors. Advertise 4096 (the
+#         protocol default) or more: a smaller value only binds the peer once it has seen
+#         our SETTINGS, which this decoder does not track.
 #         max_header_list_size: limit on sum(len(name) + len(value) + 32) of one block
 #         (RFC 9113 SETTINGS_MAX_HEADER_LIST_SIZE accounting); larger blocks are errors.
 #     cdef public int status            # :status of the last decoded block, -1 if absent or
@@ -16,9 +18,10 @@
 #         0 on success, -1 on a decoding error (the connection must then be torn down:
 #         COMPRESSION_ERROR; the dynamic table is then in an undefined state).
 #         err_c (const char*, static string) / error_msg() -> str describe the error.
-#     After success, until the next decode():
+#     cdef const char* err_c            # NULL or a static message after decode() returned -1
+#     After success, until the next decode() (buf may move when a larger block arrives):
 #     cdef Py_ssize_t nfields
-#     cdef uint8_t* buf                          # scratch holding all decoded names and values
+#     cdef uint8_t* buf       # all decoded names and values (static-table strings live at its start)
 #     cdef uint32_t* f_noff, f_nlen, f_voff, f_vlen   # field i: name = buf[f_noff[i]:+f_nlen[i]]
 #     cdef void field(self, Py_ssize_t i, const uint8_t** name, size_t* name_len,
 #                     const uint8_t** value, size_t* value_len) noexcept
@@ -31,12 +34,16 @@
 #     table_size, table_entries (properties, for tests): RFC size and (name, value) newest first
 #     def _bench_decode(self, bytes block, int reps) -> float  # ns per decode after warm-up
 #
-# Deliberate differences from python-hyper hpack (which accepts unbounded integers): integers
+# Memory: about max_table_size + 3 KB per decoder (plus 272 KB of Huffman tables shared by all);
+# the scratch grows on demand up to max_header_list_size, so one decoder per connection is cheap.
+#
+# Deliberate difference from python-hyper hpack (which accepts unbounded integers): integers
 # with more than 5 continuation octets, or above 2**32 - 1, are decoding errors (RFC 7541 5.1
-# allows implementation limits).
+# allows implementation limits). Everything else (acceptance, output, table state) matches it,
+# which tests/test_hpack.py checks with hypothesis.
 
 cimport cython
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
 from fastload.errors import ProtocolError as _HpProtocolError
@@ -62,6 +69,7 @@ cdef uint32_t _hp_huff8[256 * 256]
 cdef uint8_t _hp_huff_accept[256]
 
 cdef const uint8_t* _hp_static_ptr = NULL
+cdef size_t _hp_static_total = 0
 cdef uint32_t _hp_static_noff[_HP_STATIC_LEN + 1]
 cdef uint32_t _hp_static_nlen[_HP_STATIC_LEN + 1]
 cdef uint32_t _hp_static_voff[_HP_STATIC_LEN + 1]
@@ -69,7 +77,7 @@ cdef uint32_t _hp_static_vlen[_HP_STATIC_LEN + 1]
 
 
 def _hp_build_tables():
-    global _hp_static_ptr
+    global _hp_static_ptr, _hp_static_total
     cdef uint8_t* static_copy
     cdef bytes blob_bytes
     children = [[None, None]]
@@ -129,6 +137,7 @@ def _hp_build_tables():
         raise MemoryError()
     memcpy(static_copy, <const char*>blob_bytes, len(blob_bytes))
     _hp_static_ptr = static_copy
+    _hp_static_total = len(blob_bytes)
 
 
 cdef void _hp_build_huff8() noexcept:
@@ -201,6 +210,21 @@ cdef Py_ssize_t _hp_huff_decode(const uint8_t* src, size_t n, uint8_t* dst, size
     return <Py_ssize_t>o
 
 
+cdef inline void _hp_copy(uint8_t* dst, const uint8_t* src, size_t n) noexcept:
+    # Header names/values are mostly a few bytes: an inline loop beats a libc memcpy call.
+    cdef size_t i
+    if n > 32:
+        memcpy(dst, src, n)
+    else:
+        for i in range(n):
+            dst[i] = src[i]
+
+
+cdef inline size_t _hp_wrap(size_t x, size_t cap) noexcept:
+    # Ring positions stay below 2 * cap; a compare is cheaper than a division.
+    return x - cap if x >= cap else x
+
+
 cdef inline int _hp_int(const uint8_t* data, Py_ssize_t n, Py_ssize_t* pos, int prefix,
                         uint64_t* out) noexcept:
     """-1: truncated; -2: beyond our integer limit. Caller guarantees pos < n."""
@@ -241,10 +265,13 @@ cdef class HpackDecoder:
     # may evict a dynamic entry an earlier field referenced.
     cdef uint8_t* buf
     cdef size_t buf_cap
+    cdef size_t buf_limit
+    cdef size_t buf_base
     cdef size_t used
     cdef size_t list_size
     cdef Py_ssize_t nfields
     cdef Py_ssize_t fields_cap
+    cdef Py_ssize_t fields_limit
     cdef uint32_t* f_noff
     cdef uint32_t* f_nlen
     cdef uint32_t* f_voff
@@ -271,11 +298,19 @@ cdef class HpackDecoder:
         self.err_c = NULL
         self.max_table_size = max_table_size
         self.max_header_list_size = max_header_list_size
-        # Every field costs >= 32 towards the list size, and bytes never exceed it, so these
-        # never grow: no reallocation on the hot path.
-        self.buf_cap = max_header_list_size
-        self.fields_cap = <Py_ssize_t>(max_header_list_size // 32 + 1)
-        self.buf = <uint8_t*>malloc(self.buf_cap + 1)
+        # Every field costs >= 32 towards the list size and its bytes count too, which bounds
+        # both. They start small (one decoder per connection, thousands of connections) and
+        # grow geometrically, so only the first unusually large block reallocates.
+        # buf starts with a copy of the static table's strings, so a field from the static
+        # table is just offsets into it: the common indexed field copies nothing.
+        self.buf_base = _hp_static_total
+        self.buf_limit = self.buf_base + max_header_list_size
+        self.fields_limit = <Py_ssize_t>(max_header_list_size // 32 + 1)
+        self.buf_cap = self.buf_base + min(<size_t>1024, max(max_header_list_size, <size_t>1))
+        self.fields_cap = 32
+        self.buf = <uint8_t*>malloc(self.buf_cap)
+        if self.buf != NULL:
+            memcpy(self.buf, _hp_static_ptr, self.buf_base)
         self.f_noff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
         self.f_nlen = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
         self.f_voff = <uint32_t*>malloc(self.fields_cap * sizeof(uint32_t))
@@ -297,7 +332,7 @@ cdef class HpackDecoder:
         self.dt_wpos = 0
         self.dt_max = max_table_size
         self.nfields = 0
-        self.used = 0
+        self.used = self.buf_base
         self.list_size = 0
 
     def __dealloc__(self):
@@ -316,10 +351,10 @@ cdef class HpackDecoder:
     cdef inline void _ring_read(self, size_t off, size_t n, uint8_t* dst) noexcept:
         cdef size_t first = self.dt_cap - off
         if n <= first:
-            memcpy(dst, self.dt_buf + off, n)
+            _hp_copy(dst, self.dt_buf + off, n)
         else:
-            memcpy(dst, self.dt_buf + off, first)
-            memcpy(dst + first, self.dt_buf, n - first)
+            _hp_copy(dst, self.dt_buf + off, first)
+            _hp_copy(dst + first, self.dt_buf, n - first)
 
     cdef inline void _ring_write(self, const uint8_t* src, size_t n) noexcept:
         cdef size_t first = self.dt_cap - self.dt_wpos
@@ -328,14 +363,14 @@ cdef class HpackDecoder:
         else:
             memcpy(self.dt_buf + self.dt_wpos, src, first)
             memcpy(self.dt_buf, src + first, n - first)
-        self.dt_wpos = (self.dt_wpos + n) % self.dt_cap
+        self.dt_wpos = _hp_wrap(self.dt_wpos + n, self.dt_cap)
 
     cdef inline void _evict_to(self, size_t limit) noexcept:
         cdef size_t i
-        while self.dt_size > limit:
+        while self.dt_size > limit and self.dt_count:
             i = self.dt_first
             self.dt_size -= self.dt_nlen[i] + self.dt_vlen[i] + 32
-            self.dt_first = (i + 1) % self.dt_ecap
+            self.dt_first = _hp_wrap(i + 1, self.dt_ecap)
             self.dt_count -= 1
 
     cdef void _insert(self, const uint8_t* name, size_t nlen, const uint8_t* value,
@@ -347,7 +382,7 @@ cdef class HpackDecoder:
             self._evict_to(0)
             return
         self._evict_to(self.dt_max - esize)
-        slot = (self.dt_first + self.dt_count) % self.dt_ecap
+        slot = _hp_wrap(self.dt_first + self.dt_count, self.dt_ecap)
         self.dt_off[slot] = <uint32_t>self.dt_wpos
         self.dt_nlen[slot] = <uint32_t>nlen
         self.dt_vlen[slot] = <uint32_t>vlen
@@ -357,6 +392,52 @@ cdef class HpackDecoder:
         self.dt_size += esize
 
     # ---- decoding ----
+
+    cdef int _grow_buf(self, size_t need) noexcept:
+        """Room for need more bytes in buf; the caller has checked used + need <= buf_limit."""
+        cdef size_t cap = self.buf_cap * 2
+        cdef uint8_t* p
+        if cap > self.buf_limit:
+            cap = self.buf_limit
+        if cap < self.used + need:
+            cap = self.used + need
+        p = <uint8_t*>realloc(self.buf, cap)
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.buf = p
+        self.buf_cap = cap
+        return 0
+
+    cdef inline int _reserve(self, size_t need) noexcept:
+        if need <= self.buf_cap - self.used:
+            return 0
+        if self.used + need > self.buf_limit:
+            return self._fail("HPACK header list too large")
+        return self._grow_buf(need)
+
+    cdef int _grow_fields(self) noexcept:
+        cdef Py_ssize_t cap = self.fields_cap * 2
+        cdef void* p
+        if cap > self.fields_limit:
+            cap = self.fields_limit
+        p = realloc(self.f_noff, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_noff = <uint32_t*>p
+        p = realloc(self.f_nlen, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_nlen = <uint32_t*>p
+        p = realloc(self.f_voff, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_voff = <uint32_t*>p
+        p = realloc(self.f_vlen, cap * sizeof(uint32_t))
+        if p == NULL:
+            return self._fail("HPACK out of memory")
+        self.f_vlen = <uint32_t*>p
+        self.fields_cap = cap
+        return 0
 
     cdef inline int _fail(self, const char* msg) noexcept:
         self.err_c = msg
@@ -372,35 +453,27 @@ cdef class HpackDecoder:
         if idx == 0:
             return self._fail("HPACK index 0")
         if idx <= _HP_STATIC_LEN:
-            nl = _hp_static_nlen[idx]
-            vl = _hp_static_vlen[idx] if with_value else 0
-            if nl + vl > self.buf_cap - self.used:
-                return self._fail("HPACK header list too large")
-            memcpy(self.buf + self.used, _hp_static_ptr + _hp_static_noff[idx], nl)
-            noff[0] = <uint32_t>self.used
-            nlen[0] = <uint32_t>nl
-            self.used += nl
+            noff[0] = _hp_static_noff[idx]
+            nlen[0] = _hp_static_nlen[idx]
             if with_value:
-                memcpy(self.buf + self.used, _hp_static_ptr + _hp_static_voff[idx], vl)
-                voff[0] = <uint32_t>self.used
-                vlen[0] = <uint32_t>vl
-                self.used += vl
+                voff[0] = _hp_static_voff[idx]
+                vlen[0] = _hp_static_vlen[idx]
             return 0
         idx -= _HP_STATIC_LEN
         if idx > self.dt_count:
             return self._fail("HPACK index beyond the dynamic table")
-        slot = (self.dt_first + self.dt_count - <size_t>idx) % self.dt_ecap
+        slot = _hp_wrap(self.dt_first + self.dt_count - <size_t>idx, self.dt_ecap)
         nl = self.dt_nlen[slot]
         vl = self.dt_vlen[slot] if with_value else 0
-        if nl + vl > self.buf_cap - self.used:
-            return self._fail("HPACK header list too large")
+        if self._reserve(nl + vl) < 0:
+            return -1
         off = self.dt_off[slot]
         self._ring_read(off, nl, self.buf + self.used)
         noff[0] = <uint32_t>self.used
         nlen[0] = <uint32_t>nl
         self.used += nl
         if with_value:
-            self._ring_read((off + nl) % self.dt_cap, vl, self.buf + self.used)
+            self._ring_read(_hp_wrap(off + nl, self.dt_cap), vl, self.buf + self.used)
             voff[0] = <uint32_t>self.used
             vlen[0] = <uint32_t>vl
             self.used += vl
@@ -421,15 +494,20 @@ cdef class HpackDecoder:
         if slen > <uint64_t>(n - pos[0]):
             return self._fail("HPACK string longer than the block")
         if huff:
+            # Up to 2 bytes per input byte lets the decoder skip per-symbol bounds checks; past
+            # the list limit it runs checked against what is left.
+            if self._reserve(min(2 * <size_t>slen,
+                                 self.buf_limit - self.used if self.buf_limit > self.used else 0)) < 0:
+                return -1
             r = _hp_huff_decode(data + pos[0], <size_t>slen, self.buf + self.used,
                                 self.buf_cap - self.used)
             if r < 0:
                 return self._fail("HPACK invalid Huffman string" if r == -1
                                   else "HPACK header list too large")
         else:
-            if slen > self.buf_cap - self.used:
-                return self._fail("HPACK header list too large")
-            memcpy(self.buf + self.used, data + pos[0], <size_t>slen)
+            if self._reserve(<size_t>slen) < 0:
+                return -1
+            _hp_copy(self.buf + self.used, data + pos[0], <size_t>slen)
             r = <Py_ssize_t>slen
         off[0] = <uint32_t>self.used
         length[0] = <uint32_t>r
@@ -443,8 +521,10 @@ cdef class HpackDecoder:
         cdef int64_t cl
         cdef uint32_t k
         self.list_size += nlen + vlen + 32
-        if self.list_size > self.max_header_list_size or i >= self.fields_cap:
+        if self.list_size > self.max_header_list_size:
             return self._fail("HPACK header list too large")
+        if i >= self.fields_cap and self._grow_fields() < 0:
+            return -1
         self.f_noff[i] = noff
         self.f_nlen[i] = nlen
         self.f_voff[i] = voff
@@ -481,7 +561,7 @@ cdef class HpackDecoder:
         cdef int rc
         cdef bint indexing
         self.nfields = 0
-        self.used = 0
+        self.used = self.buf_base
         self.list_size = 0
         self.status = -1
         self.content_length = -1
