@@ -108,30 +108,6 @@ DEF MAX_HEADER_BLOCK = 1048576
 DEF ST_FREE = 0
 DEF ST_OPEN = 1
 
-# TEMPORARY stand-in for HpackDecoder until the hpack branch is merged (same C interface).
-cdef class _HpackShim:
-    cdef object _dec
-    cdef public int status
-    cdef public int64_t content_length
-
-    def __cinit__(self):
-        import hpack
-        self._dec = hpack.Decoder()
-
-    cdef int decode(self, const uint8_t* data, Py_ssize_t n) noexcept:
-        self.status = -1
-        self.content_length = -1
-        try:
-            for name, value in self._dec.decode(data[:n], raw=True):
-                if name == b":status":
-                    self.status = int(value)
-                elif name == b"content-length":
-                    self.content_length = int(value)
-        except Exception:
-            return -1
-        return 0
-
-
 ctypedef struct _H2Slot:
     uint32_t sid
     int state
@@ -216,7 +192,7 @@ cdef class H2ClientCore:
     cdef uint32_t _cont_sid      # != 0 while CONTINUATION frames are expected
     cdef bint _cont_end_stream
 
-    cdef _HpackShim hpack
+    cdef HpackDecoder hpack
 
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100):
         cdef uint32_t nslots = 1
@@ -253,7 +229,7 @@ cdef class H2ClientCore:
         self._conn_recv_window = 65535
         self.last_stream_id = MAX_SID
         self.goaway_code = -1
-        self.hpack = _HpackShim()
+        self.hpack = HpackDecoder()
         if self._build_template() < 0:
             raise MemoryError()
 

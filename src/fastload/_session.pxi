@@ -66,7 +66,8 @@ cdef class WorkerStats:
         self.quota = -1
 
     cdef inline bint may_start(self, int64_t now) noexcept:
-        if not self.running:
+        if not self.running or now >= self.stop_ns:
+            # The deadline timer may run a little late: nothing is sent past the deadline.
             return False
         if self.quota < 0 or now < self.record_from_ns:
             return True
