@@ -681,3 +681,49 @@ def test_peer_max_frame_size_rebuilds_the_template():
     server.feed(out)  # h2 applies a new inbound frame limit only from its next receive_data()
     server.feed(core2.submit_py(1))
     assert server.bodies[1] == b"p" * 70000 and server.requests[1][b"x-h-249"] == b"w" * 100
+
+
+# ---- request blocks that use the server's dynamic table -------------------------------------
+
+def _session_core(headers=REQUEST_HEADERS, max_streams=8):
+    from fastload.hpack_encode import encode_block, encode_session_blocks
+
+    first, steady, need = encode_session_blocks(headers)
+    return _core.H2ClientCore(steady, b"", max_streams, first, need, encode_block(headers)), need
+
+
+def test_indexed_blocks_decode_to_the_same_request_on_every_stream():
+    core, need = _session_core()
+    assert need > 0
+    srv = H2Server()
+    srv.feed(core.start_py())
+    core.receive_py(srv.out())
+    sizes = []
+    for _ in range(5):
+        out = core.submit_py(1)
+        sizes.append(len(out))
+        srv.feed(out)
+    assert len(srv.requests) == 5
+    expected = {k.encode() if isinstance(k, str) else k: v.encode() if isinstance(v, str) else v
+                for k, v in REQUEST_HEADERS}
+    for headers in srv.requests.values():
+        assert headers == expected
+    # After the first stream, each field is one index byte.
+    assert sizes[1] == 9 + len(REQUEST_HEADERS) and sizes[1:] == [sizes[1]] * 4
+    assert sizes[0] > sizes[1]
+
+
+@pytest.mark.parametrize("table_size", [0, 64])
+def test_server_shrinking_its_table_gets_a_size_update_then_stateless_blocks(table_size):
+    core, need = _session_core()
+    assert need > table_size
+    srv = H2Server(HEADER_TABLE_SIZE=table_size)
+    srv.feed(core.start_py())
+    srv.feed(core.submit_py(1))  # first block already inserted entries
+    _, out = core.receive_py(srv.out())  # the server's SETTINGS arrive; we ACK them
+    srv.feed(out)
+    for _ in range(4):
+        srv.feed(core.submit_py(1))
+    assert len(srv.requests) == 5
+    assert len({tuple(sorted(h.items())) for h in srv.requests.values()}) == 1
+    assert srv.conn.decoder.header_table_size <= table_size

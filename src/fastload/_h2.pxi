@@ -2,8 +2,12 @@
 #
 # CONTRACT (the session in _session.pxi relies on it):
 # cdef class H2ClientCore:
-#     __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100)
-#         header_block: a stateless HPACK block (no dynamic-table insertions) sent on every stream.
+#     __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
+#               bytes first_block=None, int64_t table_need=0, bytes stateless_block=None)
+#         header_block: a stateless HPACK block (no dynamic-table insertions) sent on every stream;
+#         or, with first_block (hpack_encode.encode_session_blocks), the steady block that refers
+#         to the table_need bytes of entries the first stream inserted. If the peer announces a
+#         HEADER_TABLE_SIZE below table_need, a size update + stateless_block take over.
 #         body: request body sent as DATA after HEADERS (END_STREAM on HEADERS when empty).
 #     # Outbound bytes accumulate in a growable C buffer; the session writes out[0:out_len] to the
 #     # transport and then calls clear_out().
@@ -107,6 +111,12 @@ DEF MAX_SID = 2147483647
 DEF MAX_HEADER_BLOCK = 1048576
 DEF ST_FREE = 0
 DEF ST_OPEN = 1
+DEF BLOCK_FIRST = 0
+DEF BLOCK_STEADY = 1
+DEF BLOCK_UPDATE = 2
+DEF BLOCK_STATELESS = 3
+
+from fastload.hpack_encode import size_update as _hp_size_update
 
 ctypedef struct _H2Slot:
     uint32_t sid
@@ -162,7 +172,11 @@ cdef class H2ClientCore:
     cdef const char* _err
     cdef bint _dead
 
-    cdef bytes _block
+    cdef bytes _block            # the block the template currently holds
+    cdef bytes _steady_block     # indexed references to what the first block inserted
+    cdef bytes _stateless_block  # fallback when the peer's table is too small
+    cdef int64_t _table_need
+    cdef int _phase              # BLOCK_FIRST, BLOCK_STEADY, BLOCK_UPDATE, BLOCK_STATELESS
     cdef bytes _body
     cdef uint8_t* _tmpl          # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
     cdef Py_ssize_t _tmpl_len
@@ -194,11 +208,24 @@ cdef class H2ClientCore:
 
     cdef HpackDecoder hpack
 
-    def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100):
+    def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
+                  bytes first_block=None, int64_t table_need=0, bytes stateless_block=None):
         cdef uint32_t nslots = 1
         if max_streams < 1 or max_streams > 65536:
             raise ValueError("max_streams must be in 1..65536")
-        self._block = header_block
+        if first_block is None:
+            self._block = header_block
+            self._phase = BLOCK_STATELESS
+        else:
+            # The first stream inserts the request's fields into the server's dynamic table;
+            # every later stream refers to them by index, so the server decodes no strings.
+            if stateless_block is None:
+                raise ValueError("first_block needs a stateless_block to fall back to")
+            self._block = first_block
+            self._steady_block = header_block
+            self._stateless_block = stateless_block
+            self._table_need = table_need
+            self._phase = BLOCK_FIRST
         self._body = body
         self._body_len = len(body)
         self._max_streams = max_streams
@@ -461,7 +488,21 @@ cdef class H2ClientCore:
         self._next_sid = sid + 2
         self.in_flight += 1
         self.exhausted = False
+        if self._phase == BLOCK_FIRST:
+            self._switch_block(self._steady_block, BLOCK_STEADY)
+        elif self._phase == BLOCK_UPDATE:
+            self._switch_block(self._stateless_block, BLOCK_STATELESS)
         return 0
+
+    cdef void _switch_block(self, bytes block, int phase) noexcept:
+        # Once per connection at most; if the template cannot be rebuilt the old block stays,
+        # which is still valid HPACK (re-inserting, or referring to what is there).
+        cdef bytes old = self._block
+        self._block = block
+        if self._build_template() < 0:
+            self._block = old
+            return
+        self._phase = phase
 
     cdef int expire(self, int64_t older_than_ns) noexcept:
         cdef uint32_t i
@@ -759,7 +800,11 @@ cdef class H2ClientCore:
                     self.peer_max_frame_size = v
                     if self._build_template() < 0:
                         return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
-            # HEADER_TABLE_SIZE only constrains an encoder: our request blocks are stateless.
+            elif ident == 1:
+                # Our encoder's table must shrink: announce it at the start of the next block
+                # and stop referring to the entries the first block inserted.
+                if self._phase <= BLOCK_STEADY and v < self._table_need:
+                    self._switch_block(_hp_size_update(v) + self._stateless_block, BLOCK_UPDATE)
         return self._put_frame(F_SETTINGS, FL_ACK, 0, NULL, 0)
 
     cdef int _window_update(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:

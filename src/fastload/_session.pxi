@@ -347,10 +347,12 @@ cdef class H2Session(_Session):
     cdef H2ClientCore core
     cdef int64_t last_out
 
-    def __init__(self, WorkerStats stats, engine, bytes header_block, bytes body, int streams):
+    def __init__(self, WorkerStats stats, engine, bytes header_block, bytes body, int streams,
+                 bytes first_block=None, int64_t table_need=0, bytes stateless_block=None):
         self.stats = stats
         self.engine = engine
-        self.core = H2ClientCore(header_block, body, streams)
+        self.core = H2ClientCore(header_block, body, streams, first_block, table_need,
+                                 stateless_block)
 
     cdef void flush(self) noexcept:
         cdef Py_ssize_t n = self.core.out_len

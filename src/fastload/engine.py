@@ -10,7 +10,7 @@ import time
 
 from . import _core
 from .plan import Plan
-from .request import build_h1_request, build_h2_header_block
+from .request import build_h1_request, build_h2_session_blocks
 
 RECONNECT_BACKOFF_MIN_S = 0.005
 RECONNECT_BACKOFF_MAX_S = 0.5
@@ -48,7 +48,7 @@ class Engine:
         self.connect_errors: list[str] = []
         self.ssl_context = make_ssl_context(plan, alpn_for(plan)) if plan.target.tls else None
         if plan.protocol == "h2":
-            self.header_block = build_h2_header_block(plan)
+            self.h2_blocks = build_h2_session_blocks(plan)
         else:
             self.request = build_h1_request(plan)
         self._idle: asyncio.Future | None = None
@@ -56,7 +56,9 @@ class Engine:
 
     def _new_session(self, index: int) -> _core._Session:
         if self.plan.protocol == "h2":
-            s = _core.H2Session(self.stats, self, self.header_block, self.plan.body, self.plan.streams)
+            first, steady, need, stateless = self.h2_blocks
+            s = _core.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
+                                need, stateless)
         else:
             s = _core.H1Session(self.stats, self, self.request, self.plan.pipeline,
                                 self.plan.method == "HEAD")

@@ -192,3 +192,69 @@ def encode_block(headers: Sequence[tuple[bytes, bytes]], huffman: bool = True) -
             out += _encode_str(name, huffman)
         out += _encode_str(value, huffman)
     return bytes(out)
+
+
+# The dynamic table a peer's decoder starts with (SETTINGS_HEADER_TABLE_SIZE default).
+DEFAULT_TABLE_SIZE = 4096
+
+
+def encode_session_blocks(headers: Sequence[tuple[bytes, bytes]], table_budget: int = DEFAULT_TABLE_SIZE,
+                          huffman: bool = True) -> tuple[bytes, bytes, int]:
+    """Blocks for a connection that repeats the same request: (first, steady, table_bytes).
+
+    `first` inserts every field that is not an exact static entry into the peer's dynamic
+    table (literal with incremental indexing); `steady` then names each field with one index
+    byte, so the server decodes no strings per request. Only fields that fit in
+    `table_budget` (RFC 7541 size: name + value + 32) are inserted; the rest stay literals
+    without indexing in both blocks. `table_bytes` is the table space the first block uses:
+    if the peer announces a smaller table, the caller must fall back to encode_block().
+    """
+    first = bytearray()
+    steady = bytearray()
+    inserted: list[int] = []  # position in `steady` parts of each inserted field
+    parts: list[bytes | int] = []  # bytes, or the insertion ordinal of a dynamic reference
+    used = 0
+    for name, value in headers:
+        name = bytes(name)
+        value = bytes(value)
+        if name != name.lower():
+            raise ValueError(f"HTTP/2 header names must be lowercase: {name!r}")
+        exact = _STATIC_EXACT.get((name, value))
+        if exact is not None:
+            b = bytes(_encode_int(exact, 7, 0x80))
+            first += b
+            parts.append(b)
+            continue
+        size = len(name) + len(value) + 32
+        name_index = _STATIC_NAME.get(name)
+        if used + size <= table_budget:
+            # Literal with incremental indexing (6-bit prefix, 01xxxxxx).
+            if name_index is not None:
+                first += _encode_int(name_index, 6, 0x40)
+            else:
+                first.append(0x40)
+                first += _encode_str(name, huffman)
+            first += _encode_str(value, huffman)
+            parts.append(len(inserted))
+            inserted.append(size)
+            used += size
+        else:
+            b = bytearray(_encode_int(name_index, 4, 0x00) if name_index is not None else b"\x00")
+            if name_index is None:
+                b += _encode_str(name, huffman)
+            b += _encode_str(value, huffman)
+            first += b
+            parts.append(bytes(b))
+    k = len(inserted)
+    for part in parts:
+        if isinstance(part, int):
+            # The newest entry is index 62; entries inserted earlier sit further down.
+            steady += _encode_int(62 + (k - 1 - part), 7, 0x80)
+        else:
+            steady += part
+    return bytes(first), bytes(steady), used
+
+
+def size_update(new_size: int) -> bytes:
+    """A dynamic table size update (001xxxxx), to start a block after the peer shrank its table."""
+    return bytes(_encode_int(new_size, 5, 0x20))

@@ -56,3 +56,12 @@ def build_h2_header_block(plan: Plan) -> bytes:
     from .hpack_encode import encode_block
 
     return encode_block(h2_header_list(plan))
+
+
+def build_h2_session_blocks(plan: Plan) -> tuple[bytes, bytes, int, bytes]:
+    """(first, steady, table_bytes, stateless): see hpack_encode.encode_session_blocks."""
+    from .hpack_encode import encode_block, encode_session_blocks
+
+    fields = h2_header_list(plan)
+    first, steady, need = encode_session_blocks(fields)
+    return first, steady, need, encode_block(fields)
