@@ -111,3 +111,21 @@ def test_summary_on_known_data():
     assert abs(s["stdev"] - 2886.9) < 5
     empty = histogram.summary_us(histogram.new())
     assert empty["p99"] == 0 and empty["mean"] == 0.0
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(edge_values(), min_size=1, max_size=300))
+def test_fast_summary_equals_reference_methods(values):
+    h = Histogram()
+    for v in values:
+        h.record_value(v)
+    decoded = HdrHistogram.decode(h.encode())  # what the parent holds
+    s = histogram.summary_us(decoded)
+    for key, pct in histogram.PERCENTILES:
+        assert s[key] == decoded.get_value_at_percentile(pct), key
+    assert histogram.percentiles_us(decoded, [0.0, 100.0]) == [decoded.get_value_at_percentile(0.0),
+                                                              decoded.get_value_at_percentile(100.0)]
+    assert s["min"] == decoded.get_min_value()
+    assert s["max"] == decoded.get_max_value()
+    assert abs(s["mean"] - decoded.get_mean_value()) <= 1e-9 * max(1.0, s["mean"])
+    assert abs(s["stdev"] - decoded.get_stddev()) <= 1e-6 * max(1.0, s["stdev"])

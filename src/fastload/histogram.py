@@ -3,7 +3,9 @@ workers' HdrHistograms (standard compressed encoding, values in µs)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from functools import lru_cache
 
 from hdrh.histogram import HdrHistogram
 
@@ -39,13 +41,75 @@ def encode(h: HdrHistogram) -> str:
     return h.encode().decode("ascii")
 
 
+@lru_cache(maxsize=8)
+def _equivalent_values(counts_len: int, half_magnitude: int, unit_magnitude: int
+                       ) -> tuple[list[int], list[int], list[int]]:
+    """Lowest, highest and median equivalent value of every counts index, from the HdrHistogram
+    layout, computed once per layout."""
+    half = 1 << half_magnitude
+    lowest, highest, median = [], [], []
+    for idx in range(counts_len):
+        bucket = (idx >> half_magnitude) - 1
+        sub = (idx & (half - 1)) + half
+        if bucket < 0:
+            sub -= half
+            bucket = 0
+        low = sub << (bucket + unit_magnitude)
+        size = 1 << (bucket + unit_magnitude)
+        lowest.append(low)
+        highest.append(low + size - 1)
+        median.append(low + (size >> 1))
+    return lowest, highest, median
+
+
+def _nonzero(h: HdrHistogram) -> list[tuple[int, int]]:
+    counts = h.counts
+    return [(i, c) for i, c in enumerate(counts) if c]
+
+
+def _layout(h: HdrHistogram) -> tuple[list[int], list[int], list[int]]:
+    return _equivalent_values(h.counts_len, h.sub_bucket_half_count_magnitude, h.unit_magnitude)
+
+
+def percentiles_us(h: HdrHistogram, percentiles: Iterable[float],
+                   nonzero: list[tuple[int, int]] | None = None) -> list[int]:
+    """HdrHistogram.get_value_at_percentile for several percentiles in one pass over the
+    recorded buckets (the reference walks every bucket in Python for each call)."""
+    lowest, highest, _ = _layout(h)
+    nz = _nonzero(h) if nonzero is None else nonzero
+    total = sum(c for _, c in nz)
+    pcts = list(percentiles)
+    if not total:
+        return [0 for _ in pcts]
+    targets = sorted((max(int(min(p, 100.0) * total / 100 + 0.5), 1), k) for k, p in enumerate(pcts))
+    out = [0] * len(pcts)
+    t = 0
+    cum = 0
+    for i, c in nz:
+        cum += c
+        while t < len(targets) and cum >= targets[t][0]:
+            k = targets[t][1]
+            out[k] = highest[i] if pcts[k] else lowest[i]
+            t += 1
+        if t == len(targets):
+            break
+    return out
+
+
 def summary_us(h: HdrHistogram) -> dict:
     """min/mean/stdev/percentiles/max in µs with HdrHistogram's own semantics (percentiles are
     the highest value equivalent to the bucket, so never below the recorded value)."""
-    if not h.get_total_count():
+    lowest, highest, median = _layout(h)
+    nz = _nonzero(h)
+    total = sum(c for _, c in nz)
+    if not total:
         return {"min": 0, "mean": 0.0, "stdev": 0.0, **{k: 0 for k, _ in PERCENTILES}, "max": 0}
-    out: dict = {"min": h.get_min_value(), "mean": h.get_mean_value(), "stdev": h.get_stddev()}
-    for key, pct in PERCENTILES:
-        out[key] = h.get_value_at_percentile(pct)
-    out["max"] = h.get_max_value()
+    mean = sum(c * median[i] for i, c in nz) / total
+    var = sum(c * (median[i] - mean) ** 2 for i, c in nz) / total
+    out: dict = {"min": 0 if nz[0][0] == 0 else lowest[nz[0][0]], "mean": mean,
+                 "stdev": math.sqrt(var)}
+    values = percentiles_us(h, [p for _, p in PERCENTILES], nz)
+    for (key, _), value in zip(PERCENTILES, values, strict=True):
+        out[key] = value
+    out["max"] = highest[nz[-1][0]]
     return out

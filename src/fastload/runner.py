@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection, wait
 
 from .engine import alpn_for, make_ssl_context
 from .errors import RunError
+from .histogram import percentiles_us
 from .plan import Plan
 from .worker import worker_main
 
@@ -77,7 +78,7 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
 def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         stop_requested: Callable[[], bool] | None = None) -> RunOutput:
     """Runs the plan (after preflight) and returns every worker's raw result."""
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context("fork")
     procs: list[mp.Process] = []
     conns: list[Connection] = []
     for i in range(plan.workers):
@@ -225,11 +226,13 @@ def _merge_ticks(second: int, ticks: list[dict], decode) -> dict:
         else:
             h.add(d)
     requests = sum(t["requests"] for t in ticks)
+    requests_recorded = h is not None and h.get_total_count() > 0
+    p50, p99 = percentiles_us(h, (50.0, 99.0)) if requests_recorded else (None, None)
     return {
         "t": second,
         "requests": requests,
         "errors": sum(t["errors"] for t in ticks),
         "rps": float(requests),
-        "p50_us": h.get_value_at_percentile(50) if h is not None and h.get_total_count() else None,
-        "p99_us": h.get_value_at_percentile(99) if h is not None and h.get_total_count() else None,
+        "p50_us": p50 if requests_recorded else None,
+        "p99_us": p99 if requests_recorded else None,
     }

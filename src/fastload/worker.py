@@ -14,6 +14,11 @@ import time
 import traceback
 from multiprocessing.connection import Connection
 
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
+    uvloop = None
+
 from . import _core
 from .engine import Engine
 from .plan import Plan
@@ -27,12 +32,7 @@ def worker_main(plan: Plan, index: int, conn: Connection) -> None:
     cpus = plan.cpus[index] if index < len(plan.cpus) else ()
     if cpus:
         os.sched_setaffinity(0, cpus)
-    try:
-        import uvloop
-
-        loop = uvloop.new_event_loop()
-    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
-        loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
         result = loop.run_until_complete(_run(loop, plan, index, conn))
