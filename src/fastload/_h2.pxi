@@ -23,6 +23,8 @@
 #     cdef int submit(self, int64_t sent_ns) noexcept
 #         writes HEADERS (+DATA) of a new stream into out (template copy, stream id patched);
 #         remembers sent_ns for the stream; returns 0, or -1 if it cannot.
+#     cdef int submit_at(self, int64_t sent_ns, int64_t intended_ns) noexcept
+#         submit() for the open model; intended_ns comes back in ev_intended_ns.
 #     cdef int receive(self, const uint8_t* data, Py_ssize_t n) noexcept
 #         consumes bytes (partial frames are kept internally for the next call), handles every
 #         frame type (SETTINGS/ACK, PING/ACK, WINDOW_UPDATE, RST_STREAM, GOAWAY, HEADERS +
@@ -39,6 +41,7 @@
 #                               # above GOAWAY last-stream-id: never processed, safe to retry), EV_TIMEOUT
 #     cdef int* ev_status       # :status for EV_DONE
 #     cdef int64_t* ev_sent_ns
+#     cdef int64_t* ev_intended_ns
 #     cdef int64_t* ev_body_bytes
 #     cdef void clear_events(self) noexcept
 #     cdef public int in_flight
@@ -123,6 +126,7 @@ ctypedef struct _H2Slot:
     int state
     int status            # 0 until the final (non-1xx) response HEADERS arrived
     int64_t sent_ns
+    int64_t intended_ns   # open model: when the schedule wanted it sent (== sent_ns otherwise)
     int64_t body_bytes
     int64_t send_win
     int64_t recv_consumed
@@ -163,6 +167,7 @@ cdef class H2ClientCore:
     cdef int* ev_kind
     cdef int* ev_status
     cdef int64_t* ev_sent_ns
+    cdef int64_t* ev_intended_ns
     cdef int64_t* ev_body_bytes
 
     cdef public int in_flight
@@ -241,12 +246,13 @@ cdef class H2ClientCore:
         self.ev_kind = <int*>malloc(self.ev_cap * sizeof(int))
         self.ev_status = <int*>malloc(self.ev_cap * sizeof(int))
         self.ev_sent_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self.ev_intended_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
         self.ev_body_bytes = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
         self._pend = <uint8_t*>malloc(9 + OUR_MAX_FRAME)
         self._hcap = 4096
         self._hbuf = <uint8_t*>malloc(self._hcap)
         if (self._slots == NULL or self.out == NULL or self.ev_kind == NULL
-                or self.ev_status == NULL or self.ev_sent_ns == NULL
+                or self.ev_status == NULL or self.ev_sent_ns == NULL or self.ev_intended_ns == NULL
                 or self.ev_body_bytes == NULL or self._pend == NULL or self._hbuf == NULL):
             raise MemoryError()
         self.peer_max_concurrent = 0x7FFFFFFFFFFF
@@ -265,6 +271,7 @@ cdef class H2ClientCore:
         free(self.ev_kind)
         free(self.ev_status)
         free(self.ev_sent_ns)
+        free(self.ev_intended_ns)
         free(self.ev_body_bytes)
         free(self._slots)
         free(self._pend)
@@ -287,7 +294,8 @@ cdef class H2ClientCore:
             self.out_cap = cap
         return self.out + self.out_len
 
-    cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body) noexcept:
+    cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body,
+                   int64_t intended_ns) noexcept:
         cdef int cap
         cdef void* p
         if self.n_events == self.ev_cap:
@@ -304,6 +312,10 @@ cdef class H2ClientCore:
             if p == NULL:
                 return -1
             self.ev_sent_ns = <int64_t*>p
+            p = realloc(self.ev_intended_ns, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ev_intended_ns = <int64_t*>p
             p = realloc(self.ev_body_bytes, cap * sizeof(int64_t))
             if p == NULL:
                 return -1
@@ -312,6 +324,7 @@ cdef class H2ClientCore:
         self.ev_kind[self.n_events] = kind
         self.ev_status[self.n_events] = status
         self.ev_sent_ns[self.n_events] = sent_ns
+        self.ev_intended_ns[self.n_events] = intended_ns
         self.ev_body_bytes[self.n_events] = body
         self.n_events += 1
         return 0
@@ -413,7 +426,7 @@ cdef class H2ClientCore:
             self.goaway_received or self._next_sid > MAX_SID or self._dead)
 
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
-        cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes)
+        cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns)
         s.state = ST_FREE
         self.in_flight -= 1
         self._update_exhausted()
@@ -452,6 +465,10 @@ cdef class H2ClientCore:
                 and self._body_len <= self.peer_initial_window)
 
     cdef int submit(self, int64_t sent_ns) noexcept:
+        return self.submit_at(sent_ns, sent_ns)
+
+    cdef int submit_at(self, int64_t sent_ns, int64_t intended_ns) noexcept:
+        """submit() for the open model: latency is then measured from intended_ns."""
         cdef uint32_t sid
         cdef _H2Slot* s
         cdef uint8_t* p
@@ -481,6 +498,7 @@ cdef class H2ClientCore:
         s.state = ST_OPEN
         s.status = 0
         s.sent_ns = sent_ns
+        s.intended_ns = intended_ns
         s.body_bytes = 0
         s.recv_consumed = 0
         s.send_win = self.peer_initial_window - self._body_len

@@ -6,6 +6,7 @@
 # engine and these classes compare timestamps directly.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
+from libc.math cimport log, sqrt
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
 DEF READ_BUFFER_SIZE = 262144
@@ -37,8 +38,10 @@ cdef class WorkerStats:
     - with a quota (-n), requests that fail do not use up the quota, so exactly `quota`
       responses complete unless the run is stopped."""
 
-    cdef public Histogram hist
+    cdef public Histogram hist           # latency: from the intended send time in the open model
     cdef public Histogram interval_hist
+    cdef public Histogram service_hist   # from the actual send time (== hist in the closed model)
+    cdef public Histogram lag_hist       # actual minus intended send time (open model)
     cdef public int64_t requests
     cdef public int64_t bytes_in
     cdef public int64_t bytes_out
@@ -56,10 +59,28 @@ cdef class WorkerStats:
     cdef public int64_t interval_requests
     cdef public int64_t interval_errors
     cdef public object on_quota_done
+    # Open model: a schedule of intended send times, piecewise-linear rate (stages).
+    cdef public bint paced
+    cdef bint poisson
+    cdef uint64_t rng
+    cdef int n_stages
+    cdef int stage
+    cdef int64_t stage_start_ns[64]
+    cdef int64_t stage_len_ns[64]
+    cdef double stage_r0[64]          # requests per ns at the stage start
+    cdef double stage_r1[64]          # ... and at its end
+    cdef int64_t stage_k               # requests issued in the current stage (constant/ramp)
+    cdef double poisson_t              # ns into the current stage of the next Poisson arrival
+    cdef public int64_t next_intended_ns
+    cdef public int64_t schedule_end_ns
+    cdef public int64_t scheduled       # intended sends issued
+    cdef public int64_t max_queue_delay_ns
 
     def __cinit__(self):
         self.hist = Histogram(1, 60_000_000, 3)
         self.interval_hist = Histogram(1, 60_000_000, 3)
+        self.service_hist = Histogram(1, 60_000_000, 3)
+        self.lag_hist = Histogram(1, 60_000_000, 3)
         self.min_ns = -1
         self.record_from_ns = 1 << 62
         self.stop_ns = 1 << 62
@@ -77,11 +98,108 @@ cdef class WorkerStats:
         if now >= self.record_from_ns:
             self.counted += n
 
-    cdef inline void on_response(self, int status, int64_t sent, int64_t now) noexcept:
+    def set_schedule(self, int64_t start_ns, list stages, bint poisson=False, uint64_t seed=1):
+        """Open model. stages: [(duration_ns, rate_from, rate_to)] in requests/s for this worker;
+        intended send times are laid out from start_ns, independent of responses."""
+        cdef int i
+        cdef int64_t t = start_ns
+        if not stages or len(stages) > 64:
+            raise ValueError("1 to 64 stages")
+        self.n_stages = len(stages)
+        for i, (dur, r0, r1) in enumerate(stages):
+            self.stage_start_ns[i] = t
+            self.stage_len_ns[i] = dur
+            self.stage_r0[i] = r0 / 1e9
+            self.stage_r1[i] = r1 / 1e9
+            t += dur
+        self.schedule_end_ns = t
+        self.poisson = poisson
+        self.rng = seed * <uint64_t>0x9E3779B97F4A7C15ULL + 1
+        self.paced = True
+        self.stage = 0
+        self.stage_k = 0
+        self.poisson_t = 0.0
+        self.next_intended_ns = start_ns
+        self.advance_schedule(True)
+
+    cdef inline double uniform(self) noexcept:
+        # xorshift64*: reproducible per seed, no Python objects.
+        self.rng ^= self.rng >> 12
+        self.rng ^= self.rng << 25
+        self.rng ^= self.rng >> 27
+        return ((self.rng * <uint64_t>0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0)
+
+    cdef void advance_schedule(self, bint first) noexcept:
+        """Sets next_intended_ns to the next arrival (1 << 62 when the schedule is over)."""
+        cdef double r0, r1, length, a, t, k, rate_now
+        while self.stage < self.n_stages:
+            r0 = self.stage_r0[self.stage]
+            r1 = self.stage_r1[self.stage]
+            length = <double>self.stage_len_ns[self.stage]
+            a = (r1 - r0) / length if length > 0 else 0.0
+            if self.poisson:
+                rate_now = r0 + a * self.poisson_t
+                if first and self.stage == 0 and self.poisson_t == 0.0:
+                    t = 0.0
+                elif rate_now > 1e-15:
+                    t = self.poisson_t - log(1.0 - self.uniform()) / rate_now
+                else:
+                    t = length + 1.0
+                if t < length:
+                    self.poisson_t = t
+                    self.next_intended_ns = self.stage_start_ns[self.stage] + <int64_t>t
+                    return
+                self.stage += 1
+                self.poisson_t = 0.0
+                continue
+            # Request k of a stage is due when the integral of the rate reaches k:
+            # r0 t + a t^2 / 2 = k, solved exactly (no accumulated rounding over long runs).
+            k = <double>self.stage_k
+            if a == 0.0:
+                t = k / r0 if r0 > 0 else length + 1.0
+            else:
+                t = r0 * r0 + 2.0 * a * k
+                t = (-r0 + sqrt(t)) / a if t >= 0 else length + 1.0
+            if t < length:
+                self.next_intended_ns = self.stage_start_ns[self.stage] + <int64_t>t
+                self.stage_k += 1
+                return
+            self.stage += 1
+            self.stage_k = 0
+        self.next_intended_ns = 1 << 62
+
+    cdef inline int64_t take_due(self, int64_t now) noexcept:
+        """Intended send time of the next request that may go now, or -1 if none is due.
+        Closed model: every request is due at once and intended == now."""
+        cdef int64_t t
+        if not self.paced:
+            return now
+        t = self.next_intended_ns
+        if t > now or t >= self.schedule_end_ns:
+            return -1
+        self.scheduled += 1
+        self.advance_schedule(False)
+        if now >= self.record_from_ns and now < self.stop_ns:
+            self.lag_hist.record((now - t) // 1000)
+            if now - t > self.max_queue_delay_ns:
+                self.max_queue_delay_ns = now - t
+        return t
+
+    def take_due_py(self, int64_t now):
+        return self.take_due(now)
+
+    def due(self, int64_t now):
+        """Whether a scheduled request is due and not yet sent (the open model's queue)."""
+        return self.paced and self.next_intended_ns <= now and \
+            self.next_intended_ns < self.schedule_end_ns
+
+    cdef inline void on_response(self, int status, int64_t intended, int64_t now,
+                                 int64_t sent) noexcept:
         cdef int64_t lat
-        if sent < self.record_from_ns or now >= self.stop_ns:
+        if intended < self.record_from_ns or now >= self.stop_ns:
             return
-        lat = now - sent
+        self.service_hist.record((now - sent) // 1000)
+        lat = now - intended
         if lat < 0:
             lat = 0
         self.requests += 1
@@ -204,7 +322,8 @@ cdef class H1Session(_Session):
     cdef list batches
     cdef Py_ssize_t req_len
     cdef int pipeline
-    cdef int64_t* sent
+    cdef int64_t* sent          # actual send times, a ring of `pipeline` slots
+    cdef int64_t* intended      # intended send times (open model; == sent otherwise)
     cdef int head
     cdef public int inflight
     cdef bint head_method
@@ -219,32 +338,37 @@ cdef class H1Session(_Session):
         # One pre-built write per possible batch size, so filling k slots is one write.
         self.batches = [request * k for k in range(pipeline + 1)]
         self.sent = <int64_t*>malloc(sizeof(int64_t) * pipeline)
-        if self.sent == NULL:
+        self.intended = <int64_t*>malloc(sizeof(int64_t) * pipeline)
+        if self.sent == NULL or self.intended == NULL:
             raise MemoryError()
         self.head_method = head_method
 
     def __dealloc__(self):
         free(self.sent)
+        free(self.intended)
 
     cdef on_connected(self):
         self.parser.reset()
         self.parser.expect_no_body = self.head_method
 
     cpdef fill(self):
-        cdef int64_t now
-        cdef int k = 0, i, slot
+        cdef int64_t now, t
+        cdef int k = 0, slot
         if self.closed or self.paused or self.stopping or self.must_close:
             return
         now = now_ns()
-        while self.inflight + k < self.pipeline and self.stats.may_start(now):
+        while self.inflight < self.pipeline and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            slot = (self.head + self.inflight) % self.pipeline
+            self.sent[slot] = now
+            self.intended[slot] = t
+            self.inflight += 1
             self.stats.on_sent(now, 1)
             k += 1
         if k == 0:
             return
-        for i in range(k):
-            slot = (self.head + self.inflight) % self.pipeline
-            self.sent[slot] = now
-            self.inflight += 1
         if self.stats.record_from_ns <= now < self.stats.stop_ns:
             self.stats.bytes_out += k * self.req_len
         self._write(self.batches[k])
@@ -284,9 +408,9 @@ cdef class H1Session(_Session):
             self.fail(ERR_PROTOCOL, now)
             return False
         sent = self.sent[self.head]
+        self.stats.on_response(self.parser.status, self.intended[self.head], now, sent)
         self.head = (self.head + 1) % self.pipeline
         self.inflight -= 1
-        self.stats.on_response(self.parser.status, sent, now)
         if not self.parser.keep_alive:
             self.must_close = True
             if self.inflight:
@@ -299,7 +423,7 @@ cdef class H1Session(_Session):
         """Count every in-flight request as failed with `cls` and drop the connection."""
         cdef int i
         for i in range(self.inflight):
-            self.stats.on_failure(cls, self.sent[(self.head + i) % self.pipeline], now, 1)
+            self.stats.on_failure(cls, self.intended[(self.head + i) % self.pipeline], now, 1)
         self.inflight = 0
         self.drop()
 
@@ -328,7 +452,7 @@ cdef class H1Session(_Session):
         if self.inflight == 0 or self.sent[self.head] >= older_than_ns:
             return 0
         for i in range(self.inflight):
-            self.stats.on_failure(ERR_TIMEOUT, self.sent[(self.head + i) % self.pipeline], now, 1)
+            self.stats.on_failure(ERR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
             n += 1
         self.inflight = 0
         self.drop()
@@ -379,12 +503,15 @@ cdef class H2Session(_Session):
         self.flush()
 
     cpdef fill(self):
-        cdef int64_t now
+        cdef int64_t now, t
         if self.closed or self.paused or self.stopping:
             return
         now = now_ns()
         while self.core.can_submit() and self.stats.may_start(now):
-            if self.core.submit(now) < 0:
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            if self.core.submit_at(now, t) < 0:
                 break
             self.stats.on_sent(now, 1)
         self.flush()
@@ -394,12 +521,13 @@ cdef class H2Session(_Session):
         for i in range(self.core.n_events):
             kind = self.core.ev_kind[i]
             if kind == EV_DONE:
-                self.stats.on_response(self.core.ev_status[i], self.core.ev_sent_ns[i], now)
+                self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
+                                       self.core.ev_sent_ns[i])
             elif kind == EV_TIMEOUT:
-                self.stats.on_failure(ERR_TIMEOUT, self.core.ev_sent_ns[i], now, 1)
+                self.stats.on_failure(ERR_TIMEOUT, self.core.ev_intended_ns[i], now, 1)
             else:
                 # EV_RESET and EV_REFUSED: the stream produced no response.
-                self.stats.on_failure(ERR_RESET, self.core.ev_sent_ns[i], now, 1)
+                self.stats.on_failure(ERR_RESET, self.core.ev_intended_ns[i], now, 1)
         self.core.clear_events()
 
     def buffer_updated(self, Py_ssize_t nbytes):
@@ -431,9 +559,10 @@ cdef class H2Session(_Session):
         cdef int i
         for i in range(self.core.n_events):
             if self.core.ev_kind[i] == EV_DONE:
-                self.stats.on_response(self.core.ev_status[i], self.core.ev_sent_ns[i], now)
+                self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
+                                       self.core.ev_sent_ns[i])
             else:
-                self.stats.on_failure(cls, self.core.ev_sent_ns[i], now, 1)
+                self.stats.on_failure(cls, self.core.ev_intended_ns[i], now, 1)
         self.core.clear_events()
 
     cdef on_lost(self, exc):

@@ -51,6 +51,19 @@ def main() -> None:
               help="Request header (repeatable).")
 @click.option("--body", default=None, help="Request body (string).")
 @click.option("--body-file", default=None, metavar="PATH", help="Request body read from a file.")
+@click.option("-R", "--rate", default=None,
+              help="Open model: total requests/s across workers (e.g. 2000, 10k), sent on a schedule "
+                   "independent of responses; latency counts from each request's intended time.")
+@click.option("--stages", default=None, metavar="D:RATE,...",
+              help="Rate ramps like k6 stages, e.g. '30s:1000,1m:5000,30s:0' (from --rate or 0).")
+@click.option("--arrival", type=click.Choice(["constant", "poisson"]), default="constant",
+              show_default=True, help="Open model inter-arrival times.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Seed for --arrival poisson.")
+@click.option("--start-at", default=None, type=float, metavar="UNIX_TIME",
+              help="Start the load at this wall-clock instant (several hosts together).")
+@click.option("--tag", "tags", multiple=True, metavar="K=V", help="Label the result (repeatable).")
+@click.option("--hdr-log", default=None, metavar="PATH",
+              help="Write an HdrHistogram interval log (.hlog), one interval per second.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the result document (schema fastload.result/1) to PATH, '-' for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no summary.")
@@ -105,6 +118,11 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
     if live:
         sys.stderr.write("\r\033[K")
     doc = build_result(out)
+    if plan.hdr_log is not None:
+        with open(plan.hdr_log, "w") as f:
+            f.write(report.hlog(out.intervals, doc["started_at"], dict(plan.tags)))
+    for warning in doc.get("warnings", []):
+        click.echo(f"fastload: warning: {warning}", err=True)
     passed = True
     if gates:
         doc["slo"], passed = slo.check_all(gates, doc)

@@ -56,7 +56,22 @@ class Plan:
     ca: str | None
     quiet: bool
     json_path: str | None
+    rate: float | None = None  # total requests/s across workers (open model)
+    stages: tuple[tuple[int, float, float], ...] = ()  # (duration_ns, rate_from, rate_to)
+    arrival: str = "constant"  # "constant" | "poisson"
+    seed: int = 1
+    start_at: float | None = None  # unix time
+    tags: tuple[tuple[str, str], ...] = ()
+    hdr_log: str | None = None
     extra: dict = field(default_factory=dict)
+
+    @property
+    def paced(self) -> bool:
+        return bool(self.stages)
+
+    def worker_stages(self, index: int) -> list[tuple[int, float, float]]:
+        """This worker's share of the schedule: every worker runs the same shape at 1/w the rate."""
+        return [(d, r0 / self.workers, r1 / self.workers) for d, r0, r1 in self.stages]
 
     def with_protocol(self, protocol: str) -> Plan:
         streams = self.streams if self.streams_given else (10 if protocol == "h2" else 1)
@@ -90,6 +105,12 @@ class Plan:
             "body_bytes": len(self.body),
             "insecure": self.insecure,
             "ca": self.ca,
+            "rate": self.rate,
+            "stages": [{"duration_s": d / 1e9, "from": r0, "to": r1} for d, r0, r1 in self.stages],
+            "arrival": self.arrival,
+            "seed": self.seed,
+            "start_at": self.start_at,
+            "tags": dict(self.tags),
         }
 
 
@@ -161,6 +182,48 @@ def assign_cpus(workers: int | None, cpus: list[int] | None) -> tuple[int, tuple
     return n, tuple((pool[i % len(pool)],) for i in range(n))
 
 
+def parse_rate(text: str | float, what: str = "--rate") -> float:
+    """'2000', '10k', '2.5k' -> requests per second (0 allowed inside --stages)."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmM]?)\s*(?:/s)?\s*", text)
+        if not m:
+            raise UsageError(f"{what}: {text!r} is not a rate (examples: 2000, 10k, 2.5k)")
+        value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    return value
+
+
+def parse_stages(text: str, start_rate: float) -> tuple[tuple[int, float, float], ...]:
+    """'30s:1000,1m:5000,30s:0': each stage ramps linearly from the previous target (or the
+    start rate) to its own target over its duration, as k6 stages do."""
+    stages = []
+    prev = start_rate
+    for part in text.split(","):
+        dur, sep, target = part.strip().partition(":")
+        if not sep:
+            raise UsageError(f"--stages: {part.strip()!r} is not DURATION:RATE (example: 30s:1000)")
+        d = parse_duration_ns(dur, f"--stages {part.strip()!r}")
+        r = parse_rate(target, f"--stages {part.strip()!r}")
+        stages.append((d, prev, r))
+        prev = r
+    if len(stages) > 64:
+        raise UsageError("--stages: at most 64 stages")
+    if all(r0 == 0 and r1 == 0 for _, r0, r1 in stages):
+        raise UsageError("--stages: every stage has a rate of 0")
+    return tuple(stages)
+
+
+def parse_tags(tags: tuple[str, ...] | list[str]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for t in tags:
+        k, sep, v = t.partition("=")
+        if not sep or not k.strip():
+            raise UsageError(f"--tag {t!r}: expected KEY=VALUE")
+        out.append((k.strip(), v.strip()))
+    return tuple(out)
+
+
 def build_plan(
     url: str,
     *,
@@ -183,6 +246,13 @@ def build_plan(
     ca: str | None = None,
     quiet: bool = False,
     json_path: str | None = None,
+    rate: str | None = None,
+    stages: str | None = None,
+    arrival: str = "constant",
+    seed: int = 1,
+    start_at: float | None = None,
+    tags: tuple[str, ...] | list[str] = (),
+    hdr_log: str | None = None,
 ) -> Plan:
     target = parse_target(url)
     if protocol is not None and protocol not in ("h1", "h2"):
@@ -209,8 +279,39 @@ def build_plan(
         raise UsageError("--duration and --requests are exclusive: give one")
     duration_ns = parse_duration_ns(duration, "--duration") if duration is not None else None
     n_requests = parse_count(requests, "--requests") if requests is not None else None
+    rate_value = parse_rate(rate) if rate is not None else None
+    if rate_value is not None and rate_value <= 0:
+        raise UsageError(f"--rate: {rate!r} must be greater than zero")
+    stage_list: tuple[tuple[int, float, float], ...] = ()
+    if stages is not None:
+        if duration is not None:
+            raise UsageError("--stages sets the duration: do not give --duration too")
+        stage_list = parse_stages(stages, rate_value or 0.0)
+        duration_ns = sum(d for d, _, _ in stage_list)
+    if arrival not in ("constant", "poisson"):
+        raise UsageError(f"--arrival: {arrival!r} must be constant or poisson")
+    if arrival == "poisson" and rate_value is None and not stage_list:
+        raise UsageError("--arrival poisson needs --rate or --stages")
     if duration_ns is None and n_requests is None:
         duration_ns = 10_000_000_000  # wrk's default
+    if rate_value is not None and not stage_list:
+        # A constant rate is one stage lasting the whole run (or until -n is reached: the
+        # schedule then runs long enough for N requests with a generous margin).
+        length = duration_ns if duration_ns is not None else int(n_requests / rate_value * 1e9 * 10 + 60e9)
+        stage_list = ((length, rate_value, rate_value),)
+    if start_at is not None:
+        import time as _time
+
+        now = _time.time()
+        if start_at < now - 1:
+            raise UsageError(f"--start-at: {start_at} is in the past (now is {now:.0f})")
+        if start_at > now + 86400:
+            raise UsageError(f"--start-at: {start_at} is more than a day away")
+    tag_list = parse_tags(tags)
+    if hdr_log is not None:
+        d = os.path.dirname(os.path.abspath(hdr_log))
+        if not os.path.isdir(d) or not os.access(d, os.W_OK):
+            raise UsageError(f"--hdr-log: cannot write {hdr_log!r} (directory missing or not writable)")
     warmup_ns = parse_duration_ns(warmup, "--warmup", allow_zero=True) if warmup else 0
     timeout_ns = parse_duration_ns(timeout, "--timeout")
     n_workers = parse_count(workers, "--workers") if workers is not None else None
@@ -262,4 +363,11 @@ def build_plan(
         ca=ca,
         quiet=quiet,
         json_path=json_path,
+        rate=rate_value,
+        stages=stage_list,
+        arrival=arrival,
+        seed=seed,
+        start_at=start_at,
+        tags=tag_list,
+        hdr_log=hdr_log,
     )

@@ -39,6 +39,16 @@ def summary(doc: dict) -> str:
                      + f" (total {err['total']})")
     lines.append(f"Requests/sec: {doc['rps']:>12.2f}")
     lines.append(f"Transfer/sec: {format_bytes(doc['bytes_in'] / secs):>12}")
+    if "rate" in doc:
+        r = doc["rate"]
+        lag = doc["schedule_lag_us"]
+        lines.append(f"Rate:         target {r['target']:.1f}/s, achieved {r['achieved']:.1f}/s, "
+                     f"max queue delay {format_us(r['max_queue_delay_us'])}, schedule lag p99 "
+                     f"{format_us(lag['p99'])}")
+        st = doc["service_time_us"]
+        lines.append(f"Service time: p50 {format_us(st['p50'])}, p99 {format_us(st['p99'])}, "
+                     f"max {format_us(st['max'])} (from actual send; latency above counts from the"
+                     " intended send)")
     if doc.get("client_cpu_us_per_request"):
         lines.append(f"Client CPU:   {doc['client_cpu_us_per_request']:.2f}us/request")
     if doc.get("slo"):
@@ -51,6 +61,35 @@ def summary(doc: dict) -> str:
         lines.append("Interrupted: partial results.")
     for w in doc.get("worker_errors", []):
         lines.append(f"Worker {w['index']} failed: {w['error']}")
+    return "\n".join(lines) + "\n"
+
+
+def hlog(intervals: list[dict], started_at: float, tags: dict[str, str]) -> str:
+    """HdrHistogram interval log (format 1.2) of the per-second latency histograms, values in
+    µs; readable by HdrHistogram's log readers and HistogramLogAnalyzer."""
+    import datetime
+
+    from .histogram import decode
+
+    when = datetime.datetime.fromtimestamp(started_at, datetime.timezone.utc).isoformat()
+    lines = ["#[Histogram log format version 1.2]",
+             f"#[StartTime: {started_at:.3f} (seconds since epoch), {when}]",
+             "#[Latency in microseconds, as recorded by fastload]"]
+    if tags:
+        lines.append("#[Tags: " + ", ".join(f"{k}={v}" for k, v in tags.items()) + "]")
+    lines.append('"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"')
+    prev_t = None
+    for iv in intervals:
+        blob = iv.get("histogram")
+        if not blob:
+            continue
+        start = float(iv["t"] - 1 if iv["t"] > 0 else 0)
+        if prev_t is not None and start < prev_t:
+            start = prev_t
+        length = max(float(iv["t"]) - start, 0.001)
+        prev_t = start + length
+        # Interval_Max in milliseconds, the convention for µs-recorded logs.
+        lines.append(f"{start:.3f},{length:.3f},{decode(blob).get_max_value() / 1000:.3f},{blob}")
     return "\n".join(lines) + "\n"
 
 

@@ -42,6 +42,7 @@ def build_result(out: RunOutput) -> dict:
         for code, n in w["status_codes"].items():
             status[code] = status.get(code, 0) + n
     cpu_s = sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in ws)
+    timeline = [{k: v for k, v in iv.items() if k != "histogram"} for iv in out.intervals]
     doc = {
         "schema": SCHEMA,
         "version": __version__,
@@ -72,9 +73,49 @@ def build_result(out: RunOutput) -> dict:
         ],
         "client_cpu_s": cpu_s,
         "client_cpu_us_per_request": cpu_s * 1e6 / requests if requests else None,
-        "timeline": out.intervals,
+        "timeline": timeline,
         "interrupted": out.interrupted,
         "complete": not out.failed_workers and not out.interrupted,
         "worker_errors": out.failed_workers,
     }
+    if plan.tags:
+        doc["tags"] = dict(plan.tags)
+    doc["service_time_us"] = summary_us(merge([w["service_histogram"] for w in ws]))
+    if plan.paced:
+        _open_model(doc, plan, ws, duration_s, requests, cpu_s)
     return doc
+
+
+def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: int, cpu_s: float) -> None:
+    """Rate accounting and the generator's verdict on itself (is the client the bottleneck?)."""
+    lag = summary_us(merge([w["lag_histogram"] for w in ws]))
+    doc["schedule_lag_us"] = lag
+    measured = [(d, r0, r1) for d, r0, r1 in plan.stages]
+    total_ns = sum(d for d, _, _ in measured)
+    planned = sum(d / 1e9 * (r0 + r1) / 2 for d, r0, r1 in measured)
+    target = planned / (total_ns / 1e9) if total_ns else 0.0
+    if plan.requests is not None and plan.rate is not None and len(plan.stages) == 1:
+        target = plan.rate
+    backlog = sum(w["backlog"] for w in ws)
+    achieved = requests / duration_s if duration_s else 0.0
+    doc["rate"] = {
+        "target": target,
+        "achieved": achieved,
+        "scheduled": sum(w["scheduled"] for w in ws),
+        "backlog": backlog,
+        "max_queue_delay_us": max((w["max_queue_delay_ns"] for w in ws), default=0) / 1e3,
+    }
+    warnings = doc.setdefault("warnings", [])
+    busy = cpu_s / (duration_s * max(len(ws), 1)) if duration_s else 0.0
+    doc["rate"]["worker_busy"] = busy
+    # A worker busy nearly all the time sends late because of itself: the latency it reports
+    # then includes the client's own delay. (Lag from waiting for a free connection is the
+    # open model working as intended and is reported as queueing, below.)
+    saturated = busy > 0.85
+    doc["generator_saturated"] = saturated
+    if saturated:
+        warnings.append(f"generator saturated: workers busy {busy:.0%} of the time, schedule lag "
+                        f"p99 {lag['p99'] / 1e3:.1f} ms; add workers or CPUs")
+    if backlog > 0.001 * max(doc["rate"]["scheduled"], 1) or achieved < 0.98 * target:
+        warnings.append(f"target rate {target:.0f}/s not reached ({achieved:.0f}/s, {backlog} requests"
+                        " never sent): not enough connections/streams, or the server is too slow")

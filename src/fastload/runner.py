@@ -15,7 +15,7 @@ from multiprocessing.connection import Connection, wait
 
 from .engine import alpn_for, make_ssl_context
 from .errors import RunError
-from .histogram import percentiles_us
+from .histogram import encode, percentiles_us
 from .plan import Plan
 from .worker import worker_main
 
@@ -111,10 +111,13 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
             _broadcast(conns, ("stop",))
             raise RunError("no connection could be made to "
                            f"{plan.target.host}:{plan.target.port}" + (f": {errs[0]}" if errs else ""))
-        started_at = time.time()
-        start_ns = time.monotonic_ns() + START_DELAY_NS
+        wall, mono = time.time(), time.monotonic_ns()
+        start_ns = mono + START_DELAY_NS
+        if plan.start_at is not None:
+            # Wall-clock rendezvous for several hosts; the monotonic clock then takes over.
+            start_ns = max(start_ns, mono + int((plan.start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
-        out = RunOutput(plan=plan, started_at=started_at + START_DELAY_NS / 1e9, workers=[])
+        out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[])
         _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested)
         out.interrupted = out.interrupted or interrupted or sigint["hit"]
         return out
@@ -229,6 +232,7 @@ def _merge_ticks(second: int, ticks: list[dict], decode) -> dict:
     requests_recorded = h is not None and h.get_total_count() > 0
     p50, p99 = percentiles_us(h, (50.0, 99.0)) if requests_recorded else (None, None)
     return {
+        "histogram": encode(h) if h is not None else None,
         "t": second,
         "requests": requests,
         "errors": sum(t["errors"] for t in ticks),

@@ -91,6 +91,15 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     # start_ns would count as warm-up, outside the -n quota.
     start_ns = max(start_ns, time.monotonic_ns())
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
+    if plan.paced:
+        stages = plan.worker_stages(index)
+        if plan.warmup_ns:
+            stages = [(plan.warmup_ns, stages[0][1], stages[0][1])] + stages
+        offset = 0
+        if plan.arrival == "constant" and plan.stages[0][1] > 0:
+            # Interleave the workers' identical schedules instead of firing them together.
+            offset = int(index * 1e9 / plan.stages[0][1])
+        stats.set_schedule(start_ns + offset, stages, plan.arrival == "poisson", plan.seed + index)
     cpu_at_start = _rusage()
     engine.start(start_ns, end_ns)
     if end_ns is not None:
@@ -102,6 +111,8 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     finally:
         tick.cancel()
         loop.remove_reader(conn.fileno())
+    # The last partial interval, so that the intervals add up to the totals.
+    _send_tick(stats, conn)
     stop_ns = time.monotonic_ns()
     if end_ns is not None and reason == "deadline":
         stop_ns = end_ns
@@ -115,13 +126,17 @@ def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Conne
           finished: asyncio.Future) -> None:
     if finished.done():
         return
+    _send_tick(stats, conn)
+    loop.call_later(TICK_S, _tick, loop, stats, conn, finished)
+
+
+def _send_tick(stats: _core.WorkerStats, conn: Connection) -> None:
     requests, errors, blob = stats.take_interval()
     try:
         conn.send(("tick", {"t_ns": time.monotonic_ns(), "requests": requests, "errors": errors,
                             "histogram": blob}))
     except OSError:
         pass
-    loop.call_later(TICK_S, _tick, loop, stats, conn, finished)
 
 
 def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, stop_ns: int,
@@ -145,10 +160,28 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "min_ns": stats.min_ns,
         "max_ns": stats.max_ns,
         "histogram": stats.hist.encode(),
+        "service_histogram": stats.service_hist.encode(),
+        "lag_histogram": stats.lag_hist.encode() if stats.paced else None,
+        "scheduled": stats.scheduled,
+        "max_queue_delay_ns": stats.max_queue_delay_ns,
+        "backlog": _backlog(stats, stop_ns),
         "overflow": stats.hist.overflow_count,
         "cpu_user_s": ru[0] - cpu_at_start[0],
         "cpu_sys_s": ru[1] - cpu_at_start[1],
     }
+
+
+def _backlog(stats: _core.WorkerStats, stop_ns: int) -> int:
+    """Scheduled requests that were due before the end but never sent (connections full)."""
+    if not stats.paced:
+        return 0
+    n = 0
+    # Requests falling due in the last few timer ticks are not a shortfall.
+    limit = stop_ns - 3_000_000
+    while stats.due(limit) and n < 10_000_000:
+        stats.take_due_py(limit)
+        n += 1
+    return n
 
 
 def _rusage() -> tuple[float, float]:
