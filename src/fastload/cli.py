@@ -159,6 +159,70 @@ def _placement_warnings(plan) -> list[str]:
     return []
 
 
+@main.command("merge", context_settings=CONTEXT)
+@click.argument("results", nargs=-1, required=True, metavar="RESULT.json...")
+@click.option("--json", "json_path", default="-", show_default=True, metavar="PATH",
+              help="Where to write the merged result document.")
+@click.option("--force", is_flag=True, help="Merge results for different targets.")
+def merge_cmd(results: tuple[str, ...], json_path: str, force: bool) -> None:
+    """Merge results of several hosts or runs into one (exact histogram merge, summed
+    counters, timelines aligned by wall time)."""
+    from . import combine, report
+
+    try:
+        docs = [combine.load(p) for p in results]
+        combine.check_same_target(docs, list(results), force)
+        if json_path != "-":
+            _check_writable(json_path)
+        merged = combine.merge_documents(docs)
+    except FastloadError as e:
+        click.echo(f"fastload: error: {e}", err=True)
+        sys.exit(e.exit_code if isinstance(e, UsageError) else 3)
+    text = report.to_json(merged)
+    if json_path == "-":
+        sys.stdout.write(text)
+    else:
+        with open(json_path, "w") as f:
+            f.write(text)
+        sys.stderr.write(report.summary(merged) if "config" in merged and merged["config"] else "")
+
+
+@main.command("compare", context_settings=CONTEXT)
+@click.argument("baseline", metavar="BASELINE.json")
+@click.argument("current", metavar="CURRENT.json")
+@click.option("--max-regression", default="5%", show_default=True,
+              help="Allowed worsening of a metric before it can count as a regression.")
+@click.option("--force", is_flag=True, help="Compare results for different targets.")
+@click.option("--json", "json_path", default=None, metavar="PATH", help="Write the verdict as JSON.")
+def compare_cmd(baseline: str, current: str, max_regression: str, force: bool,
+                json_path: str | None) -> None:
+    """Did CURRENT get slower than BASELINE? Exit 0: no significant regression, 1: regression,
+    2: bad input."""
+    import json as _json
+
+    from . import combine, compare
+
+    try:
+        m = max_regression.strip().rstrip("%")
+        try:
+            limit = float(m) / 100
+        except ValueError:
+            raise UsageError(f"--max-regression: {max_regression!r} is not a percentage (e.g. 5%)") from None
+        if limit < 0:
+            raise UsageError("--max-regression must not be negative")
+        base, cur = combine.load(baseline), combine.load(current)
+        combine.check_same_target([base, cur], [baseline, current], force)
+    except FastloadError as e:
+        click.echo(f"fastload: error: {e}", err=True)
+        sys.exit(2)
+    verdict = compare.compare(base, cur, limit)
+    sys.stdout.write(compare.table(verdict))
+    if json_path is not None:
+        with open(json_path, "w") as f:
+            _json.dump(verdict, f, indent=2)
+    sys.exit(1 if verdict["regression"] else 0)
+
+
 @main.command(context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)

@@ -25,10 +25,10 @@ def build_result(out: RunOutput) -> dict:
         duration_s = 0.0
     hist = merge([w["histogram"] for w in ws])
     latency = summary_us(hist)
+    sum_ns = sum(w["sum_ns"] for w in ws)
+    sumsq_ns = sum(w["sumsq_ns"] for w in ws)
     if requests:
         # Exact mean/stdev/min/max from the workers' ns sums: no histogram rounding in these.
-        sum_ns = sum(w["sum_ns"] for w in ws)
-        sumsq_ns = sum(w["sumsq_ns"] for w in ws)
         mean_ns = sum_ns / requests
         var = max(sumsq_ns / requests - mean_ns * mean_ns, 0.0)
         latency["mean"] = mean_ns / 1e3
@@ -42,7 +42,7 @@ def build_result(out: RunOutput) -> dict:
         for code, n in w["status_codes"].items():
             status[code] = status.get(code, 0) + n
     cpu_s = sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in ws)
-    timeline = [{k: v for k, v in iv.items() if k != "histogram"} for iv in out.intervals]
+    timeline = out.intervals
     doc = {
         "schema": SCHEMA,
         "version": __version__,
@@ -59,6 +59,9 @@ def build_result(out: RunOutput) -> dict:
         "latency_us": latency,
         "histogram": encode(hist),
         "latency_overflow": sum(w["overflow"] for w in ws),
+        # Exact sums, so that `fastload merge` keeps mean and stdev exact across hosts.
+        "latency_sum_ns": sum_ns,
+        "latency_sumsq_ns": sumsq_ns,
         "workers": [
             {
                 "pid": w["pid"],
@@ -80,7 +83,9 @@ def build_result(out: RunOutput) -> dict:
     }
     if plan.tags:
         doc["tags"] = dict(plan.tags)
-    doc["service_time_us"] = summary_us(merge([w["service_histogram"] for w in ws]))
+    service = merge([w["service_histogram"] for w in ws])
+    doc["service_time_us"] = summary_us(service)
+    doc["service_time_histogram"] = encode(service)
     if plan.paced:
         _open_model(doc, plan, ws, duration_s, requests, cpu_s)
     return doc

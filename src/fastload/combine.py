@@ -1,0 +1,122 @@
+"""`fastload merge`: several result documents (one per host, or per run) into one, exactly:
+histograms merged bucket by bucket, counters summed, timelines aligned by wall time."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from . import __version__
+from .errors import UsageError
+from .histogram import decode, encode, merge, percentiles_us, summary_us
+from .result import SCHEMA
+
+
+def load(path: str) -> dict:
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    except ValueError as e:
+        raise UsageError(f"{path}: not JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else None
+        raise UsageError(f"{path}: schema {found!r} is not {SCHEMA!r}")
+    for key in ("requests", "histogram", "started_at", "duration_s", "target"):
+        if key not in doc:
+            raise UsageError(f"{path}: missing field {key!r}")
+    return doc
+
+
+def check_same_target(docs: list[dict], paths: list[str], force: bool) -> None:
+    urls = {d["target"]["url"] for d in docs}
+    if len(urls) > 1 and not force:
+        raise UsageError("results are for different targets (" + ", ".join(sorted(urls)) +
+                         "); use --force to combine them anyway")
+
+
+def merge_documents(docs: list[dict]) -> dict:
+    start = min(d["started_at"] for d in docs)
+    end = max(d["started_at"] + d["duration_s"] for d in docs)
+    duration_s = max(end - start, 1e-9)
+    requests = sum(d["requests"] for d in docs)
+    hist = merge([d["histogram"] for d in docs])
+    latency = summary_us(hist)
+    if requests and all("latency_sum_ns" in d for d in docs):
+        sum_ns = sum(d["latency_sum_ns"] for d in docs)
+        sumsq = sum(d["latency_sumsq_ns"] for d in docs)
+        mean = sum_ns / requests
+        latency["mean"] = mean / 1e3
+        latency["stdev"] = math.sqrt(max(sumsq / requests - mean * mean, 0.0)) / 1e3
+    if requests:
+        latency["min"] = min(d["latency_us"]["min"] for d in docs if d["requests"])
+        latency["max"] = max(d["latency_us"]["max"] for d in docs if d["requests"])
+    errors: dict[str, int] = {}
+    status: dict[str, int] = {}
+    for d in docs:
+        for k, v in d.get("errors", {}).items():
+            errors[k] = errors.get(k, 0) + v
+        for k, v in d.get("status_codes", {}).items():
+            status[k] = status.get(k, 0) + v
+    out = {
+        "schema": SCHEMA,
+        "version": __version__,
+        "target": docs[0]["target"],
+        "config": docs[0].get("config", {}),
+        "merged_from": [{"target": d["target"], "started_at": d["started_at"],
+                         "requests": d["requests"], "tags": d.get("tags", {})} for d in docs],
+        "started_at": start,
+        "duration_s": duration_s,
+        "requests": requests,
+        "rps": requests / duration_s,
+        "bytes_in": sum(d.get("bytes_in", 0) for d in docs),
+        "bytes_out": sum(d.get("bytes_out", 0) for d in docs),
+        "status_codes": dict(sorted(status.items())),
+        "errors": errors,
+        "latency_us": latency,
+        "histogram": encode(hist),
+        "latency_sum_ns": sum(d.get("latency_sum_ns", 0) for d in docs),
+        "latency_sumsq_ns": sum(d.get("latency_sumsq_ns", 0) for d in docs),
+        "workers": [w for d in docs for w in d.get("workers", [])],
+        "timeline": _merge_timelines(docs, start),
+        "interrupted": any(d.get("interrupted") for d in docs),
+        "complete": all(d.get("complete", True) for d in docs),
+    }
+    if all("service_time_histogram" in d for d in docs):
+        service = merge([d["service_time_histogram"] for d in docs])
+        out["service_time_us"] = summary_us(service)
+        out["service_time_histogram"] = encode(service)
+    tags: dict[str, str] = {}
+    for d in docs:
+        tags.update(d.get("tags", {}))
+    if tags:
+        out["tags"] = tags
+    return out
+
+
+def _merge_timelines(docs: list[dict], start: float) -> list[dict]:
+    """Per-second intervals of every input placed on one wall-clock axis (second boundaries of
+    the earliest start); intervals of different inputs in the same second are merged."""
+    slots: dict[int, list[dict]] = {}
+    for d in docs:
+        for iv in d.get("timeline", []):
+            t = round(d["started_at"] + iv["t"] - start)
+            slots.setdefault(t, []).append(iv)
+    out = []
+    for t in sorted(slots):
+        ivs = slots[t]
+        requests = sum(iv["requests"] for iv in ivs)
+        entry = {"t": t, "requests": requests, "errors": sum(iv["errors"] for iv in ivs),
+                 "rps": float(requests), "p50_us": None, "p99_us": None}
+        blobs = [iv.get("histogram") for iv in ivs if iv.get("histogram")]
+        if blobs:
+            h = merge(blobs)
+            if h.get_total_count():
+                entry["p50_us"], entry["p99_us"] = percentiles_us(h, (50.0, 99.0))
+            entry["histogram"] = encode(h)
+        out.append(entry)
+    return out
+
+
+__all__ = ["load", "merge_documents", "check_same_target", "decode"]

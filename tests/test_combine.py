@@ -1,0 +1,111 @@
+"""`fastload merge` and `fastload compare` on real result documents."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import peers
+import pytest
+from hdrh.histogram import HdrHistogram
+from test_run import fastload, run_json
+
+from fastload.compare import mann_whitney_greater
+
+
+def write(tmp_path, name: str, doc: dict) -> str:
+    p = tmp_path / name
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_merge_equals_the_runs_totals(nginx_h1, tmp_path):
+    a = run_json(nginx_h1.url, "-n", "1000", "-c", "2", "-w", "1")
+    b = run_json(nginx_h1.url, "-n", "1500", "-c", "4", "-w", "2", "--tag", "host=b")
+    p = fastload("merge", write(tmp_path, "a.json", a), write(tmp_path, "b.json", b))
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)
+    assert m["requests"] == 2500
+    assert m["status_codes"] == {"200": 2500}
+    assert HdrHistogram.decode(m["histogram"]).get_total_count() == 2500
+    assert sum(iv["requests"] for iv in m["timeline"]) == 2500
+    assert m["errors"]["total"] == 0
+    assert m["latency_us"]["mean"] == pytest.approx(
+        (a["latency_us"]["mean"] * 1000 + b["latency_us"]["mean"] * 1500) / 2500, rel=1e-9)
+    assert m["latency_us"]["max"] == max(a["latency_us"]["max"], b["latency_us"]["max"])
+    assert m["tags"] == {"host": "b"}
+    assert len(m["workers"]) == 3
+    assert m["started_at"] == min(a["started_at"], b["started_at"])
+
+
+def test_merge_refuses_different_targets_and_bad_files(nginx_h1, h2o_server, tmp_path):
+    a = run_json(nginx_h1.url, "-n", "200", "-c", "2", "-w", "1")
+    b = run_json(h2o_server.url, "-n", "200", "-c", "2", "-w", "1")
+    pa, pb = write(tmp_path, "a.json", a), write(tmp_path, "b.json", b)
+    p = fastload("merge", pa, pb)
+    assert p.returncode == 2 and "different targets" in p.stderr
+    p = fastload("merge", pa, pb, "--force")
+    assert p.returncode == 0 and json.loads(p.stdout)["requests"] == 400
+    bad = write(tmp_path, "bad.json", {"schema": "other/9"})
+    p = fastload("merge", pa, bad)
+    assert p.returncode == 2 and "schema" in p.stderr
+    p = fastload("merge", pa, str(tmp_path / "missing.json"))
+    assert p.returncode == 2 and "cannot read" in p.stderr
+
+
+@pytest.fixture(scope="module")
+def slower_server():
+    with peers.fastload_server(delay="5ms") as s:
+        yield s
+
+
+def test_compare_passes_identical_servers_and_flags_a_slower_one(slower_server, delay_server, tmp_path):
+    # Closed loop on servers with a fixed delay: rps and latency are set by the delay, so two
+    # runs against the same server are alike, and the 20 ms server is plainly slower than 5 ms.
+    base = run_json(slower_server.url, "-d", "6s", "-c", "4", "-w", "1")
+    again = run_json(slower_server.url, "-d", "6s", "-c", "4", "-w", "1")
+    slow = run_json(delay_server.url, "-d", "6s", "-c", "4", "-w", "1")
+    pb, pa, ps = (write(tmp_path, n, d) for n, d in (("b.json", base), ("a.json", again), ("s.json", slow)))
+    p = fastload("compare", pb, pa, "--max-regression", "5%", "--json", str(tmp_path / "v.json"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "no significant regression" in p.stdout
+    p = fastload("compare", pb, ps, "--force", "--json", str(tmp_path / "v.json"))
+    assert p.returncode == 1, p.stdout + p.stderr
+    verdict = json.loads((tmp_path / "v.json").read_text())
+    rows = {r["metric"]: r for r in verdict["rows"]}
+    assert rows["rps"]["regression"] and rows["p50"]["regression"]
+    assert rows["rps"]["p_value"] < 0.05
+    assert rows["rps"]["change"] == pytest.approx(-0.75, abs=0.1)
+    assert "REGRESSION" in p.stdout
+    p = fastload("compare", pb, ps)
+    assert p.returncode == 2 and "--force" in p.stderr
+
+
+def test_compare_bad_input_exits_2(tmp_path):
+    p = fastload("compare", str(tmp_path / "nope.json"), str(tmp_path / "nope2.json"))
+    assert p.returncode == 2 and "cannot read" in p.stderr
+    good = {"schema": "fastload.result/1", "requests": 1, "histogram": "", "started_at": 0,
+            "duration_s": 1, "target": {"url": "http://x/"}}
+    a = write(tmp_path, "a.json", good)
+    p = fastload("compare", a, a, "--max-regression", "lots")
+    assert p.returncode == 2 and "--max-regression" in p.stderr
+
+
+def exact_p_greater(x: list[float], y: list[float]) -> float:
+    """Permutation p-value of the rank-sum statistic (no ties), by full enumeration."""
+    pooled = sorted(x + y)
+    rank = {v: i + 1 for i, v in enumerate(pooled)}
+    observed = sum(rank[v] for v in x)
+    n = len(pooled)
+    sums = [sum(c) for c in itertools.combinations(range(1, n + 1), len(x))]
+    return sum(1 for s in sums if s >= observed) / len(sums)
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.5, 1.0, 2.0, -1.0])
+def test_mann_whitney_matches_the_exact_test(shift):
+    import random
+
+    rng = random.Random(7)
+    x = [rng.gauss(shift, 1) for _ in range(8)]
+    y = [rng.gauss(0, 1) for _ in range(8)]
+    assert mann_whitney_greater(x, y) == pytest.approx(exact_p_greater(x, y), abs=0.03)
