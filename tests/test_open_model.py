@@ -3,6 +3,7 @@ checked against the closed form of a server that stalls, HDR interval logs, --st
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -133,3 +134,24 @@ def test_summary_shows_rate_and_service_time(nginx_h1):
     p = fastload("run", nginx_h1.url, "-R", "500", "-d", "1s", "-c", "2", "-w", "1")
     assert p.returncode == 0, p.stderr
     assert "Rate:" in p.stdout and "achieved" in p.stdout and "Service time:" in p.stdout
+
+
+def test_a_busy_generator_says_so(nginx_h1):
+    # A target far beyond what one worker can send keeps it busy all the time: the verdict
+    # must blame the client, not report the server as slow.
+    p = fastload("run", nginx_h1.url, "-R", "2M", "-d", "2s", "-c", "64", "-w", "1", "--json", "-", "--quiet")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["generator_saturated"] is True
+    assert doc["rate"]["worker_busy"] > 0.85
+    assert "generator saturated" in p.stderr
+
+
+def test_too_few_connections_queue_and_are_reported(delay_server):
+    # 20 ms per response and 4 connections: at most ~200/s, far below the 1000/s asked for.
+    doc = run_json(delay_server.url, "-R", "1000", "-d", "2s", "-c", "4", "-w", "1")
+    assert doc["rate"]["achieved"] < 250
+    assert doc["rate"]["backlog"] > 1000
+    assert doc["rate"]["max_queue_delay_us"] > 1_000_000
+    assert doc["generator_saturated"] is False
+    assert any("not reached" in w for w in doc["warnings"])
