@@ -175,3 +175,29 @@ def test_slo_gates_exit_codes_and_json(nginx_h1):
                              "threshold": 1e9, "value": doc["rps"], "passed": False}
     p = fastload("run", nginx_h1.url, "-n", "500", "--slo", "p99<<5ms")
     assert p.returncode == 2 and "<5ms" in p.stderr
+
+
+def test_too_few_file_descriptors_are_refused_before_traffic():
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    p = subprocess.run([sys.executable, "-m", "fastload", "run", "http://127.0.0.1:1/", "-c", "1000",
+                        "-w", "1"], capture_output=True, text=True, timeout=60, preexec_fn=low_limit)
+    assert p.returncode == 2, p.stderr
+    assert "1064 file descriptors" in p.stderr and "ulimit -n" in p.stderr
+
+
+def test_soft_fd_limit_is_raised_for_many_connections(h2o_server):
+    import resource
+
+    def low_soft_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    p = subprocess.run([sys.executable, "-m", "fastload", "run", h2o_server.url, "-c", "400", "-w", "1",
+                        "-n", "2000", "--json", "-", "--quiet"], capture_output=True, text=True,
+                       timeout=120, preexec_fn=low_soft_limit)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["requests"] == 2000 and doc["errors"]["total"] == 0

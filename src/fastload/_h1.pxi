@@ -317,7 +317,7 @@ cdef class H1ResponseParser:
             self.hdr = HN_TE
         elif name_len == 10 and ci_equal(p, NAME_CONN, 10):
             self.hdr = HN_CONN
-        if end > q and end[-1] == 13:
+        if end > q and (end - 1)[0] == 13:
             end -= 1
         if self.hdr == 0:
             return 0

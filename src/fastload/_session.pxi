@@ -222,12 +222,13 @@ cdef class WorkerStats:
             if self.on_quota_done is not None:
                 self.on_quota_done()
 
-    cdef inline void on_failure(self, int cls, int64_t sent, int64_t now, int64_t n) noexcept:
-        """n requests sent at `sent` failed with error class cls."""
-        if sent >= self.record_from_ns and now < self.stop_ns:
+    cdef inline void on_failure(self, int cls, int64_t intended, int64_t now, int64_t n) noexcept:
+        """n requests (intended for `intended`, == their send time in the closed model) failed
+        with error class cls."""
+        if intended >= self.record_from_ns and now < self.stop_ns:
             self.errors[cls] += n
             self.interval_errors += n
-        if sent >= self.record_from_ns:
+        if intended >= self.record_from_ns:
             # They did not complete: with a quota, other requests take their place.
             self.counted -= n
 

@@ -106,6 +106,7 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
         _check_writable(json_path)
     for warning in _placement_warnings(plan):
         click.echo(f"fastload: warning: {warning}", err=True)
+    runner.ensure_fd_limit(plan)
     plan = runner.preflight(plan)
     live = not quiet and sys.stderr.isatty()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from .engine import alpn_for, make_ssl_context
-from .errors import RunError
+from .errors import RunError, UsageError
 from .histogram import encode, percentiles_us
 from .plan import Plan
 from .worker import worker_main
@@ -41,6 +41,27 @@ class RunOutput:
     failed_workers: list[dict] = field(default_factory=list)
     intervals: list[dict] = field(default_factory=list)
     interrupted: bool = False
+
+
+FD_MARGIN = 64  # pipes, the event loop's own descriptors, stdio
+
+
+def ensure_fd_limit(plan: Plan) -> None:
+    """Raises RLIMIT_NOFILE's soft limit to the hard limit when the connections need it (the
+    workers inherit it); refuses before any traffic when even the hard limit is too low."""
+    import resource
+
+    per_worker = max(plan.worker_connections(i) for i in range(plan.workers))
+    need = per_worker + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if need <= soft:
+        return
+    if hard != resource.RLIM_INFINITY and need > hard:
+        raise UsageError(
+            f"{per_worker} connections per worker need about {need} file descriptors, but the "
+            f"limit is {hard}: raise it (ulimit -n {need}, or nofile in /etc/security/limits.conf),"
+            " or spread the connections over more workers with -w")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
 
 
 def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
