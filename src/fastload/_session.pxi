@@ -434,7 +434,9 @@ cdef class H1Session(_Session):
         if r == 1 and self.parser.complete:
             self.complete_one(now)
         if self.inflight:
-            self.fail(ERR_RESET if r >= 0 else ERR_PROTOCOL, now)
+            # Closed before or in the middle of a response (a Content-Length longer than what
+            # came, half a status line): the connection failed, the bytes were not malformed.
+            self.fail(ERR_RESET, now)
         return False
 
     cdef on_lost(self, exc):

@@ -1,0 +1,68 @@
+"""Hostile HTTP/1.1 servers: every misbehaviour is counted in its error class, exactly, and the
+run goes on over fresh connections."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+from test_run import run_json
+
+HERE = os.path.dirname(__file__)
+
+
+@contextmanager
+def fault_server(mode: str, good: int = 3):
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fault_server.py"), mode, str(good)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        port = int(proc.stdout.readline().split()[-1])
+        url = f"http://127.0.0.1:{port}/"
+
+        def stats() -> dict:
+            with urllib.request.urlopen(url + "__stats", timeout=5) as r:
+                return json.loads(r.read())
+
+        yield url, stats
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize(
+    "mode,error_class",
+    [("rst", "reset"), ("close", "reset"), ("midclose", "reset"), ("short", "reset"),
+     ("garbage", "protocol"), ("nocrlf", "protocol"), ("badchunk", "protocol"),
+     ("hugeheaders", "protocol"), ("slow", "timeout"), ("trickle", "timeout")],
+)
+def test_each_fault_is_counted_exactly(mode, error_class):
+    # Each connection serves 3 good responses and then misbehaves once. -n 30 over one
+    # connection at a time therefore takes 10 connections, and 9 of them fail once (the 10th
+    # reaches the 30th response before its 4th request).
+    with fault_server(mode) as (url, stats):
+        doc = run_json(url, "-n", "30", "-c", "1", "-w", "1", "--timeout", "300ms")
+        served = stats()
+    assert doc["requests"] == 30
+    assert doc["status_codes"] == {"200": 30}
+    expected = {"connect": 0, "timeout": 0, "reset": 0, "protocol": 0}
+    expected[error_class] = 9
+    assert doc["errors"] == {"total": 9, **expected}
+    assert served == {"connections": 10, "good": 30, "faults": 9}
+
+
+def test_accept_then_close_counts_every_connection(tmp_path):
+    with fault_server("close", good=0) as (url, stats):
+        doc = run_json(url, "-d", "1s", "-c", "2", "-w", "1")
+        faults = stats()["faults"]
+    assert doc["requests"] == 0
+    assert faults > 10
+    # Only a failure in flight at the deadline can go uncounted, one per connection.
+    assert faults - 2 <= doc["errors"]["reset"] <= faults
+    assert doc["errors"]["total"] == doc["errors"]["reset"]
