@@ -66,3 +66,49 @@ def test_accept_then_close_counts_every_connection(tmp_path):
     # Only a failure in flight at the deadline can go uncounted, one per connection.
     assert faults - 2 <= doc["errors"]["reset"] <= faults
     assert doc["errors"]["total"] == doc["errors"]["reset"]
+
+
+@contextmanager
+def h2_fault_server(mode: str, good: int = 3):
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "h2_fault_server.py"), mode, str(good)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        port = int(proc.stdout.readline().split()[-1])
+        url = f"http://127.0.0.1:{port}/"
+
+        def stats() -> dict:
+            with urllib.request.urlopen(url + "__stats", timeout=5) as r:
+                return json.loads(r.read())
+
+        yield url, stats
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+@pytest.mark.parametrize(
+    "mode,error_class,connections",
+    [("goaway", "reset", 10),      # the stream above last-stream-id never ran: reconnect, count it
+     ("rst", "reset", 1),          # RST_STREAM on every 4th stream: the connection stays
+     ("badframe", "protocol", 10),  # PING of the wrong length: connection error
+     ("badhpack", "protocol", 10)],  # undecodable header block: COMPRESSION_ERROR
+)
+def test_h2_faults_are_counted_exactly(mode, error_class, connections):
+    with h2_fault_server(mode) as (url, stats):
+        doc = run_json(url, "--h2c", "-n", "30", "-c", "1", "-m", "1", "-w", "1", "--timeout", "2s")
+        served = stats()
+    assert doc["requests"] == 30
+    expected = {"connect": 0, "timeout": 0, "reset": 0, "protocol": 0}
+    expected[error_class] = 9
+    assert doc["errors"] == {"total": 9, **expected}
+    assert served["good"] == 30 and served["faults"] == 9
+    assert served["connections"] == connections
+
+
+def test_h2_server_limit_of_one_stream_is_respected():
+    with h2_fault_server("maxstreams") as (url, stats):
+        doc = run_json(url, "--h2c", "-n", "200", "-c", "1", "-m", "8", "-w", "1")
+        served = stats()
+    assert doc["requests"] == 200 and doc["errors"]["total"] == 0
+    assert served["peak_streams"] == 1
