@@ -219,11 +219,12 @@ def _workdir(prefix: str) -> tempfile.TemporaryDirectory[str]:
 
 NGINX_CONF = """\
 worker_processes 1;
+worker_rlimit_nofile 30000;
 daemon off;
 master_process on;
 error_log {d}/error.log warn;
 pid {d}/nginx.pid;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 20000; }}
 http {{
     client_body_temp_path {d}/client_body;
     proxy_temp_path {d}/proxy;

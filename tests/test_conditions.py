@@ -83,3 +83,17 @@ def test_all_workers_dead_exits_3(nginx_h1):
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 3
     assert "no worker produced results" in stderr
+
+
+def test_ten_thousand_connections(nginx_h1):
+    before = nginx_h1.count_requests()
+    p = subprocess.run([sys.executable, "-m", "fastload", "run", nginx_h1.url, "-c", "10000", "-w", "2",
+                        "-d", "3s", "--timeout", "30s", "--json", "-", "--quiet"],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["config"]["connections"] == 10000
+    assert doc["errors"]["total"] == 0
+    assert doc["requests"] > 10000
+    served = nginx_h1.count_requests() - before
+    assert doc["requests"] <= served <= doc["requests"] + 10000

@@ -9,7 +9,7 @@ from cpython.bytearray cimport PyByteArray_AS_STRING
 from libc.math cimport log, sqrt
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-DEF READ_BUFFER_SIZE = 262144
+DEF READ_BUFFER_SIZE = 65536
 DEF MAX_STATUS = 600
 
 # Error classes; indexes into WorkerStats.errors. Names match errors.ERROR_CLASSES.
