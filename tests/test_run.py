@@ -201,3 +201,16 @@ def test_soft_fd_limit_is_raised_for_many_connections(h2o_server):
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
     assert doc["requests"] == 2000 and doc["errors"]["total"] == 0
+
+
+def test_not_enough_ephemeral_ports_is_refused(tmp_path):
+    from fastload.errors import UsageError
+    from fastload.plan import build_plan
+    from fastload.runner import ensure_ports
+
+    rng = tmp_path / "range"
+    rng.write_text("60000\t60099\n")
+    plan = build_plan("http://127.0.0.1:1/", connections="101", workers="1")
+    with pytest.raises(UsageError, match="101 local ports.*has 100"):
+        ensure_ports(plan, str(rng))
+    ensure_ports(build_plan("http://127.0.0.1:1/", connections="100", workers="1"), str(rng))

@@ -107,6 +107,7 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
     for warning in _placement_warnings(plan):
         click.echo(f"fastload: warning: {warning}", err=True)
     runner.ensure_fd_limit(plan)
+    runner.ensure_ports(plan)
     plan = runner.preflight(plan)
     live = not quiet and sys.stderr.isatty()
 

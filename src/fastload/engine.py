@@ -5,6 +5,7 @@ and on timers only."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import ssl
 import time
 
@@ -32,6 +33,10 @@ def alpn_for(plan: Plan) -> list[str]:
     return ["h2", "http/1.1"]
 
 
+class _PortsExhausted(Exception):
+    pass
+
+
 class Engine:
     """Keeps `n_connections` sessions connected until stopped."""
 
@@ -47,6 +52,8 @@ class Engine:
         self.started = False
         self.backoff_s = [RECONNECT_BACKOFF_MIN_S] * n_connections
         self.connect_errors: list[str] = []
+        # EADDRNOTAVAIL: the client ran out of local ports; a client problem, not the server's.
+        self.port_exhaustion = 0
         self.ssl_context = make_ssl_context(plan, alpn_for(plan)) if plan.target.tls else None
         if plan.protocol == "h2":
             self.h2_blocks = build_h2_session_blocks(plan)
@@ -76,14 +83,19 @@ class Engine:
                 server_hostname=t.host if self.ssl_context else None,
             )
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
-            self.connect_errors.append(f"{type(e).__name__}: {e}")
+            if len(self.connect_errors) < 100:
+                self.connect_errors.append(f"{type(e).__name__}: {e}")
+            if isinstance(e, OSError) and e.errno == errno.EADDRNOTAVAIL:
+                self.port_exhaustion += 1
+                raise _PortsExhausted() from None
             return False
         return True
 
     async def connect_all(self) -> int:
         """Initial connections, before the start signal. Returns how many succeeded."""
-        ok = await asyncio.gather(*(self._connect(i) for i in range(self.n_connections)))
-        return sum(ok)
+        ok = await asyncio.gather(*(self._connect(i) for i in range(self.n_connections)),
+                                  return_exceptions=True)
+        return sum(1 for r in ok if r is True)
 
     # Called by the sessions (per connection, not per request).
     def on_connected(self, session: _core._Session) -> None:
@@ -112,7 +124,14 @@ class Engine:
             return
 
         async def attempt() -> None:
-            if await self._connect(index):
+            try:
+                if await self._connect(index):
+                    return
+            except _PortsExhausted:
+                # Not a server error: counted apart, retried after the back-off.
+                delay = self.backoff_s[index]
+                self.backoff_s[index] = min(delay * 2, RECONNECT_BACKOFF_MAX_S)
+                self.loop.call_later(delay, self._reconnect, index)
                 return
             if self.stopping:
                 return

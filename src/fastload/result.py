@@ -37,6 +37,14 @@ def build_result(out: RunOutput) -> dict:
         latency["max"] = max(w["max_ns"] for w in ws) / 1e3
     errors = {k: sum(w["errors"][k] for w in ws) for k in ERROR_CLASSES}
     errors = {"total": sum(errors.values()), **errors}
+    ports = sum(w.get("ephemeral_port_errors", 0) for w in ws)
+    warnings: list[str] = []
+    if ports:
+        # The client's own limit, kept out of "connect" so it is not read as a server failure.
+        errors["ephemeral_ports"] = ports
+        errors["total"] += ports
+        warnings.append(f"{ports} connection attempts failed with EADDRNOTAVAIL: the client ran out of"
+                        " ephemeral ports (widen net.ipv4.ip_local_port_range, use fewer connections)")
     status: dict[str, int] = {}
     for w in ws:
         for code, n in w["status_codes"].items():
@@ -81,6 +89,8 @@ def build_result(out: RunOutput) -> dict:
         "complete": not out.failed_workers and not out.interrupted,
         "worker_errors": out.failed_workers,
     }
+    if warnings:
+        doc["warnings"] = warnings
     if plan.tags:
         doc["tags"] = dict(plan.tags)
     service = merge([w["service_histogram"] for w in ws])

@@ -64,6 +64,29 @@ def ensure_fd_limit(plan: Plan) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (need if hard == resource.RLIM_INFINITY else hard, hard))
 
 
+PORT_RANGE_PATH = "/proc/sys/net/ipv4/ip_local_port_range"
+
+
+def ephemeral_ports(path: str = PORT_RANGE_PATH) -> int | None:
+    try:
+        with open(path) as f:
+            lo, hi = (int(x) for x in f.read().split()[:2])
+    except (OSError, ValueError):
+        return None
+    return hi - lo + 1
+
+
+def ensure_ports(plan: Plan, path: str = PORT_RANGE_PATH) -> None:
+    """Every connection to one address needs its own local port: refuse a run that cannot get
+    them rather than report the kernel's EADDRNOTAVAIL as server errors."""
+    ports = ephemeral_ports(path)
+    if ports is not None and plan.connections > ports:
+        raise UsageError(
+            f"{plan.connections} connections to one address need {plan.connections} local ports, but "
+            f"the ephemeral range ({path}) has {ports}: widen it (sysctl -w "
+            "net.ipv4.ip_local_port_range='1024 65535') or use fewer connections")
+
+
 def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
     """Checks that the target accepts a connection (and a TLS handshake), and settles the
     protocol for https:// by ALPN. Raises RunError: no traffic would be possible."""

@@ -119,7 +119,9 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     engine.stop()
     await engine.closed()
     measured_from = stats.record_from_ns
-    return _result(plan, index, stats, measured_from, stop_ns, reason, cpu_at_start)
+    result = _result(plan, index, stats, measured_from, stop_ns, reason, cpu_at_start)
+    result["ephemeral_port_errors"] = engine.port_exhaustion
+    return result
 
 
 def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Connection,
