@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
@@ -51,7 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         proc = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "fastload", "run", server.url,
                                  *extra, "-w", "2", "-d", f"{args.minutes * 60:.0f}s", "--json", "-",
                                  "--quiet"], stdout=subprocess.PIPE, text=True)
-        # taskset execs python, so the fastload parent is proc.pid itself.
+        # taskset execs python, so the fastload parent is proc.pid itself. Its JSON (with the
+        # per-second histograms) can outgrow a pipe buffer: read it while the run goes on.
+        chunks: list[str] = []
+        reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()), daemon=True)
+        reader.start()
         start = time.monotonic()
         samples: list[tuple[float, list[int | None]]] = []
         while proc.poll() is None:
@@ -60,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
             if workers:
                 samples.append((time.monotonic() - start, [rss_kb(w) for w in workers]))
                 print(f"{samples[-1][0]:7.0f}s  RSS per worker (KiB): {samples[-1][1]}", flush=True)
-        doc = json.loads(proc.communicate()[0])
+        proc.wait()
+        reader.join()
+        doc = json.loads("".join(chunks))
     print(f"requests {doc['requests']:,}  rps {doc['rps']:,.0f}  errors {doc['errors']['total']}")
     if len(samples) >= 2:
         first, last = samples[0][1], samples[-1][1]

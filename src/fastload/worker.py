@@ -87,8 +87,10 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     delay_s = (start_ns - time.monotonic_ns()) / 1e9
     if delay_s > 0:
         await asyncio.sleep(delay_s)
-    # Loop timers have millisecond granularity and may fire early; requests sent before
-    # start_ns would count as warm-up, outside the -n quota.
+    # Loop timers have millisecond granularity and may fire early; a request sent before
+    # start_ns would count as warm-up, outside the -n quota. The rest is under a millisecond.
+    while time.monotonic_ns() < start_ns:
+        pass
     start_ns = max(start_ns, time.monotonic_ns())
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
     if plan.paced:
