@@ -9,6 +9,9 @@ Modes (GOOD streams are answered properly first, per connection unless noted):
   maxstreams  SETTINGS_MAX_CONCURRENT_STREAMS=1, all answered; records the peak concurrency
   badframe    then a PING frame with a wrong length (a connection error for the client)
   badhpack    then HEADERS whose block is not valid HPACK
+  zerowindow  SETTINGS_INITIAL_WINDOW_SIZE=0 and no WINDOW_UPDATE ever; nothing is answered.
+              A client may send 65535 bytes of DATA before the SETTINGS reach it (RFC 9113
+              6.9.2); body_bytes counts what arrived
 Prints "listening on PORT"; a connection whose first bytes are "GET /__stats" gets the
 counters as JSON over HTTP/1.1.
 """
@@ -24,7 +27,7 @@ import h2.connection
 import h2.events
 import h2.settings
 
-STATS = {"connections": 0, "good": 0, "faults": 0, "peak_streams": 0}
+STATS = {"connections": 0, "good": 0, "faults": 0, "peak_streams": 0, "body_bytes": 0}
 BODY = b"hello world\n"
 
 
@@ -54,6 +57,10 @@ class H2Fault(asyncio.Protocol):
                 self.conn.local_settings = h2.settings.Settings(
                     client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
             self.conn.initiate_connection()
+            if self.mode == "zerowindow":
+                # A change rather than an initial value: h2 then accepts the DATA the client
+                # may send under the default window before it sees this.
+                self.conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
         if self.dead:
             return
         for ev in self.conn.receive_data(data):
@@ -61,6 +68,8 @@ class H2Fault(asyncio.Protocol):
                 self.open.add(ev.stream_id)
                 STATS["peak_streams"] = max(STATS["peak_streams"], len(self.open))
                 self.on_request(ev.stream_id)
+            elif isinstance(ev, h2.events.DataReceived):
+                STATS["body_bytes"] += ev.flow_controlled_length
             elif isinstance(ev, h2.events.StreamReset):
                 self.open.discard(ev.stream_id)
         if not self.dead:
@@ -75,6 +84,9 @@ class H2Fault(asyncio.Protocol):
 
     def on_request(self, sid: int) -> None:
         mode = self.mode
+        if mode == "zerowindow":
+            STATS["faults"] += 1
+            return
         if mode == "maxstreams" or self.answered < self.good and mode != "rst":
             self.answer(sid)
             return

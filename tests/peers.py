@@ -177,7 +177,7 @@ class Peer:
         return wait_stable(lambda: self._count_log(path))
 
     def _count_log(self, path: str | None) -> int:
-        # Log format used by every launcher: "<method> <path> <status>".
+        # Log format used by every launcher: "<method> <path> <status>" (nginx adds the length).
         assert self.access_log is not None
         if not self.access_log.exists():
             return 0
@@ -232,7 +232,7 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     default_type text/plain;
-    log_format fastload '$request_method $uri $status';
+    log_format fastload '$request_method $uri $status $request_length';
     {access_log}
     keepalive_requests 100000000;
     keepalive_timeout 300s;
@@ -244,6 +244,8 @@ http {{
         location = /status/404 {{ return 404 "not found\\n"; }}
         location = /status/500 {{ return 500 "error\\n"; }}
         location = /status/503 {{ return 503 "unavailable\\n"; }}
+        # PUT stores the body (201, then 204): nginx reads every byte, $request_length shows it.
+        location /upload/ {{ root {d}/dav; dav_methods PUT; client_max_body_size 64m; }}
     }}
 }}
 """
@@ -257,6 +259,8 @@ def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True) ->
     port = free_port()
     log = f"access_log {d}/access.log fastload;" if access_log else "access_log off;"
     conf = NGINX_CONF.format(d=d, port=port, http2=" http2" if h2c else "", access_log=log)
+    (d / "dav" / "upload").mkdir(parents=True)
+    os.chmod(d / "dav" / "upload", 0o777)  # written by the worker, 'nobody' when run as root
     (d / "nginx.conf").write_text(conf)
     peer.access_log = d / "access.log" if access_log else None
     # -e: the error log before the config is read, otherwise /var/log/nginx is used.

@@ -112,3 +112,25 @@ def test_h2_server_limit_of_one_stream_is_respected():
         served = stats()
     assert doc["requests"] == 200 and doc["errors"]["total"] == 0
     assert served["peak_streams"] == 1
+
+
+def test_h2_window_that_never_opens_gives_timeouts_not_a_hang(tmp_path):
+    # The server sets a zero stream window and never updates it. The body is larger than the
+    # 65535 bytes a client may send before it sees that: each request waits for window until
+    # --timeout, is cancelled and counted, and the next one waits in its turn.
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"b" * 100_000)
+    with h2_fault_server("zerowindow") as (url, stats):
+        doc = run_json(url, "--h2c", "-X", "POST", "--body-file", str(body), "-d", "2s", "-c", "1",
+                       "-m", "1", "-w", "1", "--timeout", "300ms")
+        served = stats()
+    assert doc["requests"] == 0
+    timeouts = doc["errors"]["timeout"]
+    assert doc["errors"]["total"] == timeouts >= 4
+    # Every stream the server saw timed out, but the one still waiting at the deadline.
+    assert served["faults"] - 1 <= timeouts <= served["faults"]
+    # One connection. The SETTINGS normally reach the client before the start barrier opens
+    # (nothing crosses); at most the default window's worth may precede them, never more.
+    assert served["connections"] == 1
+    assert served["body_bytes"] in (0, 65535)
+    assert doc["duration_s"] < 3

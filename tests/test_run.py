@@ -103,6 +103,28 @@ def test_nginx_h2c_exact_count(nginx_h2c):
     assert doc["status_codes"] == {"200": 2000}
 
 
+@pytest.mark.parametrize("h2", [False, True], ids=["h1", "h2c"])
+def test_large_request_bodies_reach_nginx_whole(request, tmp_path, h2):
+    # 300 KiB is more than the 65535-byte windows HTTP/2 starts with: the body must follow
+    # nginx's WINDOW_UPDATEs. nginx's WebDAV PUT reads and stores every byte.
+    peer = request.getfixturevalue("nginx_h2c" if h2 else "nginx_h1")
+    body = bytes(range(256)) * 1200 + b"end"
+    (tmp_path / "body.bin").write_bytes(body)
+    name = f"upload/body-{'h2' if h2 else 'h1'}.bin"
+    before = peer.count_requests()
+    doc = run_json(peer.url + name, *(["--h2c"] if h2 else []), "-X", "PUT",
+                   "--body-file", str(tmp_path / "body.bin"), "-n", "40", "-c", "2", "-m", "8",
+                   "-w", "1")
+    check_document(doc, 40)
+    assert doc["errors"]["total"] == 0
+    assert doc["status_codes"] == {"201": 1, "204": 39}
+    assert doc["bytes_out"] >= 40 * len(body)
+    assert peer.count_requests() - before == 40
+    logged = [line.split() for line in peer.access_log.read_text().splitlines()[before:]]
+    assert all(f[0] == "PUT" and int(f[3]) > len(body) for f in logged)
+    assert (peer.dir / "dav" / name).read_bytes() == body
+
+
 def test_h2o_h2c_two_workers(h2o_server):
     before = h2o_server.count_requests()
     doc = run_json(h2o_server.url, "--h2c", "-n", "5000", "-c", "4", "-m", "16", "-w", "2")

@@ -19,10 +19,13 @@
 #         + connection WINDOW_UPDATE.
 #     cdef bint can_submit(self) noexcept
 #         a new stream may be opened: in_flight < min(max_streams, peer MAX_CONCURRENT_STREAMS),
-#         no GOAWAY received, stream ids left, send window covers the body.
+#         no GOAWAY received, stream ids left.
 #     cdef int submit(self, int64_t sent_ns) noexcept
 #         writes HEADERS (+DATA) of a new stream into out (template copy, stream id patched);
-#         remembers sent_ns for the stream; returns 0, or -1 if it cannot.
+#         remembers sent_ns for the stream; returns 0, or -1 if it cannot. A body the peer's
+#         flow-control windows cannot take at once goes out as DATA as WINDOW_UPDATEs (or a
+#         larger SETTINGS_INITIAL_WINDOW_SIZE) open them; a stream whose response completes
+#         before its body was sent is closed with RST_STREAM(NO_ERROR) (RFC 9113 8.1).
 #     cdef int submit_at(self, int64_t sent_ns, int64_t intended_ns) noexcept
 #         submit() for the open model; intended_ns comes back in ev_intended_ns.
 #     cdef int receive(self, const uint8_t* data, Py_ssize_t n) noexcept
@@ -130,6 +133,7 @@ ctypedef struct _H2Slot:
     int64_t body_bytes
     int64_t send_win
     int64_t recv_consumed
+    int64_t body_off      # request body bytes sent; < body length while flow control holds it
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -185,6 +189,9 @@ cdef class H2ClientCore:
     cdef bytes _body
     cdef uint8_t* _tmpl          # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
     cdef Py_ssize_t _tmpl_len
+    cdef Py_ssize_t _hdr_len     # the HEADERS [+CONTINUATION...] part of the template
+    cdef int _n_pending          # open streams whose body waits for flow-control window
+    cdef uint32_t _pump_next     # slot where the next round of window sharing starts
     cdef Py_ssize_t _body_len
 
     cdef _H2Slot* _slots
@@ -366,6 +373,7 @@ cdef class H2ClientCore:
             pos += chunk
             if pos >= blen:
                 break
+        self._hdr_len = off
         pos = 0
         while pos < self._body_len:
             chunk = self._body_len - pos
@@ -427,6 +435,13 @@ cdef class H2ClientCore:
 
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
         cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns)
+        if s.body_off < self._body_len:
+            self._n_pending -= 1
+            if kind == EV_DONE:
+                # The response is complete while our half is still open: close it without
+                # sending the rest of the body (RFC 9113 8.1).
+                if self._put_u32(F_RST_STREAM, s.sid, H2_NO_ERROR) < 0:
+                    r = -1
         s.state = ST_FREE
         self.in_flight -= 1
         self._update_exhausted()
@@ -460,9 +475,7 @@ cdef class H2ClientCore:
         if self.peer_max_concurrent < limit:
             limit = self.peer_max_concurrent
         return (not self._dead and not self.goaway_received and self.in_flight < limit
-                and self._next_sid <= MAX_SID
-                and self._body_len <= self.conn_send_window
-                and self._body_len <= self.peer_initial_window)
+                and self._next_sid <= MAX_SID)
 
     cdef int submit(self, int64_t sent_ns) noexcept:
         return self.submit_at(sent_ns, sent_ns)
@@ -472,7 +485,8 @@ cdef class H2ClientCore:
         cdef uint32_t sid
         cdef _H2Slot* s
         cdef uint8_t* p
-        cdef Py_ssize_t off = 0
+        cdef Py_ssize_t off = 0, n
+        cdef bint whole
         if not self.can_submit():
             return -1
         sid = self._next_sid
@@ -486,14 +500,18 @@ cdef class H2ClientCore:
             self._next_sid = sid
             self._update_exhausted()
             return -1
-        p = self._reserve(self._tmpl_len)
+        # The common case: both windows take the whole body and the template goes out as is.
+        whole = (self._body_len <= self.conn_send_window
+                 and self._body_len <= self.peer_initial_window)
+        n = self._tmpl_len if whole else self._hdr_len
+        p = self._reserve(n)
         if p == NULL:
             return -1
-        memcpy(p, self._tmpl, self._tmpl_len)
-        while off < self._tmpl_len:
+        memcpy(p, self._tmpl, n)
+        while off < n:
             _wr32(p + off + 5, sid)
             off += 9 + _rd24(p + off)
-        self.out_len += self._tmpl_len
+        self.out_len += n
         s.sid = sid
         s.state = ST_OPEN
         s.status = 0
@@ -501,15 +519,71 @@ cdef class H2ClientCore:
         s.intended_ns = intended_ns
         s.body_bytes = 0
         s.recv_consumed = 0
-        s.send_win = self.peer_initial_window - self._body_len
-        self.conn_send_window -= self._body_len
+        s.send_win = self.peer_initial_window
+        s.body_off = 0
         self._next_sid = sid + 2
         self.in_flight += 1
         self.exhausted = False
+        if whole:
+            s.send_win -= self._body_len
+            self.conn_send_window -= self._body_len
+            s.body_off = self._body_len
+        else:
+            self._n_pending += 1
+            if self._pump(s) < 0:
+                return -1
         if self._phase == BLOCK_FIRST:
             self._switch_block(self._steady_block, BLOCK_STEADY)
         elif self._phase == BLOCK_UPDATE:
             self._switch_block(self._stateless_block, BLOCK_STATELESS)
+        return 0
+
+    cdef int _pump(self, _H2Slot* s) noexcept:
+        """DATA for as much of the stream's body as both send windows allow."""
+        cdef const uint8_t* body = self._body
+        cdef int64_t avail, chunk
+        cdef uint8_t* p
+        while s.body_off < self._body_len:
+            avail = s.send_win if s.send_win < self.conn_send_window else self.conn_send_window
+            if avail <= 0:
+                return 0
+            chunk = self._body_len - s.body_off
+            if chunk > avail:
+                chunk = avail
+            if chunk > self.peer_max_frame_size:
+                chunk = self.peer_max_frame_size
+            p = self._reserve(9 + chunk)
+            if p == NULL:
+                return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+            _wr_fh(p, <uint32_t>chunk, F_DATA,
+                   FL_END_STREAM if s.body_off + chunk == self._body_len else 0, s.sid)
+            memcpy(p + 9, body + s.body_off, chunk)
+            self.out_len += 9 + chunk
+            s.body_off += chunk
+            s.send_win -= chunk
+            self.conn_send_window -= chunk
+        self._n_pending -= 1
+        return 0
+
+    cdef int _pump_all(self) noexcept:
+        """The connection window grew: the waiting streams share it, starting where the last
+        round stopped so that no stream starves."""
+        cdef uint32_t k, i, start = self._pump_next
+        cdef int64_t before
+        cdef _H2Slot* s
+        if self._n_pending == 0:
+            return 0
+        for k in range(self._mask + 1):
+            if self.conn_send_window <= 0 or self._n_pending == 0:
+                break
+            i = (start + k) & self._mask
+            s = &self._slots[i]
+            if s.state == ST_OPEN and s.body_off < self._body_len:
+                before = s.body_off
+                if self._pump(s) < 0:
+                    return -1
+                if s.body_off != before:
+                    self._pump_next = (i + 1) & self._mask
         return 0
 
     cdef void _switch_block(self, bytes block, int phase) noexcept:
@@ -780,6 +854,7 @@ cdef class H2ClientCore:
         cdef int64_t delta
         cdef uint32_t k
         cdef _H2Slot* s
+        cdef bint grew = False
         if sid != 0:
             return self._conn_error(H2_PROTOCOL_ERROR, b"SETTINGS on a stream")
         if flags & FL_ACK:
@@ -804,6 +879,7 @@ cdef class H2ClientCore:
                     return self._conn_error(H2_FLOW_CONTROL_ERROR, b"INITIAL_WINDOW_SIZE too large")
                 delta = <int64_t>v - self.peer_initial_window
                 self.peer_initial_window = v
+                grew = grew or delta > 0
                 for k in range(self._mask + 1):
                     s = &self._slots[k]
                     if s.state == ST_OPEN:
@@ -823,7 +899,11 @@ cdef class H2ClientCore:
                 # and stop referring to the entries the first block inserted.
                 if self._phase <= BLOCK_STEADY and v < self._table_need:
                     self._switch_block(_hp_size_update(v) + self._stateless_block, BLOCK_UPDATE)
-        return self._put_frame(F_SETTINGS, FL_ACK, 0, NULL, 0)
+        if self._put_frame(F_SETTINGS, FL_ACK, 0, NULL, 0) < 0:
+            return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+        if grew:
+            return self._pump_all()
+        return 0
 
     cdef int _window_update(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:
         cdef uint32_t inc
@@ -837,7 +917,7 @@ cdef class H2ClientCore:
             self.conn_send_window += inc
             if self.conn_send_window > MAX_WINDOW:
                 return self._conn_error(H2_FLOW_CONTROL_ERROR, b"connection window overflow")
-            return 0
+            return self._pump_all()
         if self._idle(sid):
             return self._conn_error(H2_PROTOCOL_ERROR, b"WINDOW_UPDATE on an idle stream")
         s = self._lookup(sid)
@@ -848,6 +928,8 @@ cdef class H2ClientCore:
         s.send_win += inc
         if s.send_win > MAX_WINDOW:
             return self._stream_error(s, H2_FLOW_CONTROL_ERROR)
+        if s.body_off < self._body_len:
+            return self._pump(s)
         return 0
 
     cdef int _rst(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept:
