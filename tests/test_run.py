@@ -236,3 +236,12 @@ def test_not_enough_ephemeral_ports_is_refused(tmp_path):
     with pytest.raises(UsageError, match="101 local ports.*has 100"):
         ensure_ports(plan, str(rng))
     ensure_ports(build_plan("http://127.0.0.1:1/", connections="100", workers="1"), str(rng))
+
+
+def test_placement_warnings_are_printed_once_and_kept_in_the_json(nginx_h1):
+    r = fastload("run", nginx_h1.url, "-n", "200", "-c", "2", "-w", "2", "--cpus", "1", "--json", "-",
+                 "--quiet")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert any("share a CPU" in w for w in doc["warnings"])
+    assert r.stderr.count("share a CPU") == 1

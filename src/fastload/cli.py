@@ -104,7 +104,8 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
     plan = build_plan(url, quiet=quiet, json_path=json_path, **options)
     if json_path not in (None, "-"):
         _check_writable(json_path)
-    for warning in _placement_warnings(plan):
+    early = _placement_warnings(plan)
+    for warning in early:
         click.echo(f"fastload: warning: {warning}", err=True)
     runner.ensure_fd_limit(plan)
     runner.ensure_ports(plan)
@@ -117,6 +118,7 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
         sys.stderr.flush()
 
     out = runner.run(plan, on_progress=on_progress if live else None)
+    out.warnings[:0] = early
     if live:
         sys.stderr.write("\r\033[K")
     doc = build_result(out)
@@ -124,7 +126,8 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
         with open(plan.hdr_log, "w") as f:
             f.write(report.hlog(out.intervals, doc["started_at"], dict(plan.tags)))
     for warning in doc.get("warnings", []):
-        click.echo(f"fastload: warning: {warning}", err=True)
+        if warning not in early:
+            click.echo(f"fastload: warning: {warning}", err=True)
     passed = True
     if gates:
         doc["slo"], passed = slo.check_all(gates, doc)

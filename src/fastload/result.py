@@ -38,7 +38,7 @@ def build_result(out: RunOutput) -> dict:
     errors = {k: sum(w["errors"][k] for w in ws) for k in ERROR_CLASSES}
     errors = {"total": sum(errors.values()), **errors}
     ports = sum(w.get("ephemeral_port_errors", 0) for w in ws)
-    warnings: list[str] = []
+    warnings: list[str] = list(out.warnings)
     if ports:
         # The client's own limit, kept out of "connect" so it is not read as a server failure.
         errors["ephemeral_ports"] = ports

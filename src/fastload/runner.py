@@ -41,6 +41,8 @@ class RunOutput:
     failed_workers: list[dict] = field(default_factory=list)
     intervals: list[dict] = field(default_factory=list)
     interrupted: bool = False
+    # Doubtful set-ups found before the run (already printed); they go into the JSON too.
+    warnings: list[str] = field(default_factory=list)
 
 
 FD_MARGIN = 64  # pipes, the event loop's own descriptors, stdio
