@@ -97,3 +97,51 @@ def test_ten_thousand_connections(nginx_h1):
     assert doc["requests"] > 10000
     served = nginx_h1.count_requests() - before
     assert doc["requests"] <= served <= doc["requests"] + 10000
+
+
+def _netns(name: str) -> bool:
+    """A private network namespace (root only): its loopback and port range are the test's own."""
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def test_ephemeral_port_exhaustion_is_counted_apart_not_as_server_errors(tmp_path):
+    # In a namespace whose ephemeral range has 10 ports and no TIME_WAIT reuse: the listening
+    # socket takes one, the pre-flight probe one, and each connection that times out (closed by
+    # us, so its port sits in TIME_WAIT for a minute) one more. Then connect() fails with
+    # EADDRNOTAVAIL: the client's limit, not a server that refuses.
+    import os
+
+    import pytest
+
+    name = f"fastload-test-{os.getpid()}"
+    if not _netns(name):
+        pytest.skip("needs root for a network namespace (ip netns add)")
+    server = None
+    try:
+        ns = ["ip", "netns", "exec", name]
+        subprocess.run(ns + ["sh", "-c", "ip link set lo up && sysctl -q -w "
+                             "net.ipv4.ip_local_port_range='40000 40009' net.ipv4.tcp_tw_reuse=0"],
+                       check=True)
+        here = os.path.dirname(os.path.abspath(__file__))
+        server = subprocess.Popen(ns + [sys.executable, os.path.join(here, "fault_server.py"), "slow", "0"],
+                                  stdout=subprocess.PIPE, text=True)
+        port = int(server.stdout.readline().split()[-1])
+        out = tmp_path / "r.json"
+        r = subprocess.run(ns + [sys.executable, "-m", "fastload", "run", f"http://127.0.0.1:{port}/",
+                                 "-c", "2", "-w", "1", "-d", "2s", "--timeout", "50ms", "--json", str(out),
+                                 "--quiet"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(out.read_text())
+        assert doc["errors"]["timeout"] == 8  # 10 ports - the listener - the pre-flight probe
+        assert doc["errors"]["connect"] == 0
+        assert doc["errors"]["ephemeral_ports"] > 0
+        assert doc["errors"]["total"] == 8 + doc["errors"]["ephemeral_ports"]
+        assert any("EADDRNOTAVAIL" in w and "ip_local_port_range" in w for w in doc["warnings"])
+        assert "ran out of ephemeral ports" in r.stderr
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait(timeout=10)
+            server.stdout.close()
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
