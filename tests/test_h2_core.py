@@ -777,3 +777,34 @@ def test_server_shrinking_its_table_gets_a_size_update_then_stateless_blocks(tab
     assert len(srv.requests) == 5
     assert len({tuple(sorted(h.items())) for h in srv.requests.values()}) == 1
     assert srv.conn.decoder.header_table_size <= table_size
+
+
+# ---- gRPC: grpc-status from trailers ---------------------------------------------------------
+
+def test_grpc_status_from_trailers_and_trailers_only_responses():
+    core = _core.H2ClientCore(request_block(), b"\0\0\0\0\x02hi", 8, grpc=True)
+    server = H2Server()
+    handshake(core, server)
+    out = b"".join(core.submit_py(t) for t in range(10, 15))
+    server.feed(out)
+    conn = server.conn
+    msg = b"\0\0\0\0\x03abc"
+    # 1: OK with a message; 3: UNAVAILABLE in trailers; 5: trailers-only NOT_FOUND;
+    # 7: no grpc-status at all; 9: a value that is not a code.
+    for sid, trailer in ((1, b"0"), (3, b"14"), (7, None), (9, b"x1")):
+        conn.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+        conn.send_data(sid, msg, end_stream=trailer is None)
+        if trailer is not None:
+            conn.send_headers(sid, [(b"grpc-status", trailer), (b"grpc-message", b"m")], end_stream=True)
+    conn.send_headers(5, [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                          (b"grpc-status", b"5")], end_stream=True)
+    events, _ = core.receive_py(server.out())
+    assert sorted(events, key=lambda e: e[2]) == [
+        (EV_DONE, 200, 10, 8, 0), (EV_DONE, 200, 11, 8, 14), (EV_DONE, 200, 12, 0, 5),
+        (EV_DONE, 200, 13, 8, -1), (EV_DONE, 200, 14, 8, -2)]
+    # Statuses indexed in h2's dynamic table are found again on later streams.
+    server.feed(core.submit_py(20))
+    conn.send_headers(11, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+    conn.send_headers(11, [(b"grpc-status", b"14"), (b"grpc-message", b"m")], end_stream=True)
+    events, _ = core.receive_py(server.out())
+    assert events == [(EV_DONE, 200, 20, 0, 14)]

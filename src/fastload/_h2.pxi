@@ -3,7 +3,8 @@
 # CONTRACT (the session in _session.pxi relies on it):
 # cdef class H2ClientCore:
 #     __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
-#               bytes first_block=None, int64_t table_need=0, bytes stateless_block=None)
+#               bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
+#               bint grpc=False)
 #         header_block: a stateless HPACK block (no dynamic-table insertions) sent on every stream;
 #         or, with first_block (hpack_encode.encode_session_blocks), the steady block that refers
 #         to the table_need bytes of entries the first stream inserted. If the peer announces a
@@ -66,6 +67,9 @@
 #     FLOW_CONTROL_ERROR) goes into out and EV_RESET is reported with ev_status -1. Otherwise
 #     ev_status is the final :status for EV_DONE and 0 for EV_RESET/EV_REFUSED/EV_TIMEOUT.
 #   - ev_body_bytes is the DATA payload received for the stream (padding excluded), every kind.
+#   - grpc=True: ev_grpc holds each stream's grpc-status (0..99 as sent; -1 when the stream
+#     ended without one, -2 when it was not 1-2 digits), read from the trailers or from a
+#     trailers-only response; receive_py/expire_py then return 5-tuples ending with it.
 #   - content-length is not checked against the body (HEAD responses would need the method).
 #   - Python helpers besides the contract's: can_submit_py(), expire_py(older_than_ns) ->
 #     (events, out), error_msg(), readable peer_max_frame_size, peer_max_concurrent,
@@ -134,6 +138,7 @@ ctypedef struct _H2Slot:
     int64_t send_win
     int64_t recv_consumed
     int64_t body_off      # request body bytes sent; < body length while flow control holds it
+    int grpc_status       # -1 until a block with grpc-status arrived
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -173,6 +178,8 @@ cdef class H2ClientCore:
     cdef int64_t* ev_sent_ns
     cdef int64_t* ev_intended_ns
     cdef int64_t* ev_body_bytes
+    cdef int* ev_grpc
+    cdef bint _grpc
 
     cdef public int in_flight
     cdef public bint goaway_received
@@ -221,7 +228,8 @@ cdef class H2ClientCore:
     cdef HpackDecoder hpack
 
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
-                  bytes first_block=None, int64_t table_need=0, bytes stateless_block=None):
+                  bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
+                  bint grpc=False):
         cdef uint32_t nslots = 1
         if max_streams < 1 or max_streams > 65536:
             raise ValueError("max_streams must be in 1..65536")
@@ -255,12 +263,15 @@ cdef class H2ClientCore:
         self.ev_sent_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
         self.ev_intended_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
         self.ev_body_bytes = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self.ev_grpc = <int*>malloc(self.ev_cap * sizeof(int))
+        self._grpc = grpc
         self._pend = <uint8_t*>malloc(9 + OUR_MAX_FRAME)
         self._hcap = 4096
         self._hbuf = <uint8_t*>malloc(self._hcap)
         if (self._slots == NULL or self.out == NULL or self.ev_kind == NULL
                 or self.ev_status == NULL or self.ev_sent_ns == NULL or self.ev_intended_ns == NULL
-                or self.ev_body_bytes == NULL or self._pend == NULL or self._hbuf == NULL):
+                or self.ev_body_bytes == NULL or self.ev_grpc == NULL or self._pend == NULL
+                or self._hbuf == NULL):
             raise MemoryError()
         self.peer_max_concurrent = 0x7FFFFFFFFFFF
         self.peer_initial_window = 65535
@@ -280,6 +291,7 @@ cdef class H2ClientCore:
         free(self.ev_sent_ns)
         free(self.ev_intended_ns)
         free(self.ev_body_bytes)
+        free(self.ev_grpc)
         free(self._slots)
         free(self._pend)
         free(self._hbuf)
@@ -302,7 +314,7 @@ cdef class H2ClientCore:
         return self.out + self.out_len
 
     cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body,
-                   int64_t intended_ns) noexcept:
+                   int64_t intended_ns, int grpc) noexcept:
         cdef int cap
         cdef void* p
         if self.n_events == self.ev_cap:
@@ -327,12 +339,17 @@ cdef class H2ClientCore:
             if p == NULL:
                 return -1
             self.ev_body_bytes = <int64_t*>p
+            p = realloc(self.ev_grpc, cap * sizeof(int))
+            if p == NULL:
+                return -1
+            self.ev_grpc = <int*>p
             self.ev_cap = cap
         self.ev_kind[self.n_events] = kind
         self.ev_status[self.n_events] = status
         self.ev_sent_ns[self.n_events] = sent_ns
         self.ev_intended_ns[self.n_events] = intended_ns
         self.ev_body_bytes[self.n_events] = body
+        self.ev_grpc[self.n_events] = grpc
         self.n_events += 1
         return 0
 
@@ -434,7 +451,8 @@ cdef class H2ClientCore:
             self.goaway_received or self._next_sid > MAX_SID or self._dead)
 
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
-        cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns)
+        cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns,
+                                s.grpc_status)
         if s.body_off < self._body_len:
             self._n_pending -= 1
             if kind == EV_DONE:
@@ -519,6 +537,7 @@ cdef class H2ClientCore:
         s.intended_ns = intended_ns
         s.body_bytes = 0
         s.recv_consumed = 0
+        s.grpc_status = -1
         s.send_win = self.peer_initial_window
         s.body_off = 0
         self._next_sid = sid + 2
@@ -830,6 +849,8 @@ cdef class H2ClientCore:
         s = self._lookup(sid)
         if s == NULL:
             return 0
+        if self._grpc:
+            self._read_grpc_status(s)
         status = self.hpack.status
         if s.status != 0:
             # Trailers: only valid as the end of the stream.
@@ -847,6 +868,18 @@ cdef class H2ClientCore:
         if end_stream:
             return self._finish(s, EV_DONE, status)
         return 0
+
+    cdef void _read_grpc_status(self, _H2Slot* s) noexcept:
+        cdef const uint8_t* v
+        cdef size_t n
+        if not self.hpack.find(b"grpc-status", 11, &v, &n):
+            return
+        if n == 1 and 48 <= v[0] <= 57:
+            s.grpc_status = v[0] - 48
+        elif n == 2 and 49 <= v[0] <= 57 and 48 <= v[1] <= 57:
+            s.grpc_status = (v[0] - 48) * 10 + v[1] - 48
+        else:
+            s.grpc_status = -2
 
     cdef int _settings(self, uint8_t flags, uint32_t sid, const uint8_t* p,
                        uint32_t length) noexcept:
@@ -975,8 +1008,13 @@ cdef class H2ClientCore:
         return b
 
     cdef list _take_events(self):
-        cdef list ev = [(self.ev_kind[i], self.ev_status[i], self.ev_sent_ns[i],
-                         self.ev_body_bytes[i]) for i in range(self.n_events)]
+        cdef list ev
+        if self._grpc:
+            ev = [(self.ev_kind[i], self.ev_status[i], self.ev_sent_ns[i], self.ev_body_bytes[i],
+                   self.ev_grpc[i]) for i in range(self.n_events)]
+        else:
+            ev = [(self.ev_kind[i], self.ev_status[i], self.ev_sent_ns[i],
+                   self.ev_body_bytes[i]) for i in range(self.n_events)]
         self.clear_events()
         return ev
 

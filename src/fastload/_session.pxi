@@ -11,6 +11,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 
 DEF READ_BUFFER_SIZE = 65536
 DEF MAX_STATUS = 600
+# gRPC status codes 0..16; a call that ended without grpc-status is counted at GRPC_MISSING.
+DEF GRPC_CODES = 17
+DEF GRPC_MISSING = 17
 
 # Error classes; indexes into WorkerStats.errors. Names match errors.ERROR_CLASSES.
 DEF ERR_CONNECT = 0
@@ -47,6 +50,7 @@ cdef class WorkerStats:
     cdef public int64_t bytes_out
     cdef int64_t errors[N_ERR]
     cdef int64_t status[MAX_STATUS]
+    cdef int64_t grpc[GRPC_CODES + 1]
     cdef public double sum_ns
     cdef public double sumsq_ns
     cdef public int64_t min_ns
@@ -193,11 +197,12 @@ cdef class WorkerStats:
         return self.paced and self.next_intended_ns <= now and \
             self.next_intended_ns < self.schedule_end_ns
 
-    cdef inline void on_response(self, int status, int64_t intended, int64_t now,
+    cdef inline bint on_response(self, int status, int64_t intended, int64_t now,
                                  int64_t sent) noexcept:
+        """Records a completed response; False when it falls outside the measured window."""
         cdef int64_t lat
         if intended < self.record_from_ns or now >= self.stop_ns:
-            return
+            return False
         self.service_hist.record((now - sent) // 1000)
         lat = now - intended
         if lat < 0:
@@ -221,6 +226,16 @@ cdef class WorkerStats:
             self.running = False
             if self.on_quota_done is not None:
                 self.on_quota_done()
+        return True
+
+    cdef inline void on_grpc(self, int code) noexcept:
+        """The grpc-status of a recorded call (-1: none was sent; other values as gRPC says:
+        a code it does not know is UNKNOWN)."""
+        if code == -1:
+            code = GRPC_MISSING
+        elif code < 0 or code >= GRPC_CODES:
+            code = 2
+        self.grpc[code] += 1
 
     cdef inline void on_failure(self, int cls, int64_t intended, int64_t now, int64_t n) noexcept:
         """n requests (intended for `intended`, == their send time in the closed model) failed
@@ -242,6 +257,13 @@ cdef class WorkerStats:
     def error_counts(self):
         return {"connect": self.errors[ERR_CONNECT], "timeout": self.errors[ERR_TIMEOUT],
                 "reset": self.errors[ERR_RESET], "protocol": self.errors[ERR_PROTOCOL]}
+
+    def grpc_counts(self):
+        cdef int i
+        out = {str(i): self.grpc[i] for i in range(GRPC_CODES) if self.grpc[i]}
+        if self.grpc[GRPC_MISSING]:
+            out["missing"] = self.grpc[GRPC_MISSING]
+        return out
 
     def status_counts(self):
         cdef int i
@@ -467,6 +489,7 @@ cdef class H2Session(_Session):
 
     cdef H2ClientCore core
     cdef int64_t last_out
+    cdef bint grpc
     # HTTP/2 reads carry many responses: uvloop reads straight into this buffer.
     cdef bytearray rbuf
     cdef object rview
@@ -481,11 +504,13 @@ cdef class H2Session(_Session):
         return self.rview
 
     def __init__(self, WorkerStats stats, engine, bytes header_block, bytes body, int streams,
-                 bytes first_block=None, int64_t table_need=0, bytes stateless_block=None):
+                 bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
+                 bint grpc=False):
         self.stats = stats
         self.engine = engine
+        self.grpc = grpc
         self.core = H2ClientCore(header_block, body, streams, first_block, table_need,
-                                 stateless_block)
+                                 stateless_block, grpc)
 
     cdef void flush(self) noexcept:
         cdef Py_ssize_t n = self.core.out_len
@@ -524,8 +549,9 @@ cdef class H2Session(_Session):
         for i in range(self.core.n_events):
             kind = self.core.ev_kind[i]
             if kind == EV_DONE:
-                self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                       self.core.ev_sent_ns[i])
+                if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
+                                          self.core.ev_sent_ns[i]) and self.grpc:
+                    self.stats.on_grpc(self.core.ev_grpc[i])
             elif kind == EV_TIMEOUT:
                 self.stats.on_failure(ERR_TIMEOUT, self.core.ev_intended_ns[i], now, 1)
             else:
@@ -562,8 +588,9 @@ cdef class H2Session(_Session):
         cdef int i
         for i in range(self.core.n_events):
             if self.core.ev_kind[i] == EV_DONE:
-                self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                       self.core.ev_sent_ns[i])
+                if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
+                                          self.core.ev_sent_ns[i]) and self.grpc:
+                    self.stats.on_grpc(self.core.ev_grpc[i])
             else:
                 self.stats.on_failure(cls, self.core.ev_intended_ns[i], now, 1)
         self.core.clear_events()

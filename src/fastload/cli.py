@@ -87,6 +87,26 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[s
     sys.exit(code)
 
 
+@main.command("grpc", context_settings=CONTEXT)
+@click.argument("url")
+@click.option("--method", "grpc_method", required=True, metavar="pkg.Service/Method",
+              help="The gRPC method to call, e.g. helloworld.Greeter/SayHello.")
+@click.option("--data-file", "grpc_data_file", default=None, metavar="MSG.bin",
+              help="The request message, serialized (protobuf bytes), read from a file.")
+@click.option("--data-b64", "grpc_data_b64", default=None, metavar="B64",
+              help="The request message, serialized, as base64 [default: an empty message].")
+def grpc_cmd(**kwargs) -> None:
+    """Unary gRPC calls against URL (http:// for h2c, https:// for TLS) over the HTTP/2 engine.
+    Every call's grpc-status is counted per code (grpc_status in the JSON); the other options
+    are those of `fastload run`."""
+    run.callback(**kwargs)
+
+
+# The same load options as `run`, minus what gRPC fixes (method, body, protocol, pipelining).
+grpc_cmd.params.extend(p for p in run.params
+                       if p.name not in ("url", "method", "body", "body_file", "protocol", "pipeline"))
+
+
 def _parse_slos(exprs: tuple[str, ...], path: str | None) -> list:
     from . import slo
 

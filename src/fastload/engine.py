@@ -68,7 +68,7 @@ class Engine:
         if self.plan.protocol == "h2":
             first, steady, need, stateless = self.h2_blocks
             s = _core.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
-                                need, stateless)
+                                need, stateless, self.plan.grpc)
         else:
             s = _core.H1Session(self.stats, self, self.request, self.plan.pipeline,
                                 self.plan.method == "HEAD")

@@ -63,6 +63,7 @@ class Plan:
     start_at: float | None = None  # unix time
     tags: tuple[tuple[str, str], ...] = ()
     hdr_log: str | None = None
+    grpc: bool = False  # unary gRPC calls: success is judged by the grpc-status trailer
     extra: dict = field(default_factory=dict)
 
     @property
@@ -111,6 +112,8 @@ class Plan:
             "seed": self.seed,
             "start_at": self.start_at,
             "tags": dict(self.tags),
+            "grpc": self.grpc,
+            "grpc_method": self.target.path[1:] if self.grpc else None,
         }
 
 
@@ -240,7 +243,7 @@ def build_plan(
     h2c: bool = False,
     method: str = "GET",
     headers: tuple[str, ...] | list[str] = (),
-    body: str | None = None,
+    body: str | bytes | None = None,
     body_file: str | None = None,
     insecure: bool = False,
     ca: str | None = None,
@@ -253,8 +256,21 @@ def build_plan(
     start_at: float | None = None,
     tags: tuple[str, ...] | list[str] = (),
     hdr_log: str | None = None,
+    grpc_method: str | None = None,
+    grpc_data_file: str | None = None,
+    grpc_data_b64: str | None = None,
 ) -> Plan:
     target = parse_target(url)
+    grpc = grpc_method is not None
+    if grpc:
+        from .grpc_call import grpc_request
+
+        if protocol == "h1":
+            raise UsageError("gRPC runs over HTTP/2: --protocol h1 cannot be used")
+        protocol = "h2"
+        target, method, headers, body = grpc_request(target, grpc_method, grpc_data_file,
+                                                     grpc_data_b64, tuple(headers))
+        body_file = None
     if protocol is not None and protocol not in ("h1", "h2"):
         raise UsageError(f"--protocol: {protocol!r} must be h1 or h2")
     if h2c:
@@ -329,7 +345,7 @@ def build_plan(
         raise UsageError("--body and --body-file are exclusive: give one")
     body_bytes = b""
     if body is not None:
-        body_bytes = body.encode()
+        body_bytes = body if isinstance(body, bytes) else body.encode()
     elif body_file is not None:
         try:
             with open(body_file, "rb") as f:
@@ -370,4 +386,5 @@ def build_plan(
         start_at=start_at,
         tags=tag_list,
         hdr_log=hdr_log,
+        grpc=grpc,
     )

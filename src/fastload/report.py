@@ -33,6 +33,8 @@ def summary(doc: dict) -> str:
                  f"{format_bytes(doc['bytes_in'])} read")
     if doc["status_codes"]:
         lines.append("  Status codes: " + ", ".join(f"{k}: {v}" for k, v in doc["status_codes"].items()))
+    if doc.get("grpc_status"):
+        lines.append("  gRPC status: " + ", ".join(f"{k}: {v}" for k, v in doc["grpc_status"].items()))
     err = doc["errors"]
     if err["total"]:
         lines.append("  Errors: " + ", ".join(f"{k} {v}" for k, v in err.items() if k != "total" and v)

@@ -93,6 +93,14 @@ def build_result(out: RunOutput) -> dict:
         doc["warnings"] = warnings
     if plan.tags:
         doc["tags"] = dict(plan.tags)
+    if plan.grpc:
+        grpc: dict[str, int] = {}
+        for w in ws:
+            for code, n in (w.get("grpc_status") or {}).items():
+                grpc[code] = grpc.get(code, 0) + n
+        # Numeric codes in order, then "missing" (calls that ended without grpc-status).
+        doc["grpc_status"] = dict(sorted(grpc.items(), key=lambda kv: (not kv[0].isdigit(),
+                                                                       int(kv[0]) if kv[0].isdigit() else 0)))
     service = merge([w["service_histogram"] for w in ws])
     doc["service_time_us"] = summary_us(service)
     doc["service_time_histogram"] = encode(service)

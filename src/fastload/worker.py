@@ -159,6 +159,7 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "bytes_out": stats.bytes_out,
         "errors": stats.error_counts(),
         "status_codes": stats.status_counts(),
+        "grpc_status": stats.grpc_counts() if plan.grpc else None,
         "sum_ns": stats.sum_ns,
         "sumsq_ns": stats.sumsq_ns,
         "min_ns": stats.min_ns,

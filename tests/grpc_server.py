@@ -1,0 +1,53 @@
+"""A project-owned gRPC server on grpcio (the reference implementation's Python binding), for
+exact call accounting.
+
+    python tests/grpc_server.py [FAIL_EVERY]
+
+test.Echo/Unary answers with the request message; every FAIL_EVERY-th call (0: never) fails
+with UNAVAILABLE instead. test.Echo/Stats returns the counters as JSON. Prints "listening on
+PORT" (127.0.0.1, h2c).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from concurrent import futures
+
+import grpc
+
+LOCK = threading.Lock()
+STATS = {"calls": 0, "ok": 0, "unavailable": 0, "bytes": 0}
+
+
+def main(fail_every: int) -> None:
+    def unary(request: bytes, context: grpc.ServicerContext) -> bytes:
+        with LOCK:
+            STATS["calls"] += 1
+            STATS["bytes"] += len(request)
+            fail = fail_every > 0 and STATS["calls"] % fail_every == 0
+            STATS["unavailable" if fail else "ok"] += 1
+        if fail:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "failing on purpose")
+        return request
+
+    def stats(request: bytes, context: grpc.ServicerContext) -> bytes:
+        with LOCK:
+            return json.dumps(STATS).encode()
+
+    handler = grpc.method_handlers_generic_handler("test.Echo", {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Stats": grpc.unary_unary_rpc_method_handler(stats),
+    })
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
+                         options=[("grpc.max_concurrent_streams", 64)])
+    server.add_generic_rpc_handlers((handler,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(f"listening on {port}", flush=True)
+    server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
