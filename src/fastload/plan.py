@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import UsageError
+from .perfstat import PerfSpec, parse_spec
 from .units import parse_count, parse_cpu_list, parse_duration_ns
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -63,6 +64,7 @@ class Plan:
     start_at: float | None = None  # unix time
     tags: tuple[tuple[str, str], ...] = ()
     hdr_log: str | None = None
+    perf_stat: PerfSpec | None = None  # --perf-stat; events settled by perfstat.check()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -111,6 +113,7 @@ class Plan:
             "seed": self.seed,
             "start_at": self.start_at,
             "tags": dict(self.tags),
+            "perf_stat": None if self.perf_stat is None else list(self.perf_stat.events),
         }
 
 
@@ -253,6 +256,7 @@ def build_plan(
     start_at: float | None = None,
     tags: tuple[str, ...] | list[str] = (),
     hdr_log: str | None = None,
+    perf_stat: str | None = None,
 ) -> Plan:
     target = parse_target(url)
     if protocol is not None and protocol not in ("h1", "h2"):
@@ -370,4 +374,5 @@ def build_plan(
         start_at=start_at,
         tags=tag_list,
         hdr_log=hdr_log,
+        perf_stat=parse_spec(perf_stat),
     )
