@@ -80,7 +80,7 @@ def main() -> None:
                    "events only, with a note, where hardware counters are unsupported). "
                    "--perf-stat=EVENTS counts a comma-separated list instead (write it with '=' or "
                    "put the URL first). Needs perf (apt install linux-perf) and "
-                   "kernel.perf_event_paranoid <= 2 for non-root users.")
+                   "kernel.perf_event_paranoid <= 1 (2: user space only) for non-root users.")
 def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
         slo_file: str | None, **options) -> None:
     """Run a load test against URL and print a wrk-like summary."""

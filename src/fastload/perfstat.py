@@ -168,7 +168,8 @@ def parse_csv(text: str, events: tuple[str, ...]) -> dict[str, Counter]:
     """Parses `perf stat -x,` output (value,unit,event,run-time,running-%,metric,metric-unit):
     comments, blank lines and metric-only lines are skipped; `<not supported>` and
     `<not counted>` become None; an event split over PMUs (cpu_core/cycles/, cpu_atom/cycles/
-    on hybrid CPUs) is summed under the name asked for. Event names may contain commas
+    on hybrid CPUs) is summed under the name asked for, and a modifier perf added by itself
+    (task-clock:u, for user space only) is dropped. Event names may contain commas
     (cpu/event=0x3c,umask=0/), so names are matched against the events requested."""
     out: dict[str, Counter] = {}
     for raw in text.splitlines():
@@ -202,6 +203,10 @@ def _match_event(rest: str, events: tuple[str, ...]) -> tuple[str | None, str]:
         if rest == e or rest.startswith(e + ","):
             return e, rest[len(e) + 1:]
     printed, _, tail = rest.partition(",")
+    # Non-root at perf_event_paranoid=2: perf counts user space only and says so ("cycles:u").
+    base, colon, mods = printed.rpartition(":")
+    if colon and base in events and mods and set(mods) <= set("ukhHGIpPSDW"):
+        return base, tail
     # Hybrid CPUs report "cycles" once per core type, as "cpu_core/cycles/" and "cpu_atom/cycles/".
     if printed.endswith("/") and printed.count("/") == 2:
         inner = printed.split("/")[1]
@@ -289,9 +294,8 @@ class Session:
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr, env=_env(),
             # Its own session: a Ctrl-C on the terminal must not end perf behind our back
             # (the parent turns Ctrl-C into an orderly stop and we stop perf then).
-            start_new_session=True,
-            # Workers ignore SIGINT and exec keeps ignored signals ignored; perf must see it.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+            # (Workers ignore SIGINT and exec keeps that; perf installs its own handler anyway.)
+            start_new_session=True)
         self._attach(ctl)
 
     def _attach(self, ctl: str) -> None:
