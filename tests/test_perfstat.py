@@ -338,3 +338,22 @@ def test_unsupported_custom_event(nginx_h1):
     else:
         err = _refused(nginx_h1, "--perf-stat=instructions")
         assert "instructions (not supported)" in err
+
+
+def test_ctrl_c_during_warmup_gives_null_counters(nginx_h1, tmp_path):
+    _require_perf()
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", nginx_h1.url,
+                             "--perf-stat=task-clock,cs", "-d", "5s", "--warmup", "20s", "-w", "2",
+                             "-c", "4", "-q", "--json", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # well inside the 20 s warm-up, whatever the machine's speed
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=RUN_TIMEOUT_S)
+    assert proc.returncode == 0, err
+    doc = json.loads(out.read_text())
+    assert doc["interrupted"] is True and doc["requests"] == 0
+    assert doc["perf"]["counters"] == {"task-clock": None, "cs": None}
+    for w in doc["workers"]:
+        assert w["perf"]["counters"] == {"task-clock": None, "cs": None}
+        assert w["perf"]["missing"] == {"task-clock": "not counted", "cs": "not counted"}
