@@ -22,7 +22,7 @@ def test_version_and_help_document_every_option():
     assert r.exit_code == 0
     for flag in ("--connections", "--streams", "--pipeline", "--duration", "--requests", "--warmup",
                  "--timeout", "--workers", "--cpus", "--protocol", "--h2c", "--insecure", "--ca",
-                 "--method", "--header", "--body", "--body-file", "--json", "--quiet"):
+                 "--method", "--header", "--body", "--body-file", "--json", "--quiet", "--perf-stat"):
         assert flag in r.output, flag
 
 

@@ -73,6 +73,14 @@ def main() -> None:
 @click.option("--slo-file", default=None, metavar="FILE",
               help="SLO expressions from a YAML or JSON list (added to --slo).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--perf-stat", is_flag=False, flag_value="default", default=None, metavar="[=EVENTS]",
+              help="Count each worker with `perf stat` over the measured interval (not the warm-up); "
+                   "counters per worker and summed go into the JSON `perf`. Default events: cycles, "
+                   "instructions, cache-misses, context-switches, cpu-migrations, task-clock (software "
+                   "events only, with a note, where hardware counters are unsupported). "
+                   "--perf-stat=EVENTS counts a comma-separated list instead (write it with '=' or "
+                   "put the URL first). Needs perf (apt install linux-perf) and "
+                   "kernel.perf_event_paranoid <= 1 (2: user space only) for non-root users.")
 def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
         slo_file: str | None, **options) -> None:
     """Run a load test against URL and print a wrk-like summary."""
@@ -117,7 +125,9 @@ def _parse_slos(exprs: tuple[str, ...], path: str | None) -> list:
 
 
 def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: list) -> int:
-    from . import report, runner, slo
+    import dataclasses
+
+    from . import perfstat, report, runner, slo
     from .plan import build_plan
     from .result import build_result
 
@@ -129,6 +139,11 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
         click.echo(f"fastload: warning: {warning}", err=True)
     runner.ensure_fd_limit(plan)
     runner.ensure_ports(plan)
+    if plan.perf_stat is not None:
+        plan = dataclasses.replace(plan, perf_stat=perfstat.check(plan.perf_stat))
+        if plan.perf_stat.note:
+            early.append(plan.perf_stat.note)
+            click.echo(f"fastload: warning: {plan.perf_stat.note}", err=True)
     plan = runner.preflight(plan)
     live = not quiet and sys.stderr.isatty()
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from .errors import UsageError
+from .perfstat import PerfSpec, parse_spec
 from .units import parse_count, parse_cpu_list, parse_duration_ns
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -64,6 +65,7 @@ class Plan:
     tags: tuple[tuple[str, str], ...] = ()
     hdr_log: str | None = None
     grpc: bool = False  # unary gRPC calls: success is judged by the grpc-status trailer
+    perf_stat: PerfSpec | None = None  # --perf-stat; events settled by perfstat.check()
     extra: dict = field(default_factory=dict)
 
     @property
@@ -114,6 +116,7 @@ class Plan:
             "tags": dict(self.tags),
             "grpc": self.grpc,
             "grpc_method": self.target.path[1:] if self.grpc else None,
+            "perf_stat": None if self.perf_stat is None else list(self.perf_stat.events),
         }
 
 
@@ -259,6 +262,7 @@ def build_plan(
     grpc_method: str | None = None,
     grpc_data_file: str | None = None,
     grpc_data_b64: str | None = None,
+    perf_stat: str | None = None,
 ) -> Plan:
     target = parse_target(url)
     grpc = grpc_method is not None
@@ -387,4 +391,5 @@ def build_plan(
         tags=tag_list,
         hdr_log=hdr_log,
         grpc=grpc,
+        perf_stat=parse_spec(perf_stat),
     )

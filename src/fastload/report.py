@@ -52,7 +52,12 @@ def summary(doc: dict) -> str:
                      f"max {format_us(st['max'])} (from actual send; latency above counts from the"
                      " intended send)")
     if doc.get("client_cpu_us_per_request"):
-        lines.append(f"Client CPU:   {doc['client_cpu_us_per_request']:.2f}us/request")
+        line = f"Client CPU:   {doc['client_cpu_us_per_request']:.2f}us/request"
+        if "client_cpu_user_s" in doc:
+            line += f" ({doc['client_cpu_user_s']:.2f}s user, {doc['client_cpu_sys_s']:.2f}s sys)"
+        lines.append(line)
+    if doc.get("perf"):
+        lines.append("Perf stat:    " + perf_line(doc["perf"]))
     if doc.get("slo"):
         lines.append("SLO:")
         for row in doc["slo"]:
@@ -64,6 +69,22 @@ def summary(doc: dict) -> str:
     for w in doc.get("worker_errors", []):
         lines.append(f"Worker {w['index']} failed: {w['error']}")
     return "\n".join(lines) + "\n"
+
+
+def perf_line(perf: dict) -> str:
+    """The summed counters, one line: 'task-clock 812.30 msec, context-switches 41, ..., IPC 1.52'."""
+    parts = []
+    units = perf.get("units", {})
+    for name, value in perf["counters"].items():
+        if value is None:
+            parts.append(f"{name} n/a")
+        elif isinstance(value, float):
+            parts.append(f"{name} {value:.2f}" + (f" {units[name]}" if name in units else ""))
+        else:
+            parts.append(f"{name} {value}" + (f" {units[name]}" if name in units else ""))
+    if perf.get("ipc") is not None:
+        parts.append(f"IPC {perf['ipc']:.2f}")
+    return ", ".join(parts)
 
 
 def hlog(intervals: list[dict], started_at: float, tags: dict[str, str]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from . import __version__
+from . import __version__, perfstat
 from .errors import ERROR_CLASSES
 from .histogram import encode, merge, summary_us
 from .runner import RunOutput
@@ -79,16 +79,23 @@ def build_result(out: RunOutput) -> dict:
                 "rps": w["requests"] / max((w["stop_ns"] - w["start_ns"]) / 1e9, 1e-9),
                 "cpu_user_s": w["cpu_user_s"],
                 "cpu_sys_s": w["cpu_sys_s"],
+                **({"perf": w["perf"]} if "perf" in w else {}),
             }
             for w in ws
         ],
         "client_cpu_s": cpu_s,
+        "client_cpu_user_s": sum(w["cpu_user_s"] for w in ws),
+        "client_cpu_sys_s": sum(w["cpu_sys_s"] for w in ws),
         "client_cpu_us_per_request": cpu_s * 1e6 / requests if requests else None,
         "timeline": timeline,
         "interrupted": out.interrupted,
         "complete": not out.failed_workers and not out.interrupted,
         "worker_errors": out.failed_workers,
     }
+    if plan.perf_stat is not None:
+        doc["perf"] = perfstat.total([w["perf"] for w in ws if "perf" in w], plan.perf_stat)
+        errors_perf = sorted({w["perf"]["error"] for w in ws if "error" in w.get("perf", {})})
+        warnings += [f"--perf-stat: {e}" for e in errors_perf]
     if warnings:
         doc["warnings"] = warnings
     if plan.tags:

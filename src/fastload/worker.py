@@ -19,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
     uvloop = None
 
-from . import _core
+from . import _core, perfstat
 from .engine import Engine
 from .plan import Plan
 
@@ -34,17 +34,24 @@ def worker_main(plan: Plan, index: int, conn: Connection) -> None:
         os.sched_setaffinity(0, cpus)
     loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
+    perf = None
     try:
-        result = loop.run_until_complete(_run(loop, plan, index, conn))
+        if plan.perf_stat is not None:
+            # Attached (counters off) before "ready": nothing is spawned once the run is on.
+            perf = perfstat.Session(plan.perf_stat, os.getpid())
+        result = loop.run_until_complete(_run(loop, plan, index, conn, perf))
         conn.send(("done", result))
     except BaseException as e:  # report any failure instead of dying silently
         conn.send(("failed", f"{type(e).__name__}: {e}", traceback.format_exc()))
     finally:
+        if perf is not None:
+            perf.close()
         loop.close()
         conn.close()
 
 
-async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Connection) -> dict:
+async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Connection,
+               perf: perfstat.Session | None) -> dict:
     stats = _core.WorkerStats()
     quota = plan.worker_requests(index)
     engine = Engine(loop, plan, plan.worker_connections(index), stats)
@@ -82,8 +89,11 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     if start_ns is None:
         loop.remove_reader(conn.fileno())
         engine.stop()
-        return _result(plan, index, stats, time.monotonic_ns(), time.monotonic_ns(), "stopped",
-                       _rusage())
+        result = _result(plan, index, stats, time.monotonic_ns(), time.monotonic_ns(), "stopped",
+                         _rusage())
+        if perf is not None:
+            result["perf"] = perf.stop()
+        return result
     delay_s = (start_ns - time.monotonic_ns()) / 1e9
     if delay_s > 0:
         await asyncio.sleep(delay_s)
@@ -103,6 +113,13 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
             offset = int(index * 1e9 / plan.stages[0][1])
         stats.set_schedule(start_ns + offset, stages, plan.arrival == "poisson", plan.seed + index)
     cpu_at_start = _rusage()
+    if perf is not None:
+        # Count the measured interval only: from the end of the warm-up.
+        if plan.warmup_ns:
+            loop.call_at(loop.time() + (start_ns + plan.warmup_ns - time.monotonic_ns()) / 1e9,
+                         lambda: finished.done() or perf.enable())
+        else:
+            perf.enable()
     engine.start(start_ns, end_ns)
     if end_ns is not None:
         loop.call_at(loop.time() + (end_ns - time.monotonic_ns()) / 1e9,
@@ -111,6 +128,8 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     try:
         reason = await finished
     finally:
+        if perf is not None:
+            perf.disable()  # before the connections are closed: shutdown is not measured
         tick.cancel()
         loop.remove_reader(conn.fileno())
     # The last partial interval, so that the intervals add up to the totals.
@@ -123,6 +142,8 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     measured_from = stats.record_from_ns
     result = _result(plan, index, stats, measured_from, stop_ns, reason, cpu_at_start)
     result["ephemeral_port_errors"] = engine.port_exhaustion
+    if perf is not None:
+        result["perf"] = perf.stop()
     return result
 
 
