@@ -49,7 +49,7 @@ td.num, th.num { text-align: right; padding-left: 12px; }
 td.PASS, td.ok { color: var(--pass); font-weight: 600; }
 td.FAIL, td.REGRESSION { color: var(--fail); font-weight: 600; }
 code { font-size: 13px; word-break: break-all; }
-ul.warnings li { color: #8a4b00; }
+ul.warnings li { color: #8a4b00; } td.diff { background: #fff3cd; }
 footer { color: #888; margin-top: 32px; font-size: 12px; }
 """
 
@@ -291,10 +291,11 @@ def _slo(doc: dict) -> str:
            '<th class="num">value</th><th class="num">threshold</th></tr>']
     for r in rows:
         verdict = "PASS" if r.get("passed") else "FAIL"
-        value = r.get("value")
-        value_s = "n/a" if value is None else f"{value:.6g}"
-        thr = r.get("threshold")
-        thr_s = f"{r.get('op', '')} {thr:.6g}" if isinstance(thr, int | float) else ""
+        value, thr = r.get("value"), r.get("threshold")
+        # Latency SLOs hold µs; show them as the summary does (3859 -> 3.86ms).
+        fmt = format_us if r.get("metric") in report_plots.LATENCY_KEYS else (lambda v: f"{v:.6g}")
+        value_s = fmt(value) if isinstance(value, int | float) else "n/a"
+        thr_s = f"{r.get('op', '')} {fmt(thr)}" if isinstance(thr, int | float) else ""
         out.append(f'<tr><td class="{verdict}">{verdict}</td><td><code>{escape(str(r.get("expr", "")))}'
                    f'</code></td><td class="num">{escape(value_s)}</td><td class="num">'
                    f"{escape(thr_s)}</td></tr>")
@@ -331,7 +332,8 @@ def _config(doc: dict, baseline: dict | None) -> str:
     for k in keys:
         row = f"<tr><td>{escape(str(k))}</td><td><code>{escape(_value(cfg.get(k)))}</code></td>"
         if bcfg is not None:
-            row += f"<td><code>{escape(_value(bcfg.get(k)))}</code></td>"
+            differs = ' class="diff"' if bcfg.get(k) != cfg.get(k) else ""
+            row += f"<td{differs}><code>{escape(_value(bcfg.get(k)))}</code></td>"
         rows.append(row + "</tr>")
     out.append(f'<table id="settings">{head}</tr>{"".join(rows)}</table>')
     extra = [("fastload version", doc.get("version")), ("client CPU per request (µs)",
