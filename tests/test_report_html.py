@@ -262,3 +262,23 @@ def test_bad_inputs_exit_2_with_one_clear_line(results, tmp_path):
         assert message in p.stderr, (args, p.stderr)
         assert p.stderr.count("\n") == 1 and "Traceback" not in p.stderr
     assert not (tmp_path / "o.html").exists()
+
+
+def test_a_run_with_only_errors_still_reports(tmp_path):
+    # Every request times out: no latency at all, errors every second.
+    with peers.fastload_server(delay="300ms", status=503) as slow:
+        doc = run_to_file(tmp_path / "err.json", slow.url, "-d", "1s", "-c", "2", "-w", "1",
+                          "--timeout", "100ms")
+    assert doc["requests"] == 0 and doc["errors"]["timeout"] > 0
+    out = tmp_path / "err.html"
+    p = report(str(tmp_path / "err.json"), "--html", str(out))
+    assert p.returncode == 0, p.stderr
+    page = out.read_text()
+    dist = re.search(r'<svg id="latency-distribution".*?</svg>', page, re.S).group(0)
+    assert 'class="marker"' not in dist and "<polyline" not in dist  # no latency: no curve
+    rps_pts, _ = polyline(page, "rps-over-time", "current")  # 0 req/s is data: drawn
+    assert len(rps_pts) == len(doc["timeline"])
+    bars = re.findall(r'<rect class="bar current"[^>]*><title>[^<]*: (\d+)</title>', page)
+    assert sum(int(b) for b in bars) == doc["errors"]["total"]
+    assert re.search(rf'<td>timeout</td><td class="num">{doc["errors"]["timeout"]}</td>', page)
+    assert card_value(page, "errors")[1] == f"{doc['errors']['total']} (100%)"

@@ -170,7 +170,8 @@ def _charts(doc: dict, baseline: dict | None, names: tuple[str, str]) -> str:
              for k in range(round(math.log10(top)) + 1)]
     lat = doc["latency_us"]
     markers = [Marker(report_plots.percentile_x(p), float(lat[key]), f"{label} {format_us(lat[key])}")
-               for label, key, p in report_plots.MARKERS if isinstance(lat.get(key), int | float)]
+               for label, key, p in report_plots.MARKERS
+               if isinstance(lat.get(key), int | float) and doc["requests"]]  # none without data
     charts = [Chart(
         chart_id="latency-distribution", title="Latency by percentile",
         x_label="percentile", y_label=f"latency ({lat_unit[1]})",

@@ -67,7 +67,7 @@ def _distribution(ax, doc: dict, docs: list[tuple[dict, str, str]]) -> None:
     ax.set_xticklabels([report_plots.percentile_label(t) for t in ticks])
     ax.minorticks_off()
     lat = doc["latency_us"]
-    for label, key, p in report_plots.MARKERS:
+    for label, key, p in report_plots.MARKERS if doc["requests"] else ():
         x, y = report_plots.percentile_x(p), lat[key] / div
         ax.plot([x], [y], "o", color=COLORS["current"], markersize=4)
         ax.annotate(label, (x, y), textcoords="offset points", xytext=(-4, 6), ha="right", fontsize=8)
