@@ -237,9 +237,9 @@ def compare_cmd(baseline: str, current: str, max_regression: str, force: bool,
               help="Write the same plots as a PNG (needs matplotlib: pip install 'fastload[report]').")
 def report_cmd(result: str, baseline: str | None, html_path: str | None,
                png_path: str | None) -> None:
-    """Plots and tables of a result: latency by percentile (log percentile axis, from the
-    histogram), requests/s, p99 and errors over time, status codes, SLOs, warnings, config and
-    tags. With BASELINE.json its curves are overlaid and a side-by-side table shows the relative
+    """Write an HTML page (--html) and/or PNG (--png) of a result's plots and tables: latency
+    by percentile (log percentile axis, from the histogram), requests/s, p99 and errors over
+    time, status codes, SLOs, warnings, config and tags. With BASELINE.json its curves are overlaid and a side-by-side table shows the relative
     changes, decided as `fastload compare` does (5% allowed regression). Exit 0: written,
     2: bad input."""
     import os
