@@ -184,12 +184,12 @@ def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: lis
     return 0 if passed else 1
 
 
-def _check_writable(path: str) -> None:
+def _check_writable(path: str, flag: str = "--json") -> None:
     import os
 
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d) or not os.access(d, os.W_OK):
-        raise UsageError(f"--json: cannot write {path!r} (directory missing or not writable)")
+        raise UsageError(f"{flag}: cannot write {path!r} (directory missing or not writable)")
 
 
 def _placement_warnings(plan) -> list[str]:
@@ -261,6 +261,54 @@ def compare_cmd(baseline: str, current: str, max_regression: str, force: bool,
         with open(json_path, "w") as f:
             _json.dump(verdict, f, indent=2)
     sys.exit(1 if verdict["regression"] else 0)
+
+
+@main.command("report", context_settings=CONTEXT)
+@click.argument("result", metavar="RESULT.json")
+@click.argument("baseline", metavar="[BASELINE.json]", required=False)
+@click.option("--html", "html_path", default=None, metavar="PATH",
+              help="Write a self-contained HTML page (inline SVG, no network needed).")
+@click.option("--png", "png_path", default=None, metavar="PATH",
+              help="Write the same plots as a PNG (needs matplotlib: pip install 'fastload[report]').")
+def report_cmd(result: str, baseline: str | None, html_path: str | None,
+               png_path: str | None) -> None:
+    """Write an HTML page (--html) and/or PNG (--png) of a result's plots and tables: latency
+    by percentile (log percentile axis, from the histogram), requests/s, p99 and errors over
+    time, status codes, SLOs, warnings, config and tags. With BASELINE.json its curves are overlaid and a side-by-side table shows the relative
+    changes, decided as `fastload compare` does (5% allowed regression). Exit 0: written,
+    2: bad input."""
+    import os
+
+    from . import combine, report_html, report_plots
+
+    try:
+        if html_path is None and png_path is None:
+            raise UsageError("nothing to write: give --html PATH and/or --png PATH")
+        if png_path is not None:
+            from . import report_png
+
+            report_png.check_available()
+        for flag, path in (("--html", html_path), ("--png", png_path)):
+            if path is not None:
+                _check_writable(path, flag)
+        doc = combine.load(result)
+        report_plots.check(doc, result)
+        base = None
+        if baseline is not None:
+            base = combine.load(baseline)
+            report_plots.check(base, baseline)
+        names = (os.path.basename(result), os.path.basename(baseline or ""))
+        if names[0] == names[1]:
+            names = ("current", "baseline")
+        if html_path is not None:
+            page = report_html.render_page(doc, base, names)
+            with open(html_path, "w", encoding="utf-8") as f:
+                f.write(page)
+        if png_path is not None:
+            report_png.write_png(png_path, doc, base, names)
+    except FastloadError as e:
+        click.echo(f"fastload: error: {e}", err=True)
+        sys.exit(e.exit_code if isinstance(e, UsageError) else 3)
 
 
 @main.command(context_settings=CONTEXT)

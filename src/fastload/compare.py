@@ -161,17 +161,29 @@ def _formatter(metric: str):
     return lambda v: f"{v:,.1f}{unit}"
 
 
+def format_row(r: dict) -> dict[str, str]:
+    """The texts of one verdict row, shared by the text table and the HTML report."""
+    fmt = _formatter(r["metric"])
+    ci = r["median_change_ci95"]
+    return {
+        "metric": r["metric"],
+        "baseline": fmt(r["baseline"]),
+        "current": fmt(r["current"]),
+        "change": f"{r['change'] * 100:+.1f}%" if math.isfinite(r["change"]) else "new",
+        "p_value": f"{r['p_value']:.3g}" if r["p_value"] is not None else "-",
+        "ci": f"[{ci[0] * 100:+.1f}%, {ci[1] * 100:+.1f}%]" if ci and not math.isnan(ci[0]) else "-",
+        "verdict": "REGRESSION" if r["regression"] else (
+            "worse (not significant)" if r["worse_than_allowed"] else "ok"),
+    }
+
+
 def table(result: dict) -> str:
     lines = [f"{'metric':<8} {'baseline':>14} {'current':>14} {'change':>9} {'p-value':>9}  "
              f"{'median change 95% CI':>22}  verdict"]
     for r in result["rows"]:
-        fmt = _formatter(r["metric"])
-        ci = r["median_change_ci95"]
-        ci_s = f"[{ci[0] * 100:+.1f}%, {ci[1] * 100:+.1f}%]" if ci and not math.isnan(ci[0]) else "-"
-        p = f"{r['p_value']:.3g}" if r["p_value"] is not None else "-"
-        change = f"{r['change'] * 100:+.1f}%" if math.isfinite(r["change"]) else "new"
-        verdict = "REGRESSION" if r["regression"] else ("worse (not significant)" if r["worse_than_allowed"] else "ok")
-        lines.append(f"{r['metric']:<8} {fmt(r['baseline']):>14} {fmt(r['current']):>14} {change:>9} {p:>9}  {ci_s:>22}  {verdict}")
+        t = format_row(r)
+        lines.append(f"{t['metric']:<8} {t['baseline']:>14} {t['current']:>14} {t['change']:>9} "
+                     f"{t['p_value']:>9}  {t['ci']:>22}  {t['verdict']}")
     lines.append(f"allowed regression {result['max_regression'] * 100:g}%, significance {result['significance']}"
                  + (f"; {result['note']}" if result["note"] else ""))
     lines.append("verdict: " + ("REGRESSION" if result["regression"] else "no significant regression"))

@@ -113,3 +113,24 @@ def summary_us(h: HdrHistogram) -> dict:
         out[key] = value
     out["max"] = highest[nz[-1][0]]
     return out
+
+
+def percentile_points(h: HdrHistogram, ticks_per_half_distance: int = 5) -> list[tuple[float, int]]:
+    """(percentile, value in µs) pairs for a percentile distribution plot, stepped like
+    HdrHistogram's percentile iterator (and its .hgrm output): ``ticks_per_half_distance``
+    points between 0% and 50%, as many between 50% and 75%, 75% and 87.5%, and so on, which
+    spreads them evenly over a 1/(1-percentile) log axis. The levels stop where one recorded
+    value is left (finer levels would all be the maximum), and the last point is 100%: the max.
+    An empty histogram gives no points."""
+    nz = _nonzero(h)
+    total = sum(c for _, c in nz)
+    if not total:
+        return []
+    levels: list[float] = []
+    p = 0.0
+    while 100.0 - p > 100.0 / total:
+        levels.append(p)
+        halvings = math.floor(math.log2(100.0 / (100.0 - p)))
+        p += 100.0 / (ticks_per_half_distance * 2 ** (halvings + 1))
+    levels.append(100.0)
+    return list(zip(levels, percentiles_us(h, levels, nz), strict=True))
