@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from . import placement
 from .errors import UsageError
 from .units import parse_count, parse_cpu_list, parse_duration_ns
 
@@ -63,6 +64,10 @@ class Plan:
     start_at: float | None = None  # unix time
     tags: tuple[tuple[str, str], ...] = ()
     hdr_log: str | None = None
+    pin_mode: str = "affinity"  # "affinity" | "taskset" | "numactl"
+    numa_node: int | None = None
+    avoid_cpus: tuple[int, ...] = ()
+    server_pid: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -111,6 +116,10 @@ class Plan:
             "seed": self.seed,
             "start_at": self.start_at,
             "tags": dict(self.tags),
+            "pin_mode": self.pin_mode,
+            "numa_node": self.numa_node,
+            "avoid_cpus": list(self.avoid_cpus),
+            "server_pid": self.server_pid,
         }
 
 
@@ -160,18 +169,9 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value
 
 
-def assign_cpus(workers: int | None, cpus: list[int] | None) -> tuple[int, tuple[tuple[int, ...], ...]]:
-    """One worker per allowed CPU by default. With fewer workers than CPUs the CPUs are split in
-    contiguous groups; with more, workers share CPUs round-robin (allowed, warned about by the CLI)."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if cpus is not None:
-        bad = [c for c in cpus if c not in allowed]
-        if bad:
-            raise UsageError(f"--cpus: CPU(s) {','.join(map(str, bad))} not available "
-                             f"(allowed: {','.join(map(str, allowed))})")
-        pool = cpus
-    else:
-        pool = allowed
+def assign_cpus(workers: int | None, pool: list[int]) -> tuple[int, tuple[tuple[int, ...], ...]]:
+    """One worker per CPU of the pool by default. With fewer workers than CPUs the CPUs are split
+    in contiguous groups; with more, workers share CPUs round-robin (allowed, warned about)."""
     n = workers if workers is not None else len(pool)
     if n <= len(pool):
         groups = []
@@ -253,6 +253,10 @@ def build_plan(
     start_at: float | None = None,
     tags: tuple[str, ...] | list[str] = (),
     hdr_log: str | None = None,
+    numa_node: int | None = None,
+    pin_mode: str = "affinity",
+    avoid_cpus: str | None = None,
+    server_pid: int | None = None,
 ) -> Plan:
     target = parse_target(url)
     if protocol is not None and protocol not in ("h1", "h2"):
@@ -316,7 +320,13 @@ def build_plan(
     timeout_ns = parse_duration_ns(timeout, "--timeout")
     n_workers = parse_count(workers, "--workers") if workers is not None else None
     cpu_list = parse_cpu_list(cpus) if cpus is not None else None
-    n_workers, cpu_groups = assign_cpus(n_workers, cpu_list)
+    avoid = parse_cpu_list(avoid_cpus, "--avoid-cpus") if avoid_cpus is not None else None
+    if numa_node is not None and numa_node < 0:
+        raise UsageError(f"--numa-node: {numa_node} must be a node number (0, 1, ...)")
+    placement.check_pin_mode(pin_mode)
+    placement.check_server_pid(server_pid)
+    pool = placement.choose_pool(cpu_list, numa_node, avoid)
+    n_workers, cpu_groups = assign_cpus(n_workers, pool)
     if n_conn < n_workers:
         n_workers, cpu_groups = n_conn, cpu_groups[:n_conn]
     if n_requests is not None and n_requests < n_workers:
@@ -370,4 +380,8 @@ def build_plan(
         start_at=start_at,
         tags=tag_list,
         hdr_log=hdr_log,
+        pin_mode=pin_mode,
+        numa_node=numa_node,
+        avoid_cpus=tuple(avoid or ()),
+        server_pid=server_pid,
     )
