@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from fastload import host, placement
 from fastload.cli import main
 from fastload.errors import UsageError
+from fastload.report import summary
 
 TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0),
                               reason="needs CPUs 0 and 1")
@@ -271,6 +272,8 @@ def test_server_pid_cpu_and_sharing_warning(nginx_h1):
     msg = f"workers share CPU(s) 0 with the server (pid {master})"
     assert any(w.startswith(msg) for w in doc["warnings"])
     assert msg in err  # printed before the run as well
+    assert f"Server CPU:   {s['cpu_us_per_request']:.2f}us/request ({s['cpu_s']:.2f}s, pid {master})" \
+        in summary(doc)
 
 
 @TWO_CPUS

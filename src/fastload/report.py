@@ -51,6 +51,10 @@ def summary(doc: dict) -> str:
                      " intended send)")
     if doc.get("client_cpu_us_per_request"):
         lines.append(f"Client CPU:   {doc['client_cpu_us_per_request']:.2f}us/request")
+    server = doc.get("server_cpu")
+    if server and server["cpu_us_per_request"] is not None:
+        lines.append(f"Server CPU:   {server['cpu_us_per_request']:.2f}us/request "
+                     f"({server['cpu_s']:.2f}s, pid {server['pid']})")
     if doc.get("slo"):
         lines.append("SLO:")
         for row in doc["slo"]:
