@@ -40,7 +40,19 @@ def main() -> None:
 @click.option("-w", "--workers", default=None,
               help="Worker processes [default: one per CPU in the allowed set or --cpus].")
 @click.option("--cpus", default=None,
-              help="CPUs to pin workers to (1, 2-7, 0,2,4), with os.sched_setaffinity.")
+              help="CPUs to pin workers to (1, 2-7, 0,2,4); see --pin-mode.")
+@click.option("--numa-node", default=None, type=click.IntRange(min=0), metavar="N",
+              help="Pin the workers to NUMA node N's CPUs (with --cpus: those CPUs, which must be "
+                   "on node N); --pin-mode numactl also binds their memory to it.")
+@click.option("--pin-mode", type=click.Choice(["affinity", "taskset", "numactl"]), default="affinity",
+              show_default=True,
+              help="How workers are pinned: os.sched_setaffinity in the worker, or started under "
+                   "'taskset -c CPUS' or 'numactl --physcpubind=CPUS --membind=NODES'.")
+@click.option("--avoid-cpus", default=None, metavar="LIST",
+              help="CPUs the workers must not use, e.g. the server's (2-3).")
+@click.option("--server-pid", default=None, type=int, metavar="PID",
+              help="The server's process (and its children): warn if the workers share its CPUs and "
+                   "report its CPU time over the measured interval (server_cpu in the JSON).")
 @click.option("--protocol", type=click.Choice(["h1", "h2"]), default=None,
               help="Force HTTP/1.1 or HTTP/2 [default: h1 for http://, ALPN h2 then h1 for https://].")
 @click.option("--h2c", is_flag=True, help="HTTP/2 over cleartext with prior knowledge.")
@@ -127,14 +139,14 @@ def _parse_slos(exprs: tuple[str, ...], path: str | None) -> list:
 def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: list) -> int:
     import dataclasses
 
-    from . import perfstat, report, runner, slo
+    from . import perfstat, placement, report, runner, slo
     from .plan import build_plan
     from .result import build_result
 
     plan = build_plan(url, quiet=quiet, json_path=json_path, **options)
     if json_path not in (None, "-"):
         _check_writable(json_path)
-    early = _placement_warnings(plan)
+    early = placement.warnings(plan.cpus, plan.server_pid)
     for warning in early:
         click.echo(f"fastload: warning: {warning}", err=True)
     runner.ensure_fd_limit(plan)
@@ -190,13 +202,6 @@ def _check_writable(path: str, flag: str = "--json") -> None:
     d = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(d) or not os.access(d, os.W_OK):
         raise UsageError(f"{flag}: cannot write {path!r} (directory missing or not writable)")
-
-
-def _placement_warnings(plan) -> list[str]:
-    used = [c for group in plan.cpus for c in group]
-    if len(used) != len(set(used)):
-        return ["several workers share a CPU; their measurements disturb each other"]
-    return []
 
 
 @main.command("merge", context_settings=CONTEXT)
@@ -325,6 +330,51 @@ def serve(host: str, port: int, delay: str, status: int, body_size: int | None) 
     if body_size is not None:
         argv += ["--body-size", str(body_size)]
     sys.exit(serve_mod.main(argv) or 0)
+
+
+@main.command("info", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Print the host description as JSON.")
+def info_cmd(as_json: bool) -> None:
+    """Describe this host as a load generator sees it: CPUs, NUMA nodes, SMT siblings, affinity,
+    frequency governor, file descriptor limit, ephemeral ports, somaxconn, perf/taskset/numactl
+    and whether hardware counters are readable."""
+    import json as _json
+
+    from . import host
+
+    facts = host.info()
+    sys.stdout.write(_json.dumps(facts, indent=2) + "\n" if as_json else _info_text(facts))
+
+
+def _info_text(f: dict) -> str:
+    from .host import format_cpulist
+    from .units import format_bytes
+
+    def show(v: object) -> str:
+        return "unknown" if v is None else str(v)
+
+    lines = [f"CPUs:            {format_cpulist(f['cpus'])} ({len(f['cpus'])} online)",
+             f"Affinity:        {format_cpulist(f['affinity'])}"]
+    for n in f["numa_nodes"]:
+        mem = n["memory"]
+        size = f", {format_bytes(mem['total_bytes'])}" if mem and "total_bytes" in mem else ""
+        lines.append(f"NUMA node {n['node']}:     CPUs {format_cpulist(n['cpus'])}{size}")
+    if not f["numa_nodes"]:
+        lines.append("NUMA nodes:      unknown (no /sys/devices/system/node)")
+    smt = [g for g in f["smt_siblings"] if len(g) > 1]
+    lines.append("SMT siblings:    " + (" ".join(format_cpulist(g) for g in smt) if smt else "none"))
+    lines.append(f"Governor:        {show(f['governor'])}")
+    lim = f["rlimit_nofile"]
+    soft, hard = ("unlimited" if v is None else v for v in (lim["soft"], lim["hard"]))
+    lines.append(f"Open files:      soft {soft}, hard {hard}")
+    ports = f["ephemeral_ports"]
+    lines.append("Ephemeral ports: " + (f"{ports['low']}-{ports['high']} ({ports['count']})"
+                                        if ports else "unknown"))
+    lines.append(f"somaxconn:       {show(f['somaxconn'])}")
+    lines.append("Tools:           " + ", ".join(f"{t} {'yes' if p else 'no'}" for t, p in f["tools"].items()))
+    hw = f["hw_counters"]
+    lines.append("HW counters:     " + ("unknown (no perf)" if hw is None else "yes" if hw else "no"))
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from . import placement
 from .errors import UsageError
 from .perfstat import PerfSpec, parse_spec
 from .units import parse_count, parse_cpu_list, parse_duration_ns
@@ -66,6 +67,10 @@ class Plan:
     hdr_log: str | None = None
     grpc: bool = False  # unary gRPC calls: success is judged by the grpc-status trailer
     perf_stat: PerfSpec | None = None  # --perf-stat; events settled by perfstat.check()
+    pin_mode: str = "affinity"  # "affinity" | "taskset" | "numactl"
+    numa_node: int | None = None
+    avoid_cpus: tuple[int, ...] = ()
+    server_pid: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -117,6 +122,10 @@ class Plan:
             "grpc": self.grpc,
             "grpc_method": self.target.path[1:] if self.grpc else None,
             "perf_stat": None if self.perf_stat is None else list(self.perf_stat.events),
+            "pin_mode": self.pin_mode,
+            "numa_node": self.numa_node,
+            "avoid_cpus": list(self.avoid_cpus),
+            "server_pid": self.server_pid,
         }
 
 
@@ -166,18 +175,9 @@ def parse_header(text: str) -> tuple[str, str]:
     return name, value
 
 
-def assign_cpus(workers: int | None, cpus: list[int] | None) -> tuple[int, tuple[tuple[int, ...], ...]]:
-    """One worker per allowed CPU by default. With fewer workers than CPUs the CPUs are split in
-    contiguous groups; with more, workers share CPUs round-robin (allowed, warned about by the CLI)."""
-    allowed = sorted(os.sched_getaffinity(0))
-    if cpus is not None:
-        bad = [c for c in cpus if c not in allowed]
-        if bad:
-            raise UsageError(f"--cpus: CPU(s) {','.join(map(str, bad))} not available "
-                             f"(allowed: {','.join(map(str, allowed))})")
-        pool = cpus
-    else:
-        pool = allowed
+def assign_cpus(workers: int | None, pool: list[int]) -> tuple[int, tuple[tuple[int, ...], ...]]:
+    """One worker per CPU of the pool by default. With fewer workers than CPUs the CPUs are split
+    in contiguous groups; with more, workers share CPUs round-robin (allowed, warned about)."""
     n = workers if workers is not None else len(pool)
     if n <= len(pool):
         groups = []
@@ -263,6 +263,10 @@ def build_plan(
     grpc_data_file: str | None = None,
     grpc_data_b64: str | None = None,
     perf_stat: str | None = None,
+    numa_node: int | None = None,
+    pin_mode: str = "affinity",
+    avoid_cpus: str | None = None,
+    server_pid: int | None = None,
 ) -> Plan:
     target = parse_target(url)
     grpc = grpc_method is not None
@@ -336,7 +340,13 @@ def build_plan(
     timeout_ns = parse_duration_ns(timeout, "--timeout")
     n_workers = parse_count(workers, "--workers") if workers is not None else None
     cpu_list = parse_cpu_list(cpus) if cpus is not None else None
-    n_workers, cpu_groups = assign_cpus(n_workers, cpu_list)
+    avoid = parse_cpu_list(avoid_cpus, "--avoid-cpus") if avoid_cpus is not None else None
+    if numa_node is not None and numa_node < 0:
+        raise UsageError(f"--numa-node: {numa_node} must be a node number (0, 1, ...)")
+    placement.check_pin_mode(pin_mode)
+    placement.check_server_pid(server_pid)
+    pool = placement.choose_pool(cpu_list, numa_node, avoid)
+    n_workers, cpu_groups = assign_cpus(n_workers, pool)
     if n_conn < n_workers:
         n_workers, cpu_groups = n_conn, cpu_groups[:n_conn]
     if n_requests is not None and n_requests < n_workers:
@@ -392,4 +402,8 @@ def build_plan(
         hdr_log=hdr_log,
         grpc=grpc,
         perf_stat=parse_spec(perf_stat),
+        pin_mode=pin_mode,
+        numa_node=numa_node,
+        avoid_cpus=tuple(avoid or ()),
+        server_pid=server_pid,
     )

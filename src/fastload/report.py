@@ -56,6 +56,10 @@ def summary(doc: dict) -> str:
         if "client_cpu_user_s" in doc:
             line += f" ({doc['client_cpu_user_s']:.2f}s user, {doc['client_cpu_sys_s']:.2f}s sys)"
         lines.append(line)
+    server = doc.get("server_cpu")
+    if server and server["cpu_us_per_request"] is not None:
+        lines.append(f"Server CPU:   {server['cpu_us_per_request']:.2f}us/request "
+                     f"({server['cpu_s']:.2f}s, pid {server['pid']})")
     if doc.get("perf"):
         lines.append("Perf stat:    " + perf_line(doc["perf"]))
     if doc.get("slo"):

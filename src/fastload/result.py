@@ -45,6 +45,11 @@ def build_result(out: RunOutput) -> dict:
         errors["total"] += ports
         warnings.append(f"{ports} connection attempts failed with EADDRNOTAVAIL: the client ran out of"
                         " ephemeral ports (widen net.ipv4.ip_local_port_range, use fewer connections)")
+    for w in ws:
+        # Read back from the kernel: a cpuset or another tool may have overridden the pinning.
+        asked = list(plan.cpus[w["index"]]) if w["index"] < len(plan.cpus) else []
+        if asked and w["cpus"] != asked:
+            warnings.append(f"worker {w['index']} runs on CPU(s) {w['cpus']}, not {asked} as asked")
     status: dict[str, int] = {}
     for w in ws:
         for code, n in w["status_codes"].items():
@@ -74,6 +79,10 @@ def build_result(out: RunOutput) -> dict:
             {
                 "pid": w["pid"],
                 "cpus": w["cpus"],
+                "numa_nodes": w["numa_nodes"],
+                "mems_allowed": w["mems_allowed"],
+                "mempolicy": w["mempolicy"],
+                "pin_mode": w["pin_mode"],
                 "requests": w["requests"],
                 "errors": sum(w["errors"].values()),
                 "rps": w["requests"] / max((w["stop_ns"] - w["start_ns"]) / 1e9, 1e-9),
@@ -96,6 +105,8 @@ def build_result(out: RunOutput) -> dict:
         doc["perf"] = perfstat.total([w["perf"] for w in ws if "perf" in w], plan.perf_stat)
         errors_perf = sorted({w["perf"]["error"] for w in ws if "error" in w.get("perf", {})})
         warnings += [f"--perf-stat: {e}" for e in errors_perf]
+    if out.server_cpu is not None:
+        doc["server_cpu"] = out.server_cpu
     if warnings:
         doc["warnings"] = warnings
     if plan.tags:

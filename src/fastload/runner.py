@@ -16,6 +16,8 @@ from multiprocessing.connection import Connection, wait
 from .engine import alpn_for, make_ssl_context
 from .errors import RunError, UsageError
 from .histogram import encode, percentiles_us
+from .host import ServerCPU
+from .placement import wrapper_argv
 from .plan import Plan
 from .worker import worker_main
 
@@ -43,6 +45,7 @@ class RunOutput:
     interrupted: bool = False
     # Doubtful set-ups found before the run (already printed); they go into the JSON too.
     warnings: list[str] = field(default_factory=list)
+    server_cpu: dict | None = None  # --server-pid: host.ServerCPU.report()
 
 
 FD_MARGIN = 64  # pipes, the event loop's own descriptors, stdio
@@ -121,20 +124,67 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
         sock.close()
 
 
+def _start_workers(plan: Plan, scratch: str) -> tuple[list[mp.Process], list[Connection]]:
+    """Forks the workers (they pin themselves), or for --pin-mode taskset/numactl spawns each
+    one through a generated script that execs Python under the wrapper: multiprocessing's
+    spawn start method runs whatever executable it is given with Python's arguments."""
+    procs: list[mp.Process] = []
+    conns: list[Connection] = []
+    wrapped = plan.pin_mode != "affinity"
+    ctx = mp.get_context("spawn" if wrapped else "fork")
+    if wrapped:
+        from multiprocessing import resource_tracker, spawn
+
+        # The tracker is started with the current executable: keep it out of the wrappers.
+        resource_tracker.ensure_running()
+        saved_exe = spawn.get_executable()
+    try:
+        for i in range(plan.workers):
+            if wrapped:
+                spawn.set_executable(_wrapper_script(plan, i, scratch))
+            parent_end, child_end = ctx.Pipe(duplex=True)
+            p = ctx.Process(target=worker_main, args=(plan, i, child_end),
+                            name=f"fastload-worker-{i}", daemon=True)
+            p.start()
+            child_end.close()
+            procs.append(p)
+            conns.append(parent_end)
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
+    finally:
+        if wrapped:
+            spawn.set_executable(saved_exe)
+    return procs, conns
+
+
+def _wrapper_script(plan: Plan, index: int, scratch: str) -> str:
+    import os
+    import shlex
+    import sys
+
+    argv = wrapper_argv(plan.pin_mode, plan.cpus[index], plan.numa_node)
+    path = os.path.join(scratch, f"worker-{index}")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec " + shlex.join([*argv, sys.executable]) + ' "$@"\n')
+    os.chmod(path, 0o700)
+    return path
+
+
 def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         stop_requested: Callable[[], bool] | None = None) -> RunOutput:
     """Runs the plan (after preflight) and returns every worker's raw result."""
-    ctx = mp.get_context("fork")
-    procs: list[mp.Process] = []
-    conns: list[Connection] = []
-    for i in range(plan.workers):
-        parent_end, child_end = ctx.Pipe(duplex=True)
-        p = ctx.Process(target=worker_main, args=(plan, i, child_end), name=f"fastload-worker-{i}",
-                        daemon=True)
-        p.start()
-        child_end.close()
-        procs.append(p)
-        conns.append(parent_end)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="fastload-") as scratch:
+        return _run(plan, scratch, on_progress, stop_requested)
+
+
+def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | None,
+         stop_requested: Callable[[], bool] | None) -> RunOutput:
+    procs, conns = _start_workers(plan, scratch)
+    server = ServerCPU(plan.server_pid) if plan.server_pid is not None else None
     interrupted = False
     prev_handler = None
     sigint = {"hit": False}
@@ -164,7 +214,9 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
             start_ns = max(start_ns, mono + int((plan.start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
         out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[])
-        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested)
+        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, server)
+        if server is not None:
+            out.server_cpu = server.report(sum(w["requests"] for w in out.workers))
         out.interrupted = out.interrupted or interrupted or sigint["hit"]
         return out
     finally:
@@ -209,9 +261,13 @@ def _await_ready(procs: list[mp.Process], conns: list[Connection], sigint: dict)
 
 def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: RunOutput,
              start_ns: int, sigint: dict, on_progress: Callable[[Progress], None] | None,
-             stop_requested: Callable[[], bool] | None) -> None:
+             stop_requested: Callable[[], bool] | None, server: ServerCPU | None = None) -> None:
     from .histogram import decode
 
+    # The server's CPU is sampled when measuring begins (after the warm-up) and once every
+    # worker is done (its last response answered; only the closing of connections is extra).
+    measure_from = start_ns + plan.warmup_ns
+    sampled = server is None
     pending = {c: i for i, c in enumerate(conns)}
     stop_sent_at: float | None = None
     # Ticks of all workers for the same second are merged into one interval.
@@ -229,7 +285,15 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                                            "error": "did not stop within 2 s after the stop request"})
                 procs[i].kill()
             break
-        for c in wait(list(pending), timeout=0.1):
+        timeout = 0.1
+        if not sampled:
+            left = (measure_from - time.monotonic_ns()) / 1e9
+            if left <= 0:
+                server.start()
+                sampled = True
+            else:
+                timeout = min(timeout, left)
+        for c in wait(list(pending), timeout=timeout):
             i = pending[c]
             try:
                 msg = c.recv()
@@ -260,6 +324,10 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                 out.failed_workers.append({"index": i, "pid": procs[i].pid, "error": msg[1],
                                            "traceback": msg[2]})
                 del pending[c]
+    if server is not None:
+        if not sampled:  # stopped before measuring began: an empty interval
+            server.start()
+        server.stop()
     for second in sorted(tick_buf):
         out.intervals.append(_merge_ticks(second, tick_buf[second], decode))
     out.intervals.sort(key=lambda x: x["t"])

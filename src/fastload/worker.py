@@ -19,7 +19,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
     uvloop = None
 
-from . import _core, perfstat
+from . import _core, host, perfstat
 from .engine import Engine
 from .plan import Plan
 
@@ -30,7 +30,7 @@ def worker_main(plan: Plan, index: int, conn: Connection) -> None:
     # The parent owns Ctrl-C: it asks workers to stop and still collects their results.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cpus = plan.cpus[index] if index < len(plan.cpus) else ()
-    if cpus:
+    if cpus and plan.pin_mode == "affinity":  # otherwise taskset/numactl started us pinned
         os.sched_setaffinity(0, cpus)
     loop = uvloop.new_event_loop() if uvloop is not None else asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -168,10 +168,16 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
             reason: str, cpu_at_start: tuple[float, float]) -> dict:
     # CPU of the run itself (from the start signal to the end), not of imports and connecting.
     ru = _rusage()
+    # Where the kernel actually put us (whatever pinned us), not what was asked for.
+    where = host.placement()
     return {
         "index": index,
         "pid": os.getpid(),
         "cpus": sorted(os.sched_getaffinity(0)),
+        "numa_nodes": where["numa_nodes"],
+        "mems_allowed": where["mems_allowed"],
+        "mempolicy": where["mempolicy"],
+        "pin_mode": plan.pin_mode,
         "reason": reason,
         "start_ns": start_ns,
         "stop_ns": stop_ns,
