@@ -76,6 +76,7 @@ def test_durations_accept_numbers_of_seconds(nginx_h1):
     ({"slo": ["p99<<1ms"]}, "--slo"),
     ({"headers": ["no colon"]}, "header"),
     ({"tags": ["novalue"]}, "--tag"),
+    ({"metrics_port": 0}, "--metrics-port"),
     ({"json": "/nonexistent/dir/r.json"}, "--json"),
 ])
 def test_bad_input_raises_usage_error_before_any_traffic(nginx_h1, kwargs, message):
@@ -93,6 +94,17 @@ def test_unreachable_target_raises_run_error():
         port = s.getsockname()[1]
     with pytest.raises(RunError, match="cannot connect"):
         fastload.run(f"http://127.0.0.1:{port}/", requests=10)
+
+
+def test_metrics_server_is_closed_after_an_api_run(nginx_h1):
+    import socket
+
+    import peers
+
+    port = peers.free_port()
+    fastload.run(nginx_h1.url, requests=100, connections=1, workers=1, metrics_port=port)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free again: no server and no worker kept it
 
 
 def test_latency_argument_checks_and_empty_result():

@@ -133,6 +133,7 @@ def run(
     tags: Mapping[str, str] | Sequence[str] = (),
     hdr_log: str | None = None,
     json: str | None = None,
+    metrics_port: int | None = None,
     on_progress: Callable[[Any], None] | None = None,
     **options: Any,
 ) -> Result:
@@ -157,7 +158,7 @@ def run(
     if json == "-":
         raise UsageError("json: give a file path; the document is the returned Result")
     outcome = execute(
-        url, slo=slo, slo_file=slo_file, json_path=json,
+        url, slo=slo, slo_file=slo_file, json_path=json, metrics_port=metrics_port,
         on_progress=on_progress, connections=connections, duration=duration, requests=requests,
         rate=rate, streams=streams, pipeline=pipeline, warmup=warmup, timeout=timeout,
         workers=workers, cpus=cpus, protocol=protocol, h2c=h2c, insecure=insecure, ca=ca,

@@ -64,6 +64,8 @@ def main() -> None:
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Label the result (repeatable).")
 @click.option("--hdr-log", default=None, metavar="PATH",
               help="Write an HdrHistogram interval log (.hlog), one interval per second.")
+@click.option("--metrics-port", default=None, type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve live Prometheus metrics on http://127.0.0.1:PORT/metrics during the run.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the result document (schema fastload.result/1) to PATH, '-' for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no summary.")
@@ -74,10 +76,10 @@ def main() -> None:
               help="SLO expressions from a YAML or JSON list (added to --slo).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
-        slo_file: str | None, **options) -> None:
+        slo_file: str | None, metrics_port: int | None, **options) -> None:
     """Run a load test against URL and print a wrk-like summary."""
     try:
-        code = _run(url, json_path, quiet, slos, slo_file, options)
+        code = _run(url, json_path, quiet, slos, slo_file, metrics_port, options)
     except FastloadError as e:
         if debug:
             traceback.print_exc()
@@ -87,7 +89,7 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[s
 
 
 def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], slo_file: str | None,
-         options: dict) -> int:
+         metrics_port: int | None, options: dict) -> int:
     from . import report
     from .execute import execute
 
@@ -99,7 +101,7 @@ def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], sl
         sys.stderr.flush()
 
     outcome = execute(url, slo=slos, slo_file=slo_file, json_path=json_path,
-                      quiet=quiet, on_warning=_warn,
+                      metrics_port=metrics_port, quiet=quiet, on_warning=_warn,
                       on_progress=on_progress if live else None, **options)
     if live:
         sys.stderr.write("\r\033[K")

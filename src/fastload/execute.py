@@ -29,7 +29,7 @@ class Outcome:
 
 
 def execute(url: str, *, slo: Sequence[str] = (), slo_file: str | None = None,
-            json_path: str | None = None,
+            json_path: str | None = None, metrics_port: int | None = None,
             on_warning: Callable[[str], None] | None = None,
             on_progress: Callable[[Any], None] | None = None, **options: Any) -> Outcome:
     """Validates everything, runs the workers, builds the result document, checks the SLOs and
@@ -50,8 +50,25 @@ def execute(url: str, *, slo: Sequence[str] = (), slo_file: str | None = None,
             on_warning(warning)
     runner.ensure_fd_limit(plan)
     runner.ensure_ports(plan)
-    plan = runner.preflight(plan)
-    out = runner.run(plan, on_progress=on_progress)
+    live = server = None
+    if metrics_port is not None:
+        from . import metrics
+
+        live = metrics.LiveMetrics(plan)
+        server = metrics.MetricsServer(live, metrics_port)  # binds now: a taken port is exit 2
+    try:
+        plan = runner.preflight(plan)
+        if live is not None:
+            live.set_plan(plan)
+        out = runner.run(
+            plan,
+            on_progress=_both(on_progress, live.on_progress if live is not None else None),
+            on_tick=live.on_tick if live is not None else None,
+            on_spawned=server.start if server is not None else None,
+        )
+    finally:
+        if server is not None:
+            server.close()
     out.warnings[:0] = early
     doc = build_result(out)
     if plan.hdr_log is not None:
@@ -77,6 +94,18 @@ def _parse_slos(exprs: Sequence[str], path: str | None) -> list:
     if path is not None:
         all_exprs += slo.load_file(path)
     return [slo.parse(e) for e in all_exprs]
+
+
+def _both(a: Callable[[Any], None] | None, b: Callable[[Any], None] | None
+          ) -> Callable[[Any], None] | None:
+    if a is None or b is None:
+        return a or b
+
+    def call(p: Any) -> None:
+        a(p)
+        b(p)
+
+    return call
 
 
 def check_writable(path: str) -> None:

@@ -31,6 +31,8 @@ class Progress:
     p99_us: float | None
     errors: int
     requests: int
+    # The merged interval of this second (histogram, counts), as it goes into the timeline.
+    interval: dict | None = None
 
 
 @dataclass
@@ -121,9 +123,18 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
         sock.close()
 
 
+TickHook = Callable[[int, dict, float], None]
+
+
 def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
-        stop_requested: Callable[[], bool] | None = None) -> RunOutput:
-    """Runs the plan (after preflight) and returns every worker's raw result."""
+        stop_requested: Callable[[], bool] | None = None,
+        on_tick: TickHook | None = None,
+        on_spawned: Callable[[], None] | None = None) -> RunOutput:
+    """Runs the plan (after preflight) and returns every worker's raw result.
+
+    on_tick(worker_index, tick, elapsed_s) sees every worker's raw per-second tick as it
+    arrives; on_spawned() runs once all workers are forked (the place to start threads, which
+    must not exist while forking)."""
     ctx = mp.get_context("fork")
     procs: list[mp.Process] = []
     conns: list[Connection] = []
@@ -135,6 +146,8 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         child_end.close()
         procs.append(p)
         conns.append(parent_end)
+    if on_spawned is not None:
+        on_spawned()
     interrupted = False
     prev_handler = None
     sigint = {"hit": False}
@@ -164,7 +177,7 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
             start_ns = max(start_ns, mono + int((plan.start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
         out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[])
-        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested)
+        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, on_tick)
         out.interrupted = out.interrupted or interrupted or sigint["hit"]
         return out
     finally:
@@ -209,7 +222,7 @@ def _await_ready(procs: list[mp.Process], conns: list[Connection], sigint: dict)
 
 def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: RunOutput,
              start_ns: int, sigint: dict, on_progress: Callable[[Progress], None] | None,
-             stop_requested: Callable[[], bool] | None) -> None:
+             stop_requested: Callable[[], bool] | None, on_tick: TickHook | None = None) -> None:
     from .histogram import decode
 
     pending = {c: i for i, c in enumerate(conns)}
@@ -246,13 +259,15 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                 tick_buf.setdefault(second, []).append(tick)
                 total_requests += tick["requests"]
                 total_errors += tick["errors"]
+                if on_tick is not None:
+                    on_tick(i, tick, (tick["t_ns"] - start_ns) / 1e9)
                 if len(tick_buf[second]) == len(pending) or len(tick_buf[second]) == len(conns):
                     interval = _merge_ticks(second, tick_buf.pop(second), decode)
                     out.intervals.append(interval)
                     if on_progress is not None:
                         on_progress(Progress(elapsed_s=second, rps=interval["requests"],
                                              p99_us=interval["p99_us"], errors=total_errors,
-                                             requests=total_requests))
+                                             requests=total_requests, interval=interval))
             elif kind == "done":
                 out.workers.append(msg[1])
                 del pending[c]
