@@ -146,8 +146,6 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         child_end.close()
         procs.append(p)
         conns.append(parent_end)
-    if on_spawned is not None:
-        on_spawned()
     interrupted = False
     prev_handler = None
     sigint = {"hit": False}
@@ -161,6 +159,8 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
     except ValueError:  # not the main thread (e.g. the Python API from a thread): no handler
         prev_handler = prev_term = None
     try:
+        if on_spawned is not None:
+            on_spawned()  # inside the try: the workers are reaped even if it fails
         ready = _await_ready(procs, conns, sigint)
         if sigint["hit"]:
             interrupted = True
