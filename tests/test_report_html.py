@@ -16,7 +16,8 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from test_run import fastload
 
-from fastload import compare
+from fastload.compare import compare as compare_results
+from fastload.compare import format_row
 from fastload.histogram import percentile_points
 from fastload.units import format_us
 
@@ -149,10 +150,10 @@ def test_baseline_is_overlaid_and_compared_as_fastload_compare_does(results):
     # Legend texts are the file names.
     assert ">current.json</text>" in page and ">baseline.json</text>" in page
     # The side-by-side table says what `fastload compare BASELINE CURRENT` says.
-    verdict = compare.compare(bdoc, results["doc"], 0.05)
+    verdict = compare_results(bdoc, results["doc"], 0.05)
     table = re.search(r'<table class="comparison">.*?</table>', page, re.S).group(0)
     for row in verdict["rows"]:
-        t = compare.format_row(row)
+        t = format_row(row)
         assert (f"<tr><td>{t['metric']}</td><td class=\"num\">{t['baseline']}</td><td class=\"num\">"
                 f"{t['current']}</td><td class=\"num\">{t['change']}</td>") in table
     cli = fastload("compare", str(results["base"]), str(results["cur"]), "--force")

@@ -76,6 +76,8 @@ def main() -> None:
 @click.option("--tag", "tags", multiple=True, metavar="K=V", help="Label the result (repeatable).")
 @click.option("--hdr-log", default=None, metavar="PATH",
               help="Write an HdrHistogram interval log (.hlog), one interval per second.")
+@click.option("--metrics-port", default=None, type=click.IntRange(1, 65535), metavar="PORT",
+              help="Serve live Prometheus metrics on http://127.0.0.1:PORT/metrics during the run.")
 @click.option("--json", "json_path", default=None, metavar="PATH",
               help="Write the result document (schema fastload.result/1) to PATH, '-' for stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress line and no summary.")
@@ -94,11 +96,10 @@ def main() -> None:
                    "put the URL first). Needs perf (apt install linux-perf) and "
                    "kernel.perf_event_paranoid <= 1 (2: user space only) for non-root users.")
 def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
-        slo_file: str | None, **options) -> None:
+        slo_file: str | None, metrics_port: int | None, **options) -> None:
     """Run a load test against URL and print a wrk-like summary."""
     try:
-        gates = _parse_slos(slos, slo_file)
-        code = _run(url, json_path, quiet, options, gates)
+        code = _run(url, json_path, quiet, slos, slo_file, metrics_port, options)
     except FastloadError as e:
         if debug:
             traceback.print_exc()
@@ -127,81 +128,47 @@ grpc_cmd.params.extend(p for p in run.params
                        if p.name not in ("url", "method", "body", "body_file", "protocol", "pipeline"))
 
 
-def _parse_slos(exprs: tuple[str, ...], path: str | None) -> list:
-    from . import slo
+def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], slo_file: str | None,
+         metrics_port: int | None, options: dict) -> int:
+    from . import report
+    from .execute import execute
 
-    all_exprs = list(exprs)
-    if path is not None:
-        all_exprs += slo.load_file(path)
-    return [slo.parse(e) for e in all_exprs]
-
-
-def _run(url: str, json_path: str | None, quiet: bool, options: dict, gates: list) -> int:
-    import dataclasses
-
-    from . import perfstat, placement, report, runner, slo
-    from .plan import build_plan
-    from .result import build_result
-
-    plan = build_plan(url, quiet=quiet, json_path=json_path, **options)
-    if json_path not in (None, "-"):
-        _check_writable(json_path)
-    early = placement.warnings(plan.cpus, plan.server_pid)
-    for warning in early:
-        click.echo(f"fastload: warning: {warning}", err=True)
-    runner.ensure_fd_limit(plan)
-    runner.ensure_ports(plan)
-    if plan.perf_stat is not None:
-        plan = dataclasses.replace(plan, perf_stat=perfstat.check(plan.perf_stat))
-        if plan.perf_stat.note:
-            early.append(plan.perf_stat.note)
-            click.echo(f"fastload: warning: {plan.perf_stat.note}", err=True)
-    plan = runner.preflight(plan)
     live = not quiet and sys.stderr.isatty()
 
-    def on_progress(p: runner.Progress) -> None:
+    def on_progress(p) -> None:
         line = report.progress_line(p.elapsed_s, p.rps, p.p99_us, p.errors)
         sys.stderr.write("\r" + line)
         sys.stderr.flush()
 
-    out = runner.run(plan, on_progress=on_progress if live else None)
-    out.warnings[:0] = early
+    outcome = execute(url, slo=slos, slo_file=slo_file, json_path=json_path,
+                      metrics_port=metrics_port, quiet=quiet, on_warning=_warn,
+                      on_progress=on_progress if live else None, **options)
     if live:
         sys.stderr.write("\r\033[K")
-    doc = build_result(out)
-    if plan.hdr_log is not None:
-        with open(plan.hdr_log, "w") as f:
-            f.write(report.hlog(out.intervals, doc["started_at"], dict(plan.tags)))
-    for warning in doc.get("warnings", []):
-        if warning not in early:
-            click.echo(f"fastload: warning: {warning}", err=True)
-    passed = True
-    if gates:
-        doc["slo"], passed = slo.check_all(gates, doc)
-        doc["passed"] = passed
+    for warning in outcome.late_warnings:
+        _warn(warning)
+    doc = outcome.doc
     if not quiet:
         stream = sys.stderr if json_path == "-" else sys.stdout
         stream.write(report.summary(doc))
     if json_path == "-":
         sys.stdout.write(report.to_json(doc))
-    elif json_path is not None:
-        with open(json_path, "w") as f:
-            f.write(report.to_json(doc))
-    if not out.workers:
+    if outcome.no_results:
         click.echo("fastload: error: no worker produced results", err=True)
         return 3
-    if out.failed_workers:
-        click.echo(f"fastload: warning: {len(out.failed_workers)} worker(s) failed; "
-                   "results are from the others", err=True)
-    return 0 if passed else 1
+    if outcome.failed_workers:
+        _warn(f"{outcome.failed_workers} worker(s) failed; results are from the others")
+    return 0 if outcome.passed else 1
 
 
 def _check_writable(path: str, flag: str = "--json") -> None:
-    import os
+    from .execute import check_writable
 
-    d = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(d) or not os.access(d, os.W_OK):
-        raise UsageError(f"{flag}: cannot write {path!r} (directory missing or not writable)")
+    check_writable(path, flag)
+
+
+def _warn(text: str) -> None:
+    click.echo(f"fastload: warning: {text}", err=True)
 
 
 @main.command("merge", context_settings=CONTEXT)
@@ -213,12 +180,13 @@ def merge_cmd(results: tuple[str, ...], json_path: str, force: bool) -> None:
     """Merge results of several hosts or runs into one (exact histogram merge, summed
     counters, timelines aligned by wall time)."""
     from . import combine, report
+    from .execute import check_writable
 
     try:
         docs = [combine.load(p) for p in results]
         combine.check_same_target(docs, list(results), force)
         if json_path != "-":
-            _check_writable(json_path)
+            check_writable(json_path)
         merged = combine.merge_documents(docs)
     except FastloadError as e:
         click.echo(f"fastload: error: {e}", err=True)
@@ -245,27 +213,18 @@ def compare_cmd(baseline: str, current: str, max_regression: str, force: bool,
     2: bad input."""
     import json as _json
 
-    from . import combine, compare
+    from . import api
 
     try:
-        m = max_regression.strip().rstrip("%")
-        try:
-            limit = float(m) / 100
-        except ValueError:
-            raise UsageError(f"--max-regression: {max_regression!r} is not a percentage (e.g. 5%)") from None
-        if limit < 0:
-            raise UsageError("--max-regression must not be negative")
-        base, cur = combine.load(baseline), combine.load(current)
-        combine.check_same_target([base, cur], [baseline, current], force)
+        verdict = api.compare(baseline, current, max_regression, force=force)
     except FastloadError as e:
         click.echo(f"fastload: error: {e}", err=True)
         sys.exit(2)
-    verdict = compare.compare(base, cur, limit)
-    sys.stdout.write(compare.table(verdict))
+    sys.stdout.write(verdict.table())
     if json_path is not None:
         with open(json_path, "w") as f:
-            _json.dump(verdict, f, indent=2)
-    sys.exit(1 if verdict["regression"] else 0)
+            _json.dump(verdict.data, f, indent=2)
+    sys.exit(1 if verdict.regression else 0)
 
 
 @main.command("report", context_settings=CONTEXT)

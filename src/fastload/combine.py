@@ -20,6 +20,11 @@ def load(path: str) -> dict:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     except ValueError as e:
         raise UsageError(f"{path}: not JSON: {e}") from None
+    return check_document(doc, path)
+
+
+def check_document(doc: object, path: str) -> dict:
+    """doc itself when it is a result document with the fields merging and comparing need."""
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         found = doc.get("schema") if isinstance(doc, dict) else None
         raise UsageError(f"{path}: schema {found!r} is not {SCHEMA!r}")
@@ -119,4 +124,4 @@ def _merge_timelines(docs: list[dict], start: float) -> list[dict]:
     return out
 
 
-__all__ = ["load", "merge_documents", "check_same_target", "decode"]
+__all__ = ["load", "check_document", "merge_documents", "check_same_target", "decode"]

@@ -93,6 +93,24 @@ class Row:
                 "regression": self.regression}
 
 
+def parse_max_regression(value: float | str) -> float:
+    """A fraction (0.05) or a percentage string ('5%', or '5' as the CLI reads it) -> 0.05."""
+    from .errors import UsageError
+
+    if isinstance(value, str):
+        try:
+            limit = float(value.strip().rstrip("%")) / 100
+        except ValueError:
+            raise UsageError(f"--max-regression: {value!r} is not a percentage (e.g. 5%)") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        limit = float(value)
+    else:
+        raise UsageError(f"max_regression: {value!r} is not a fraction or a percentage")
+    if not limit >= 0 or math.isinf(limit):  # also refuses NaN
+        raise UsageError("--max-regression must be a finite number, not negative")
+    return limit
+
+
 def compare(base: dict, cur: dict, max_regression: float) -> dict:
     """max_regression: allowed relative worsening, e.g. 0.05."""
     rows = []

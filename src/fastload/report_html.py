@@ -10,7 +10,11 @@ import json
 import math
 from html import escape
 
-from . import __version__, compare, report_plots
+from . import __version__, report_plots
+
+# Not `from . import compare`: the package attribute `compare` is the API function.
+from .compare import compare as compare_results
+from .compare import format_row
 from .svgplot import Chart, Marker, Series, render
 from .units import format_bytes, format_count, format_us
 
@@ -194,13 +198,13 @@ def _charts(doc: dict, baseline: dict | None, names: tuple[str, str]) -> str:
 
 
 def _comparison(doc: dict, baseline: dict) -> str:
-    verdict = compare.compare(baseline, doc, MAX_REGRESSION)
+    verdict = compare_results(baseline, doc, MAX_REGRESSION)
     out = ['<section id="comparison"><h2>Against the baseline</h2>',
            '<table class="comparison"><tr><th>metric</th><th class="num">baseline</th>'
            '<th class="num">current</th><th class="num">change</th><th class="num">p-value</th>'
            '<th class="num">median change 95% CI</th><th>verdict</th></tr>']
     for row in verdict["rows"]:
-        t = compare.format_row(row)
+        t = format_row(row)
         out.append(f"<tr><td>{escape(t['metric'])}</td><td class=\"num\">{escape(t['baseline'])}</td>"
                    f"<td class=\"num\">{escape(t['current'])}</td><td class=\"num\">"
                    f"{escape(t['change'])}</td><td class=\"num\">{escape(t['p_value'])}</td>"

@@ -33,6 +33,8 @@ class Progress:
     p99_us: float | None
     errors: int
     requests: int
+    # The merged interval of this second (histogram, counts), as it goes into the timeline.
+    interval: dict | None = None
 
 
 @dataclass
@@ -172,17 +174,27 @@ def _wrapper_script(plan: Plan, index: int, scratch: str) -> str:
     return path
 
 
+TickHook = Callable[[int, dict, float], None]
+
+
 def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
-        stop_requested: Callable[[], bool] | None = None) -> RunOutput:
-    """Runs the plan (after preflight) and returns every worker's raw result."""
+        stop_requested: Callable[[], bool] | None = None,
+        on_tick: TickHook | None = None,
+        on_spawned: Callable[[], None] | None = None) -> RunOutput:
+    """Runs the plan (after preflight) and returns every worker's raw result.
+
+    on_tick(worker_index, tick, elapsed_s) sees every worker's raw per-second tick as it
+    arrives; on_spawned() runs once all workers are started (the place to start threads, which
+    must not exist while forking)."""
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="fastload-") as scratch:
-        return _run(plan, scratch, on_progress, stop_requested)
+        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned)
 
 
 def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | None,
-         stop_requested: Callable[[], bool] | None) -> RunOutput:
+         stop_requested: Callable[[], bool] | None, on_tick: TickHook | None,
+         on_spawned: Callable[[], None] | None) -> RunOutput:
     procs, conns = _start_workers(plan, scratch)
     server = ServerCPU(plan.server_pid) if plan.server_pid is not None else None
     interrupted = False
@@ -198,6 +210,8 @@ def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | Non
     except ValueError:  # not the main thread (e.g. the Python API from a thread): no handler
         prev_handler = prev_term = None
     try:
+        if on_spawned is not None:
+            on_spawned()  # inside the try: the workers are reaped even if it fails
         ready = _await_ready(procs, conns, sigint)
         if sigint["hit"]:
             interrupted = True
@@ -214,7 +228,8 @@ def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | Non
             start_ns = max(start_ns, mono + int((plan.start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
         out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[])
-        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, server)
+        _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, server,
+                 on_tick)
         if server is not None:
             out.server_cpu = server.report(sum(w["requests"] for w in out.workers))
         out.interrupted = out.interrupted or interrupted or sigint["hit"]
@@ -261,7 +276,8 @@ def _await_ready(procs: list[mp.Process], conns: list[Connection], sigint: dict)
 
 def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: RunOutput,
              start_ns: int, sigint: dict, on_progress: Callable[[Progress], None] | None,
-             stop_requested: Callable[[], bool] | None, server: ServerCPU | None = None) -> None:
+             stop_requested: Callable[[], bool] | None, server: ServerCPU | None = None,
+             on_tick: TickHook | None = None) -> None:
     from .histogram import decode
 
     # The server's CPU is sampled when measuring begins (after the warm-up) and once every
@@ -310,13 +326,15 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                 tick_buf.setdefault(second, []).append(tick)
                 total_requests += tick["requests"]
                 total_errors += tick["errors"]
+                if on_tick is not None:
+                    on_tick(i, tick, (tick["t_ns"] - start_ns) / 1e9)
                 if len(tick_buf[second]) == len(pending) or len(tick_buf[second]) == len(conns):
                     interval = _merge_ticks(second, tick_buf.pop(second), decode)
                     out.intervals.append(interval)
                     if on_progress is not None:
                         on_progress(Progress(elapsed_s=second, rps=interval["requests"],
                                              p99_us=interval["p99_us"], errors=total_errors,
-                                             requests=total_requests))
+                                             requests=total_requests, interval=interval))
             elif kind == "done":
                 out.workers.append(msg[1])
                 del pending[c]

@@ -13,12 +13,19 @@ _COUNT_RE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([kKmMgG]?)\s*$")
 _COUNT_MULT = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 
 
-def parse_duration_ns(text: str, what: str = "duration", allow_zero: bool = False) -> int:
-    """'500ms', '10s', '2m', '1h', '250us' or a bare number of seconds -> integer nanoseconds."""
-    m = _DURATION_RE.match(str(text))
-    if not m:
-        raise UsageError(f"{what}: {text!r} is not a duration (examples: 500ms, 10s, 2m)")
-    value = float(m.group(1)) * _DURATION_NS[m.group(2) or "s"]
+def parse_duration_ns(text: str | float, what: str = "duration", allow_zero: bool = False) -> int:
+    """'500ms', '10s', '2m', '1h', '250us' or a bare number of seconds (also an int or float
+    from the Python API) -> integer nanoseconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        # str() of a small float is '1e-05', which the text form does not accept.
+        value = float(text) * 1e9
+    else:
+        m = _DURATION_RE.match(str(text))
+        if not m:
+            raise UsageError(f"{what}: {text!r} is not a duration (examples: 500ms, 10s, 2m)")
+        value = float(m.group(1)) * _DURATION_NS[m.group(2) or "s"]
+    if value != value or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{what}: {text!r} is not a finite duration")
     ns = round(value)
     if ns < 0 or (ns == 0 and not allow_zero):
         raise UsageError(f"{what}: {text!r} must be greater than zero")

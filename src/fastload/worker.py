@@ -158,8 +158,10 @@ def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Conne
 def _send_tick(stats: _core.WorkerStats, conn: Connection) -> None:
     requests, errors, blob = stats.take_interval()
     try:
+        # Cumulative error classes and status codes ride along for live metrics (--metrics-port).
         conn.send(("tick", {"t_ns": time.monotonic_ns(), "requests": requests, "errors": errors,
-                            "histogram": blob}))
+                            "histogram": blob, "error_counts": stats.error_counts(),
+                            "status_codes": stats.status_counts()}))
     except OSError:
         pass
 
