@@ -89,3 +89,19 @@ def test_unknown_method_is_unimplemented_not_a_transport_error():
 def test_bad_grpc_input_exits_2_before_traffic(args, needle):
     r = fastload("grpc", "http://127.0.0.1:9/", *args, "-n", "1")
     assert r.returncode == 2 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def test_server_streaming_calls_count_every_message_and_the_first_one():
+    # 6 messages, 20 ms apart, the first 20 ms after the call: time to first message ~20 ms.
+    with grpc_server() as (url, stats):
+        r = fastload("grpc", url, "--method", "test.Echo/Stream", "--data-b64", "NiwyMA==",
+                     "-n", "40", "-c", "1", "-m", "4", "-w", "1", "--json", "-", "--quiet")
+        assert r.returncode == 0, r.stderr
+        served = stats()
+    doc = json.loads(r.stdout)
+    assert doc["requests"] == 40 and doc["grpc_status"] == {"0": 40}
+    assert served["stream_calls"] == 40 and served["stream_messages"] == 240
+    assert doc["events"] == {"streams": 40, "total": 240, "mean": 6.0, "p50": 6, "max": 6}
+    assert 20_000 <= doc["ttfe_us"]["min"] and abs(doc["ttfe_us"]["p50"] - 20_000) <= 3_000
+    assert abs(doc["event_gap_us"]["p50"] - 20_000) <= 3_000
+    assert doc["latency_us"]["min"] >= 120_000

@@ -21,6 +21,7 @@ cdef inline int64_t now_ns() noexcept nogil:
 
 
 include "_hdr.pxi"
+include "_stream.pxi"
 include "_h1.pxi"
 include "_hpack.pxi"
 include "_h2.pxi"

@@ -8,6 +8,10 @@
 #     cdef public bint complete         # feed() finished a response in this call
 #     cdef public int error             # 0 or an H1_ERR_* code; error_msg() describes it
 #     cdef public bint expect_no_body   # set by the caller before a HEAD response
+#     cdef public int64_t events        # stream events so far in the response being parsed:
+#                                       # SSE events for text/event-stream, else chunks if chunked
+#     cdef public int64_t done_events   # events of the response completed by the last feed()
+#     cdef public bint done_streaming   # it was a stream (text/event-stream or chunked)
 #     cdef Py_ssize_t feed(self, const uint8_t* data, Py_ssize_t n) noexcept
 #         parses at most ONE response; returns bytes consumed (0..n) or -1 on a protocol error.
 #         The caller loops: while n: c = feed(p, n); if complete: handle; p += c; n -= c.
@@ -75,10 +79,13 @@ DEF S_TRAILER_END_LF = 27
 DEF HN_CL = 1      # content-length
 DEF HN_TE = 2      # transfer-encoding
 DEF HN_CONN = 4    # connection
+DEF HN_CT = 8      # content-type
 
 cdef const char* NAME_CL = b"content-length"
 cdef const char* NAME_TE = b"transfer-encoding"
 cdef const char* NAME_CONN = b"connection"
+cdef const char* NAME_CT = b"content-type"
+cdef const char* LIT_SSE = b"text/event-stream"
 cdef const char* LIT_HTTP = b"HTTP/"
 cdef const char* LIT_CHUNKED = b"chunked"
 cdef const char* LIT_CLOSE = b"close"
@@ -117,6 +124,9 @@ cdef class H1ResponseParser:
     cdef public bint complete
     cdef public int error
     cdef public bint expect_no_body
+    cdef public int64_t events
+    cdef public int64_t done_events
+    cdef public bint done_streaming
 
     cdef int state
     cdef int minor
@@ -140,6 +150,10 @@ cdef class H1ResponseParser:
     cdef int64_t remaining
     cdef int64_t chunk_size
     cdef bint chunk_digits
+    cdef bint sse                # Content-Type: text/event-stream
+    cdef int ct_pos
+    cdef bint ct_match
+    cdef SseScan sse_scan
 
     def __cinit__(self):
         self.reset()
@@ -161,6 +175,8 @@ cdef class H1ResponseParser:
         self.conn_keep_alive = False
         self.major = 0
         self.minor = 0
+        self.sse = False
+        self.events = 0
 
     def error_msg(self):
         return H1_ERR_MESSAGES.get(self.error, "no error")
@@ -214,6 +230,8 @@ cdef class H1ResponseParser:
             self.content_length = self.cl_value
         elif self.hdr == HN_TE or self.hdr == HN_CONN:
             self.tok_end()
+        elif self.hdr == HN_CT:
+            self.sse = self.ct_match and self.ct_pos >= 17
         self.hdr = 0
         return 0
 
@@ -228,6 +246,9 @@ cdef class H1ResponseParser:
             self.tok_reset()
         elif self.hdr == HN_CONN:
             self.tok_reset()
+        elif self.hdr == HN_CT:
+            self.ct_pos = 0
+            self.ct_match = True
         return 0
 
     cdef inline Py_ssize_t headers_done(self, Py_ssize_t consumed) noexcept:
@@ -238,6 +259,8 @@ cdef class H1ResponseParser:
         else:
             self.keep_alive = not self.conn_close
         self.body_bytes = 0
+        if self.sse:
+            sse_reset(&self.sse_scan)
         if 100 <= self.status < 200 and self.status != 101:
             # Informational: the real response follows.
             self.start_response()
@@ -266,6 +289,8 @@ cdef class H1ResponseParser:
 
     cdef inline Py_ssize_t finish(self, Py_ssize_t consumed) noexcept:
         self.complete = True
+        self.done_events = self.events
+        self.done_streaming = self.sse or (self.has_te and self.chunked)
         self.start_response()
         return consumed
 
@@ -296,6 +321,18 @@ cdef class H1ResponseParser:
                 self.tok_char(c)
         return 0
 
+    cdef void ct_byte(self, uint8_t c) noexcept:
+        """A Content-Type value byte in the byte machine (kept out of value_byte, which the C
+        compiler inlines into feed only while it stays small): matches "text/event-stream"
+        followed by the end, parameters or whitespace."""
+        if self.ct_match:
+            if self.ct_pos < 17:
+                if lower(c) != <uint8_t>LIT_SSE[self.ct_pos]:
+                    self.ct_match = False
+            elif self.ct_pos == 17 and c != 59 and c != 32 and c != 9:
+                self.ct_match = False
+            self.ct_pos += 1
+
     cdef inline int header_line(self, const uint8_t* p, const uint8_t* lf) noexcept:
         """Fast path: a whole header line p..lf (lf points at the LF) is in the buffer.
         Same rules as the byte-level machine; 0 or an error code."""
@@ -317,9 +354,20 @@ cdef class H1ResponseParser:
             self.hdr = HN_TE
         elif name_len == 10 and ci_equal(p, NAME_CONN, 10):
             self.hdr = HN_CONN
+        elif name_len == 12 and ci_equal(p, NAME_CT, 12):
+            self.hdr = HN_CT
         if end > q and (end - 1)[0] == 13:
             end -= 1
         if self.hdr == 0:
+            return 0
+        if self.hdr == HN_CT:
+            # One comparison instead of the byte machine: most responses carry a Content-Type.
+            q += 1
+            while q < end and (q[0] == 32 or q[0] == 9):
+                q += 1
+            self.sse = (end - q >= 17 and ci_equal(q, LIT_SSE, 17)
+                        and (end - q == 17 or q[17] == 59 or q[17] == 32 or q[17] == 9))
+            self.hdr = 0
             return 0
         self.start_value()
         q += 1
@@ -364,6 +412,8 @@ cdef class H1ResponseParser:
                     take = self.remaining
                 self.remaining -= take
                 self.body_bytes += take
+                if self.sse:
+                    self.events += sse_feed(&self.sse_scan, data + i, take)
                 i += take
                 if self.remaining == 0:
                     return self.finish(i)
@@ -374,12 +424,18 @@ cdef class H1ResponseParser:
                     take = self.remaining
                 self.remaining -= take
                 self.body_bytes += take
+                if self.sse:
+                    self.events += sse_feed(&self.sse_scan, data + i, take)
                 i += take
                 if self.remaining == 0:
                     self.state = S_CHUNK_DATA_CR
+                    if not self.sse:
+                        self.events += 1   # a chunk is the unit of a plain chunked stream
                 continue
             if st == S_BODY_EOF:
                 self.body_bytes += n - i
+                if self.sse:
+                    self.events += sse_feed(&self.sse_scan, data + i, n - i)
                 return n
             if st == S_HDR_START or st == S_START:
                 # Whole lines in the buffer (the usual case) skip the byte-level machine.
@@ -487,7 +543,7 @@ cdef class H1ResponseParser:
                         return take
                 elif TCHAR[c]:
                     self.state = S_HDR_NAME
-                    self.cand = HN_CL | HN_TE | HN_CONN
+                    self.cand = HN_CL | HN_TE | HN_CONN | HN_CT
                     self.idx = 0
                     self.match_name(c)
                 else:
@@ -502,6 +558,8 @@ cdef class H1ResponseParser:
                         self.hdr = HN_TE
                     elif (self.cand & HN_CONN) and self.idx == 10:
                         self.hdr = HN_CONN
+                    elif (self.cand & HN_CT) and self.idx == 12:
+                        self.hdr = HN_CT
                     self.start_value()
                     self.state = S_HDR_VALUE_WS
                 elif TCHAR[c]:
@@ -534,6 +592,11 @@ cdef class H1ResponseParser:
                         return self.fail(H1_ERR_TOO_LARGE)
                     i = (nl - data)   # the LF itself is handled by the next iteration
                     self.header_bytes -= 1
+                    continue
+                if self.hdr == HN_CT:
+                    if c == 0:
+                        return self.fail(H1_ERR_HEADER)
+                    self.ct_byte(c)
                     continue
                 rc = self.value_byte(c)
                 if rc:
@@ -635,6 +698,8 @@ cdef class H1ResponseParser:
             self.cand &= ~HN_TE
         if (self.cand & HN_CONN) and (self.idx >= 10 or <uint8_t>NAME_CONN[self.idx] != c):
             self.cand &= ~HN_CONN
+        if (self.cand & HN_CT) and (self.idx >= 12 or <uint8_t>NAME_CT[self.idx] != c):
+            self.cand &= ~HN_CT
         self.idx += 1
 
     cdef int feed_eof(self) noexcept:
@@ -644,6 +709,8 @@ cdef class H1ResponseParser:
         if self.state == S_BODY_EOF:
             self.complete = True
             self.keep_alive = False
+            self.done_events = self.events
+            self.done_streaming = self.sse
             self.start_response()
             return 1
         if self.state == S_START:
@@ -652,7 +719,9 @@ cdef class H1ResponseParser:
         return -1
 
     # Python API (tests, tools): same machine, whole buffers.
-    def feed_py(self, data):
+    def feed_py(self, data, bint with_events=False):
+        """Completed responses as (status, body_bytes, keep_alive), with (events, streaming)
+        appended when with_events."""
         cdef const uint8_t[::1] view = memoryview(bytes(data)).cast("B") if len(data) else None
         cdef Py_ssize_t off = 0, c, n = len(data)
         out = []
@@ -661,16 +730,18 @@ cdef class H1ResponseParser:
             if c < 0:
                 raise ProtocolError(self.error_msg())
             if self.complete:
-                out.append((self.status, self.body_bytes, bool(self.keep_alive)))
+                r = (self.status, self.body_bytes, bool(self.keep_alive))
+                out.append(r + (self.done_events, bool(self.done_streaming)) if with_events else r)
             off += c
         return out
 
-    def eof_py(self):
+    def eof_py(self, bint with_events=False):
         cdef int r = self.feed_eof()
         if r < 0:
             raise ProtocolError(self.error_msg())
         if r == 1:
-            return (self.status, self.body_bytes, False)
+            t = (self.status, self.body_bytes, False)
+            return t + (self.done_events, bool(self.done_streaming)) if with_events else t
         return None
 
     def _bench_parse(self, bytes data, int reps):

@@ -71,6 +71,13 @@
 #     ended without one, -2 when it was not 1-2 digits), read from the trailers or from a
 #     trailers-only response; receive_py/expire_py then return 5-tuples ending with it.
 #   - content-length is not checked against the body (HEAD responses would need the method).
+#   - Streaming metrics. The session sets rx_ns (arrival time of the bytes) before receive().
+#     ev_first_ns is when the stream's first HEADERS arrived. A response is a stream when its
+#     content-type is text/event-stream (events: SSE events) or, with grpc=True, always
+#     (events: length-prefixed messages); ev_events is its event count, -1 for other responses.
+#     Each DATA frame that completes events appends an observation (ob_intended_ns,
+#     ob_prev_ns = the stream's previous event time or -1 before its first, ob_count), cleared
+#     with the events by clear_events().
 #   - Python helpers besides the contract's: can_submit_py(), expire_py(older_than_ns) ->
 #     (events, out), error_msg(), readable peer_max_frame_size, peer_max_concurrent,
 #     peer_initial_window, conn_send_window, last_stream_id and goaway_code (after GOAWAY),
@@ -84,6 +91,10 @@ DEF EV_DONE = 1
 DEF EV_RESET = 2
 DEF EV_REFUSED = 3
 DEF EV_TIMEOUT = 4
+
+DEF MODE_PLAIN = 0
+DEF MODE_SSE = 1
+DEF MODE_GRPC = 2
 
 DEF H2_NO_ERROR = 0
 DEF H2_PROTOCOL_ERROR = 1
@@ -139,6 +150,12 @@ ctypedef struct _H2Slot:
     int64_t recv_consumed
     int64_t body_off      # request body bytes sent; < body length while flow control holds it
     int grpc_status       # -1 until a block with grpc-status arrived
+    int64_t first_ns      # arrival of the first HEADERS (0: none yet)
+    int mode              # MODE_PLAIN, MODE_SSE or MODE_GRPC: what counts as an event
+    int64_t events
+    int64_t last_event_ns # -1 before the first event
+    SseScan sse
+    GrpcScan gscan
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -179,7 +196,15 @@ cdef class H2ClientCore:
     cdef int64_t* ev_intended_ns
     cdef int64_t* ev_body_bytes
     cdef int* ev_grpc
+    cdef int64_t* ev_first_ns
+    cdef int64_t* ev_events
     cdef bint _grpc
+    cdef public int64_t rx_ns
+    cdef int n_obs
+    cdef int ob_cap
+    cdef int64_t* ob_intended_ns
+    cdef int64_t* ob_prev_ns
+    cdef int64_t* ob_count
 
     cdef public int in_flight
     cdef public bint goaway_received
@@ -264,6 +289,12 @@ cdef class H2ClientCore:
         self.ev_intended_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
         self.ev_body_bytes = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
         self.ev_grpc = <int*>malloc(self.ev_cap * sizeof(int))
+        self.ev_first_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self.ev_events = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self.ob_cap = 64
+        self.ob_intended_ns = <int64_t*>malloc(self.ob_cap * sizeof(int64_t))
+        self.ob_prev_ns = <int64_t*>malloc(self.ob_cap * sizeof(int64_t))
+        self.ob_count = <int64_t*>malloc(self.ob_cap * sizeof(int64_t))
         self._grpc = grpc
         self._pend = <uint8_t*>malloc(9 + OUR_MAX_FRAME)
         self._hcap = 4096
@@ -271,7 +302,8 @@ cdef class H2ClientCore:
         if (self._slots == NULL or self.out == NULL or self.ev_kind == NULL
                 or self.ev_status == NULL or self.ev_sent_ns == NULL or self.ev_intended_ns == NULL
                 or self.ev_body_bytes == NULL or self.ev_grpc == NULL or self._pend == NULL
-                or self._hbuf == NULL):
+                or self._hbuf == NULL or self.ev_first_ns == NULL or self.ev_events == NULL
+                or self.ob_intended_ns == NULL or self.ob_prev_ns == NULL or self.ob_count == NULL):
             raise MemoryError()
         self.peer_max_concurrent = 0x7FFFFFFFFFFF
         self.peer_initial_window = 65535
@@ -292,6 +324,11 @@ cdef class H2ClientCore:
         free(self.ev_intended_ns)
         free(self.ev_body_bytes)
         free(self.ev_grpc)
+        free(self.ev_first_ns)
+        free(self.ev_events)
+        free(self.ob_intended_ns)
+        free(self.ob_prev_ns)
+        free(self.ob_count)
         free(self._slots)
         free(self._pend)
         free(self._hbuf)
@@ -314,7 +351,7 @@ cdef class H2ClientCore:
         return self.out + self.out_len
 
     cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body,
-                   int64_t intended_ns, int grpc) noexcept:
+                   int64_t intended_ns, int grpc, int64_t first_ns, int64_t events) noexcept:
         cdef int cap
         cdef void* p
         if self.n_events == self.ev_cap:
@@ -343,6 +380,14 @@ cdef class H2ClientCore:
             if p == NULL:
                 return -1
             self.ev_grpc = <int*>p
+            p = realloc(self.ev_first_ns, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ev_first_ns = <int64_t*>p
+            p = realloc(self.ev_events, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ev_events = <int64_t*>p
             self.ev_cap = cap
         self.ev_kind[self.n_events] = kind
         self.ev_status[self.n_events] = status
@@ -350,7 +395,35 @@ cdef class H2ClientCore:
         self.ev_intended_ns[self.n_events] = intended_ns
         self.ev_body_bytes[self.n_events] = body
         self.ev_grpc[self.n_events] = grpc
+        self.ev_first_ns[self.n_events] = first_ns
+        self.ev_events[self.n_events] = events
         self.n_events += 1
+        return 0
+
+    cdef int _observe(self, _H2Slot* s, int64_t k) noexcept:
+        cdef int cap
+        cdef void* p
+        if self.n_obs == self.ob_cap:
+            cap = self.ob_cap * 2
+            p = realloc(self.ob_intended_ns, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ob_intended_ns = <int64_t*>p
+            p = realloc(self.ob_prev_ns, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ob_prev_ns = <int64_t*>p
+            p = realloc(self.ob_count, cap * sizeof(int64_t))
+            if p == NULL:
+                return -1
+            self.ob_count = <int64_t*>p
+            self.ob_cap = cap
+        self.ob_intended_ns[self.n_obs] = s.intended_ns
+        self.ob_prev_ns[self.n_obs] = s.last_event_ns
+        self.ob_count[self.n_obs] = k
+        self.n_obs += 1
+        s.events += k
+        s.last_event_ns = self.rx_ns
         return 0
 
     cdef void clear_out(self) noexcept:
@@ -358,6 +431,7 @@ cdef class H2ClientCore:
 
     cdef void clear_events(self) noexcept:
         self.n_events = 0
+        self.n_obs = 0
 
     cdef int _build_template(self) noexcept:
         """Request frames for the current peer max frame size; rebuilt when it changes."""
@@ -452,7 +526,7 @@ cdef class H2ClientCore:
 
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
         cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns,
-                                s.grpc_status)
+                                s.grpc_status, s.first_ns, s.events if s.mode else -1)
         if s.body_off < self._body_len:
             self._n_pending -= 1
             if kind == EV_DONE:
@@ -538,6 +612,10 @@ cdef class H2ClientCore:
         s.body_bytes = 0
         s.recv_consumed = 0
         s.grpc_status = -1
+        s.first_ns = 0
+        s.mode = MODE_PLAIN
+        s.events = 0
+        s.last_event_ns = -1
         s.send_win = self.peer_initial_window
         s.body_off = 0
         self._next_sid = sid + 2
@@ -771,6 +849,9 @@ cdef class H2ClientCore:
         if s.status == 0:
             return self._stream_error(s, H2_PROTOCOL_ERROR)
         s.body_bytes += dlen
+        if s.mode and dlen:
+            if self._stream_data(s, p + 1 if flags & FL_PADDED else p, dlen) < 0:
+                return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
         if flags & FL_END_STREAM:
             return self._finish(s, EV_DONE, s.status)
         s.recv_consumed += length
@@ -849,6 +930,8 @@ cdef class H2ClientCore:
         s = self._lookup(sid)
         if s == NULL:
             return 0
+        if s.first_ns == 0:
+            s.first_ns = self.rx_ns
         if self._grpc:
             self._read_grpc_status(s)
         status = self.hpack.status
@@ -865,8 +948,31 @@ cdef class H2ClientCore:
                 return self._stream_error(s, H2_PROTOCOL_ERROR)
             return 0
         s.status = status
+        self._stream_mode(s)
         if end_stream:
             return self._finish(s, EV_DONE, status)
+        return 0
+
+    cdef void _stream_mode(self, _H2Slot* s) noexcept:
+        """What counts as an event in this response's body (see the contract)."""
+        cdef const uint8_t* v
+        cdef size_t n
+        if self._grpc:
+            s.mode = MODE_GRPC
+            grpc_reset(&s.gscan)
+        elif (self.hpack.find(b"content-type", 12, &v, &n) and n >= 17
+              and ci_equal(v, LIT_SSE, 17) and (n == 17 or v[17] == 59 or v[17] == 32 or v[17] == 9)):
+            s.mode = MODE_SSE
+            sse_reset(&s.sse)
+
+    cdef int _stream_data(self, _H2Slot* s, const uint8_t* p, Py_ssize_t n) noexcept:
+        cdef int64_t k
+        if s.mode == MODE_SSE:
+            k = sse_feed(&s.sse, p, n)
+        else:
+            k = grpc_feed(&s.gscan, p, n)
+        if k:
+            return self._observe(s, k)
         return 0
 
     cdef void _read_grpc_status(self, _H2Slot* s) noexcept:
@@ -1017,6 +1123,18 @@ cdef class H2ClientCore:
                    self.ev_body_bytes[i]) for i in range(self.n_events)]
         self.clear_events()
         return ev
+
+    def receive_stream_py(self, bytes data, int64_t rx_ns):
+        """receive() for the streaming-metrics tests: ([(kind, status, intended_ns, first_ns,
+        events)], [(intended_ns, prev_ns, count)], out)."""
+        self.rx_ns = rx_ns
+        self.receive(data, len(data))
+        ev = [(self.ev_kind[i], self.ev_status[i], self.ev_intended_ns[i], self.ev_first_ns[i],
+               self.ev_events[i]) for i in range(self.n_events)]
+        obs = [(self.ob_intended_ns[i], self.ob_prev_ns[i], self.ob_count[i])
+               for i in range(self.n_obs)]
+        self.clear_events()
+        return ev, obs, self._take_out()
 
     def start_py(self):
         self.start()

@@ -45,6 +45,13 @@ cdef class WorkerStats:
     cdef public Histogram interval_hist
     cdef public Histogram service_hist   # from the actual send time (== hist in the closed model)
     cdef public Histogram lag_hist       # actual minus intended send time (open model)
+    # Streaming metrics, all from the intended send time like `hist`.
+    cdef public Histogram ttfb_hist      # first response byte (h1) / first HEADERS (h2)
+    cdef public Histogram ttfe_hist      # first event of a stream (SSE event, gRPC message, chunk)
+    cdef public Histogram gap_hist       # between consecutive events of one stream
+    cdef public Histogram events_hist    # events per streamed response
+    cdef public int64_t streams          # responses that were streams
+    cdef public int64_t stream_events    # their events
     cdef public int64_t requests
     cdef public int64_t bytes_in
     cdef public int64_t bytes_out
@@ -85,6 +92,10 @@ cdef class WorkerStats:
         self.interval_hist = Histogram(1, 60_000_000, 3)
         self.service_hist = Histogram(1, 60_000_000, 3)
         self.lag_hist = Histogram(1, 60_000_000, 3)
+        self.ttfb_hist = Histogram(1, 60_000_000, 3)
+        self.ttfe_hist = Histogram(1, 60_000_000, 3)
+        self.gap_hist = Histogram(1, 60_000_000, 3)
+        self.events_hist = Histogram(1, 60_000_000, 3)
         self.min_ns = -1
         self.record_from_ns = 1 << 62
         self.stop_ns = 1 << 62
@@ -228,6 +239,32 @@ cdef class WorkerStats:
                 self.on_quota_done()
         return True
 
+    cdef inline void on_stream_done(self, int64_t intended, int64_t first_ns, int64_t events) noexcept:
+        """After on_response accepted a response: its time to first byte, and its event count
+        when it was a stream (events >= 0)."""
+        if first_ns > 0:
+            self.ttfb_hist.record((first_ns - intended) // 1000 if first_ns > intended else 0)
+        if events >= 0:
+            self.streams += 1
+            self.stream_events += events
+            self.events_hist.record(events)
+
+    cdef inline void on_events(self, int64_t intended, int64_t now, int64_t prev_ns,
+                               int64_t k) noexcept:
+        """k events of one stream arrived at `now`; prev_ns is its previous event's arrival
+        (-1: these include its first). Events that arrive in one read are 0 apart: that is what
+        the client saw."""
+        if k <= 0 or intended < self.record_from_ns or now >= self.stop_ns:
+            return
+        if prev_ns < 0:
+            self.ttfe_hist.record((now - intended) // 1000 if now > intended else 0)
+        else:
+            self.gap_hist.record((now - prev_ns) // 1000)
+        k -= 1
+        while k > 0:
+            self.gap_hist.record(0)
+            k -= 1
+
     cdef inline void on_grpc(self, int code) noexcept:
         """The grpc-status of a recorded call (-1: none was sent; other values as gRPC says:
         a code it does not know is UNKNOWN)."""
@@ -351,6 +388,10 @@ cdef class H1Session(_Session):
     cdef public int inflight
     cdef bint head_method
     cdef bint must_close
+    # The response at the head of the ring: its first byte and its stream events so far.
+    cdef int64_t head_first_ns
+    cdef int64_t head_events
+    cdef int64_t head_last_event_ns
 
     def __init__(self, WorkerStats stats, engine, bytes request, int pipeline, bint head_method=False):
         self.stats = stats
@@ -373,6 +414,12 @@ cdef class H1Session(_Session):
     cdef on_connected(self):
         self.parser.reset()
         self.parser.expect_no_body = self.head_method
+        self.head_reset()
+
+    cdef inline void head_reset(self) noexcept:
+        self.head_first_ns = 0
+        self.head_events = 0
+        self.head_last_event_ns = -1
 
     cpdef fill(self):
         cdef int64_t now, t
@@ -403,16 +450,25 @@ cdef class H1Session(_Session):
 
     cdef void on_data(self, const uint8_t* p, Py_ssize_t nbytes) noexcept:
         cdef Py_ssize_t n = nbytes, c
+        cdef int64_t ev
         cdef int64_t now = now_ns()
         if self.closed:
             return
         if self.stats.record_from_ns <= now < self.stats.stop_ns:
             self.stats.bytes_in += nbytes
         while n > 0:
+            if self.head_first_ns == 0 and self.inflight:
+                self.head_first_ns = now
             c = self.parser.feed(p, n)
             if c < 0:
                 self.fail(ERR_PROTOCOL, now)
                 return
+            ev = self.parser.done_events if self.parser.complete else self.parser.events
+            if ev > self.head_events and self.inflight:
+                self.stats.on_events(self.intended[self.head], now, self.head_last_event_ns,
+                                     ev - self.head_events)
+                self.head_events = ev
+                self.head_last_event_ns = now
             if self.parser.complete:
                 if not self.complete_one(now):
                     return
@@ -431,7 +487,10 @@ cdef class H1Session(_Session):
             self.fail(ERR_PROTOCOL, now)
             return False
         sent = self.sent[self.head]
-        self.stats.on_response(self.parser.status, self.intended[self.head], now, sent)
+        if self.stats.on_response(self.parser.status, self.intended[self.head], now, sent):
+            self.stats.on_stream_done(self.intended[self.head], self.head_first_ns,
+                                      self.parser.done_events if self.parser.done_streaming else -1)
+        self.head_reset()
         self.head = (self.head + 1) % self.pipeline
         self.inflight -= 1
         if not self.parser.keep_alive:
@@ -448,6 +507,7 @@ cdef class H1Session(_Session):
         for i in range(self.inflight):
             self.stats.on_failure(cls, self.intended[(self.head + i) % self.pipeline], now, 1)
         self.inflight = 0
+        self.head_reset()
         self.drop()
 
     def eof_received(self):
@@ -480,6 +540,7 @@ cdef class H1Session(_Session):
             self.stats.on_failure(ERR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
             n += 1
         self.inflight = 0
+        self.head_reset()
         self.drop()
         return n
 
@@ -544,14 +605,25 @@ cdef class H2Session(_Session):
             self.stats.on_sent(now, 1)
         self.flush()
 
+    cdef void handle_observations(self, int64_t now) noexcept:
+        cdef int i
+        for i in range(self.core.n_obs):
+            self.stats.on_events(self.core.ob_intended_ns[i], now, self.core.ob_prev_ns[i],
+                                 self.core.ob_count[i])
+
     cdef void handle_events(self, int64_t now) noexcept:
         cdef int i, kind
+        if self.core.n_obs:
+            self.handle_observations(now)
         for i in range(self.core.n_events):
             kind = self.core.ev_kind[i]
             if kind == EV_DONE:
                 if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                          self.core.ev_sent_ns[i]) and self.grpc:
-                    self.stats.on_grpc(self.core.ev_grpc[i])
+                                          self.core.ev_sent_ns[i]):
+                    self.stats.on_stream_done(self.core.ev_intended_ns[i], self.core.ev_first_ns[i],
+                                              self.core.ev_events[i])
+                    if self.grpc:
+                        self.stats.on_grpc(self.core.ev_grpc[i])
             elif kind == EV_TIMEOUT:
                 self.stats.on_failure(ERR_TIMEOUT, self.core.ev_intended_ns[i], now, 1)
             else:
@@ -566,6 +638,7 @@ cdef class H2Session(_Session):
             return
         if self.stats.record_from_ns <= now < self.stats.stop_ns:
             self.stats.bytes_in += nbytes
+        self.core.rx_ns = now
         rc = self.core.receive(self.rptr, nbytes)
         self.handle_events(now)
         if rc < 0:
@@ -586,11 +659,16 @@ cdef class H2Session(_Session):
 
     cdef void handle_events_as(self, int cls, int64_t now) noexcept:
         cdef int i
+        if self.core.n_obs:
+            self.handle_observations(now)
         for i in range(self.core.n_events):
             if self.core.ev_kind[i] == EV_DONE:
                 if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                          self.core.ev_sent_ns[i]) and self.grpc:
-                    self.stats.on_grpc(self.core.ev_grpc[i])
+                                          self.core.ev_sent_ns[i]):
+                    self.stats.on_stream_done(self.core.ev_intended_ns[i], self.core.ev_first_ns[i],
+                                              self.core.ev_events[i])
+                    if self.grpc:
+                        self.stats.on_grpc(self.core.ev_grpc[i])
             else:
                 self.stats.on_failure(cls, self.core.ev_intended_ns[i], now, 1)
         self.core.clear_events()

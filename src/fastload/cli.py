@@ -117,9 +117,10 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[s
 @click.option("--data-b64", "grpc_data_b64", default=None, metavar="B64",
               help="The request message, serialized, as base64 [default: an empty message].")
 def grpc_cmd(**kwargs) -> None:
-    """Unary gRPC calls against URL (http:// for h2c, https:// for TLS) over the HTTP/2 engine.
-    Every call's grpc-status is counted per code (grpc_status in the JSON); the other options
-    are those of `fastload run`."""
+    """gRPC calls against URL (http:// for h2c, https:// for TLS) over the HTTP/2 engine.
+    Every call's grpc-status is counted per code (grpc_status in the JSON). Server-streaming
+    calls work too: each response message is an event (events, ttfe_us = time to the first
+    message, event_gap_us). The other options are those of `fastload run`."""
     run.callback(**kwargs)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from . import __version__
+from . import __version__, streaming
 from .errors import UsageError
 from .histogram import decode, encode, merge, percentiles_us, summary_us
 from .result import SCHEMA
@@ -92,6 +92,7 @@ def merge_documents(docs: list[dict]) -> dict:
         service = merge([d["service_time_histogram"] for d in docs])
         out["service_time_us"] = summary_us(service)
         out["service_time_histogram"] = encode(service)
+    out.update(streaming.from_documents(docs))
     tags: dict[str, str] = {}
     for d in docs:
         tags.update(d.get("tags", {}))

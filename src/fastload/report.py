@@ -35,6 +35,7 @@ def summary(doc: dict) -> str:
         lines.append("  Status codes: " + ", ".join(f"{k}: {v}" for k, v in doc["status_codes"].items()))
     if doc.get("grpc_status"):
         lines.append("  gRPC status: " + ", ".join(f"{k}: {v}" for k, v in doc["grpc_status"].items()))
+    lines += streaming_lines(doc)
     err = doc["errors"]
     if err["total"]:
         lines.append("  Errors: " + ", ".join(f"{k} {v}" for k, v in err.items() if k != "total" and v)
@@ -73,6 +74,22 @@ def summary(doc: dict) -> str:
     for w in doc.get("worker_errors", []):
         lines.append(f"Worker {w['index']} failed: {w['error']}")
     return "\n".join(lines) + "\n"
+
+
+def streaming_lines(doc: dict) -> list[str]:
+    """Time to first byte/event, gaps and events per response, when some responses streamed."""
+    ev = doc.get("events")
+    if not ev:
+        return []
+    lines = [f"  Streams: {ev['streams']} responses, {ev['total']} events "
+             f"(per response mean {ev['mean']:.1f}, p50 {ev['p50']}, max {ev['max']})"]
+    for key, label in (("ttfb_us", "first byte"), ("ttfe_us", "first event"),
+                       ("event_gap_us", "event gap")):
+        t = doc.get(key)
+        if t:
+            lines.append(f"    {label:<12} " + ", ".join(f"{k} {format_us(t[k])}"
+                                                       for k in ("p50", "p90", "p99", "max")))
+    return lines
 
 
 def perf_line(perf: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from . import __version__, perfstat
+from . import __version__, perfstat, streaming
 from .errors import ERROR_CLASSES
 from .histogram import encode, merge, summary_us
 from .runner import RunOutput
@@ -119,6 +119,7 @@ def build_result(out: RunOutput) -> dict:
         # Numeric codes in order, then "missing" (calls that ended without grpc-status).
         doc["grpc_status"] = dict(sorted(grpc.items(), key=lambda kv: (not kv[0].isdigit(),
                                                                        int(kv[0]) if kv[0].isdigit() else 0)))
+    doc.update(streaming.from_workers(ws))
     service = merge([w["service_histogram"] for w in ws])
     doc["service_time_us"] = summary_us(service)
     doc["service_time_histogram"] = encode(service)

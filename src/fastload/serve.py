@@ -7,6 +7,11 @@ generator's numbers against the server's own. Control endpoints:
 * ``GET /__fastload/stats``  -> ``{"responses": n, "requests_by_path": {...}}``
 * ``POST /__fastload/reset`` -> resets the counters
 
+``GET /sse?events=N&first=20ms&gap=10ms`` streams a text/event-stream response instead, like a
+token-streaming API: headers after the server's delay, event i at (first + i * gap) after the
+request arrived (never earlier), each event in its own chunk (HTTP/1.1) or DATA frame (h2),
+then the end of the response.
+
 Run: ``python -m fastload.serve --host 127.0.0.1 --port 0 --delay 5ms``.
 """
 
@@ -134,9 +139,78 @@ class Handler:
 
         self.loop.call_later(delay, fire)
 
+    def at(self, deadline: float, callback: Callable[[], None]) -> None:
+        """Run callback at the monotonic deadline, never before it."""
+
+        def fire() -> None:
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                self.loop.call_later(remaining, fire)
+            else:
+                callback()
+
+        self.loop.call_later(max(deadline - time.monotonic(), 0.0), fire)
+
 
 def split_path(target: str) -> str:
     return target.split("?", 1)[0] or "/"
+
+
+SSE_PATH = "/sse"
+
+
+@dataclass
+class SseSpec:
+    events: int = 10
+    first_s: float = 0.0
+    gap_s: float = 0.0
+
+
+def sse_spec(target: str) -> SseSpec | None:
+    """The stream a /sse request asks for; None for other paths. Bad parameters fall back to
+    the defaults: this is a test server, not a validator."""
+    path, _, query = target.partition("?")
+    if path != SSE_PATH:
+        return None
+    spec = SseSpec()
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        try:
+            if key == "events":
+                spec.events = max(0, int(value))
+            elif key == "first":
+                spec.first_s = parse_duration(value)
+            elif key == "gap":
+                spec.gap_s = parse_duration(value)
+        except (ValueError, argparse.ArgumentTypeError):
+            pass
+    return spec
+
+
+def sse_event(i: int) -> bytes:
+    return b"id: %d\ndata: token %d\n\n" % (i, i)
+
+
+def stream_events(handler: Handler, spec: SseSpec, on_head: Callable[[], None],
+                  on_event: Callable[[bytes], None], on_end: Callable[[], None]) -> None:
+    """Drives one SSE response on the loop: head after the delay, events on their deadlines."""
+    t0 = time.monotonic()
+    state = {"head": False, "next": 0}
+
+    def step() -> None:
+        if not state["head"]:
+            state["head"] = True
+            on_head()
+        while state["next"] < spec.events:
+            due = t0 + spec.first_s + state["next"] * spec.gap_s
+            if due > time.monotonic():
+                handler.at(due, step)
+                return
+            on_event(sse_event(state["next"]))
+            state["next"] += 1
+        on_end()
+
+    handler.schedule(step)
 
 
 # --------------------------------------------------------------------------- HTTP/1.1
@@ -149,7 +223,8 @@ class H1Session:
         self.transport = transport
         self.handler = handler
         self.buf = bytearray()
-        # Each entry is [payload or None (not ready), close_after]; answered in order.
+        # Each entry is [bytes ready to write, done, close_after]; answered in order, and a
+        # streamed reply holds back the ones behind it until it is done.
         self.pending: deque[list] = deque()
         self.closing = False
 
@@ -193,28 +268,54 @@ class H1Session:
         del self.buf[:total]
         conn = headers.get("connection", "").lower()
         close = conn == "close" or (version == "HTTP/1.0" and conn != "keep-alive")
-        self._request(method, split_path(target), close)
+        self._request(method, target, close)
         return True
 
-    def _request(self, method: str, path: str, close: bool) -> None:
+    def _request(self, method: str, target: str, close: bool) -> None:
         handler = self.handler
-        entry: list = [None, close]
+        path = split_path(target)
+        entry: list = [b"", False, close]
         self.pending.append(entry)
         ctl = handler.control(method, path)
         if ctl is not None:
             entry[0] = self._encode(ctl[0], ctl[1], method, close, "application/json")
+            entry[1] = True
             self._flush()
             return
         handler.stats.record_request(path)
         cfg = handler.config
+        spec = sse_spec(target) if method != "HEAD" else None
+        if spec is not None:
+            self._stream(entry, spec, close)
+            return
         payload = self._encode(cfg.status, cfg.body, method, close, "text/plain")
 
         def ready() -> None:
             entry[0] = payload
+            entry[1] = True
             handler.stats.responses += 1
             self._flush()
 
         handler.schedule(ready)
+
+    def _stream(self, entry: list, spec: SseSpec, close: bool) -> None:
+        def head() -> None:
+            entry[0] += ("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         "Cache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n"
+                         + ("Connection: close\r\n" if close else "") + "\r\n").encode()
+            self._flush()
+
+        def event(data: bytes) -> None:
+            entry[0] += b"%x\r\n%s\r\n" % (len(data), data)
+            self._flush()
+
+        def end() -> None:
+            entry[0] += b"0\r\n\r\n"
+            entry[1] = True
+            self.handler.stats.responses += 1
+            self._flush()
+
+        stream_events(self.handler, spec, head, event, end)
 
     @staticmethod
     def _encode(status: int, body: bytes, method: str, close: bool, ctype: str) -> bytes:
@@ -228,10 +329,15 @@ class H1Session:
 
     def _flush(self) -> None:
         out = []
-        while self.pending and self.pending[0][0] is not None:
-            payload, close = self.pending.popleft()
-            out.append(payload)
-            if close:
+        while self.pending:
+            entry = self.pending[0]
+            if entry[0]:
+                out.append(bytes(entry[0]))
+                entry[0] = b""
+            if not entry[1]:
+                break
+            self.pending.popleft()
+            if entry[2]:
                 self.closing = True
                 self.pending.clear()
                 break
@@ -268,8 +374,10 @@ class H2Session:
             },
         )
         self.conn.initiate_connection()
-        self.requests: dict[int, tuple[str, str]] = {}  # stream -> (method, path)
-        self.outbound: dict[int, memoryview] = {}  # stream -> body bytes still to send
+        self.requests: dict[int, tuple[str, str]] = {}  # stream -> (method, target)
+        # stream -> [body bytes still to send, whole body known (end the stream after it)]
+        self.outbound: dict[int, list] = {}
+        self.streaming: set[int] = set()  # SSE streams whose events are still being produced
         self._send()
 
     def feed(self, data: bytes) -> None:
@@ -287,8 +395,8 @@ class H2Session:
         if isinstance(ev, h2.events.RequestReceived):
             hdrs = {k: v for k, v in ev.headers}
             method = hdrs.get(b":method", b"GET").decode("latin-1")
-            path = split_path(hdrs.get(b":path", b"/").decode("latin-1"))
-            self.requests[ev.stream_id] = (method, path)
+            target = hdrs.get(b":path", b"/").decode("latin-1")
+            self.requests[ev.stream_id] = (method, target)
             if ev.stream_ended is not None:
                 self._request(ev.stream_id)
         elif isinstance(ev, h2.events.DataReceived):
@@ -302,6 +410,7 @@ class H2Session:
         elif isinstance(ev, h2.events.StreamReset):
             self.requests.pop(ev.stream_id, None)
             self.outbound.pop(ev.stream_id, None)
+            self.streaming.discard(ev.stream_id)
         elif isinstance(ev, h2.events.WindowUpdated):
             self._pump()
         elif isinstance(ev, h2.events.ConnectionTerminated):
@@ -311,7 +420,8 @@ class H2Session:
         req = self.requests.pop(stream_id, None)
         if req is None:
             return  # already dispatched (RequestReceived + StreamEnded both fire)
-        method, path = req
+        method, target = req
+        path = split_path(target)
         handler = self.handler
         ctl = handler.control(method, path)
         if ctl is not None:
@@ -320,6 +430,10 @@ class H2Session:
             return
         handler.stats.record_request(path)
         cfg = handler.config
+        spec = sse_spec(target) if method != "HEAD" else None
+        if spec is not None:
+            self._stream(stream_id, spec)
+            return
 
         def ready() -> None:
             if self.transport.is_closing():
@@ -333,6 +447,39 @@ class H2Session:
 
         handler.schedule(ready)
 
+    def _stream(self, stream_id: int, spec: SseSpec) -> None:
+        def alive() -> bool:
+            return not self.transport.is_closing() and stream_id in self.streaming
+
+        def head() -> None:
+            if self.transport.is_closing():
+                return
+            try:
+                self.conn.send_headers(stream_id, [(b":status", b"200"),
+                                                   (b"content-type", b"text/event-stream"),
+                                                   (b"cache-control", b"no-cache")])
+            except h2.exceptions.StreamClosedError:
+                return
+            self.streaming.add(stream_id)
+            self.outbound[stream_id] = [b"", False]
+            self._send()
+
+        def event(data: bytes) -> None:
+            if alive() and stream_id in self.outbound:
+                self.outbound[stream_id][0] += data
+                self._pump()
+                self._send()
+
+        def end() -> None:
+            if alive() and stream_id in self.outbound:
+                self.outbound[stream_id][1] = True
+                self.streaming.discard(stream_id)
+                self.handler.stats.responses += 1
+                self._pump()
+                self._send()
+
+        stream_events(self.handler, spec, head, event, end)
+
     def _respond(self, stream_id: int, status: int, body: bytes, method: str, ctype: str) -> None:
         headers = [
             (b":status", str(status).encode()),
@@ -343,26 +490,30 @@ class H2Session:
             self.conn.send_headers(stream_id, headers, end_stream=True)
             return
         self.conn.send_headers(stream_id, headers)
-        self.outbound[stream_id] = memoryview(body)
+        self.outbound[stream_id] = [body, True]
         self._pump()
 
     def _pump(self) -> None:
         """Send as much pending body data as the peer's flow-control windows allow."""
         for stream_id in list(self.outbound):
-            data = self.outbound[stream_id]
+            data, whole = self.outbound[stream_id]
             try:
                 window = self.conn.local_flow_control_window(stream_id)
             except h2.exceptions.StreamClosedError:
                 del self.outbound[stream_id]
+                self.streaming.discard(stream_id)
                 continue
             frame = self.conn.max_outbound_frame_size
-            while data and window > 0:
-                n = min(len(data), window, frame)
-                self.conn.send_data(stream_id, data[:n].tobytes(), end_stream=n == len(data))
-                data = data[n:]
+            view = memoryview(data)
+            while view and window > 0:
+                n = min(len(view), window, frame)
+                self.conn.send_data(stream_id, view[:n].tobytes(), end_stream=whole and n == len(view))
+                view = view[n:]
                 window -= n
-            if data:
-                self.outbound[stream_id] = data
+            if whole and not data:
+                self.conn.end_stream(stream_id)  # a stream whose last event went out earlier
+            if view or not whole:
+                self.outbound[stream_id] = [view.tobytes(), whole]
             else:
                 del self.outbound[stream_id]
 

@@ -15,6 +15,9 @@ _EXPR_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(<=|>=|==|!=|<|>)\s*([0-
 _LATENCY_KEYS = ("min", "mean", "stdev", "max", "p50", "p90", "p95", "p99", "p99.9", "p99.99")
 _TIME_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0, "m": 60_000_000.0}
 _COUNT_MULT = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}
+# Timing sections of the result a latency key may be prefixed with: ttfb_p99 -> ttfb_us.p99.
+_TIMING_PREFIXES = ("ttfb", "ttfe", "event_gap", "service_time", "schedule_lag")
+_EVENT_METRICS = ("events_mean", "events_p50", "events_max")
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Slo:
 def _latency_metric(name: str) -> tuple[str, str] | None:
     """'p99' -> ('latency_us', 'p99'); 'ttfb_p99' -> ('ttfb_us', 'p99')."""
     prefix, _, key = name.rpartition("_")
-    if key in _LATENCY_KEYS:
+    if key in _LATENCY_KEYS and (not prefix or prefix in _TIMING_PREFIXES):
         return ((prefix + "_us") if prefix else "latency_us"), key
     return None
 
@@ -59,6 +62,10 @@ def parse(expr: str) -> Slo:
         else:
             raise UsageError(f"--slo {expr!r}: unit {unit!r} is not a time unit (us, ms, s)")
         return Slo(expr, metric, op, threshold, False)
+    if metric in _EVENT_METRICS:
+        if unit not in _COUNT_MULT:
+            raise UsageError(f"--slo {expr!r}: unit {unit!r} does not apply to {metric}")
+        return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
     if metric in ("rps", "requests") or metric.startswith("status_") or metric in ("errors", "error_rate") \
             or metric in _error_classes():
         if unit == "%":
@@ -71,7 +78,8 @@ def parse(expr: str) -> Slo:
             raise UsageError(f"--slo {expr!r}: unknown status metric {metric!r} (status_5xx, status_404)")
         return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
     raise UsageError(f"--slo {expr!r}: unknown metric {metric!r} (latency: p50..p99.99, min, mean, max,"
-                     " stdev; rps, requests, errors, status_5xx, status_NNN)")
+                     " stdev, also as ttfb_, ttfe_, event_gap_, service_time_p99...; rps, requests,"
+                     " errors, status_5xx, status_NNN, events_mean)")
 
 
 def _error_classes() -> tuple[str, ...]:
@@ -97,6 +105,9 @@ def metric_value(doc: dict, metric: str, percent: bool) -> float | None:
     if lat is not None:
         section = doc.get(lat[0])
         return None if not section else section.get(lat[1])
+    if metric in _EVENT_METRICS:
+        events = doc.get("events")
+        return None if not events else float(events[metric[len("events_"):]])
     requests = doc.get("requests", 0)
     if metric == "rps":
         return doc.get("rps")

@@ -200,6 +200,12 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "max_queue_delay_ns": stats.max_queue_delay_ns,
         "backlog": _backlog(stats, stop_ns),
         "overflow": stats.hist.overflow_count,
+        "ttfb_histogram": stats.ttfb_hist.encode(),
+        "ttfe_histogram": stats.ttfe_hist.encode(),
+        "gap_histogram": stats.gap_hist.encode(),
+        "events_histogram": stats.events_hist.encode(),
+        "streams": stats.streams,
+        "stream_events": stats.stream_events,
         "cpu_user_s": ru[0] - cpu_at_start[0],
         "cpu_sys_s": ru[1] - cpu_at_start[1],
     }
