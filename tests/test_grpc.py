@@ -105,3 +105,52 @@ def test_server_streaming_calls_count_every_message_and_the_first_one():
     assert 20_000 <= doc["ttfe_us"]["min"] and abs(doc["ttfe_us"]["p50"] - 20_000) <= 3_000
     assert abs(doc["event_gap_us"]["p50"] - 20_000) <= 3_000
     assert doc["latency_us"]["min"] >= 120_000
+
+
+PROTO = os.path.join(HERE, "echo.proto")
+
+
+def test_message_from_proto_and_json():
+    # {"text": "hi", "n": 3}: field 1 (string) 0a 02 'h' 'i', field 2 (varint) 10 03.
+    with grpc_server() as (url, stats):
+        r = fastload("grpc", url, "--method", "test.Echo/Unary", "--proto", PROTO,
+                     "--message", '{"text": "hi", "n": 3}', "-n", "50", "-c", "1", "-w", "1",
+                     "--json", "-", "--quiet")
+        assert r.returncode == 0, r.stderr
+        served = stats()
+    doc = json.loads(r.stdout)
+    assert doc["requests"] == 50 and doc["grpc_status"] == {"0": 50}
+    assert served["calls"] == 50 and served["bytes"] == 50 * len(b"\x0a\x02hi\x10\x03")
+    assert doc["bytes_out"] > 50 * (5 + 6)
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--proto", PROTO], "--proto and --message go together"),
+    (["--message", "{}"], "--proto and --message go together"),
+    (["--proto", PROTO, "--message", "{}", "--data-b64", "AA=="], "exclusive"),
+    (["--proto", "/nonexistent/x.proto", "--message", "{}"], "does not exist"),
+    (["--proto", PROTO, "--message", '{"nope": 1}'], "not a valid test.EchoRequest"),
+    (["--proto", PROTO, "--message", "{", ], "not a valid test.EchoRequest"),
+])
+def test_bad_proto_input_exits_2(args, needle):
+    r = fastload("grpc", "http://127.0.0.1:9/", "--method", "test.Echo/Unary", *args, "-n", "1")
+    assert r.returncode == 2 and needle in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_proto_names_the_missing_method_and_refuses_client_streaming(tmp_path):
+    r = fastload("grpc", "http://127.0.0.1:9/", "--method", "test.Echo/Nope", "--proto", PROTO,
+                 "--message", "{}", "-n", "1")
+    assert r.returncode == 2 and "has no method 'Nope'" in r.stderr and "Unary" in r.stderr
+    r = fastload("grpc", "http://127.0.0.1:9/", "--method", "other.Svc/Unary", "--proto", PROTO,
+                 "--message", "{}", "-n", "1")
+    assert r.returncode == 2 and "test.Echo" in r.stderr
+    r = fastload("grpc", "http://127.0.0.1:9/", "--method", "test.Echo/Upload", "--proto", PROTO,
+                 "--message", "{}", "-n", "1")
+    assert r.returncode == 2 and "client-streaming" in r.stderr
+    bad = tmp_path / "bad.proto"
+    bad.write_text('syntax = "proto3";\nmessage X { strin a = 1; }\n')
+    r = fastload("grpc", "http://127.0.0.1:9/", "--method", "a.B/C", "--proto", str(bad),
+                 "--message", "{}", "-n", "1")
+    assert r.returncode == 2 and "does not compile" in r.stderr and "bad.proto" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

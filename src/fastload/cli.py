@@ -116,6 +116,10 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[s
               help="The request message, serialized (protobuf bytes), read from a file.")
 @click.option("--data-b64", "grpc_data_b64", default=None, metavar="B64",
               help="The request message, serialized, as base64 [default: an empty message].")
+@click.option("--proto", "grpc_proto", default=None, metavar="FILE",
+              help="A .proto file declaring the method; with --message (needs fastload[grpc]).")
+@click.option("--message", "grpc_message", default=None, metavar="JSON",
+              help="The request message as JSON, encoded with the method's input type from --proto.")
 def grpc_cmd(**kwargs) -> None:
     """gRPC calls against URL (http:// for h2c, https:// for TLS) over the HTTP/2 engine.
     Every call's grpc-status is counted per code (grpc_status in the JSON). Server-streaming

@@ -21,15 +21,25 @@ def frame_message(message: bytes) -> bytes:
 
 
 def grpc_request(target, method: str, data_file: str | None, data_b64: str | None,
-                 headers: tuple[str, ...]) -> tuple[object, str, tuple[str, ...], bytes]:
+                 headers: tuple[str, ...], proto: str | None = None, message_json: str | None = None,
+                 ) -> tuple[object, str, tuple[str, ...], bytes]:
     """(target with the method's :path, "POST", headers with gRPC's, framed body)."""
     path = method.strip().lstrip("/")
     if not _METHOD_RE.match(path):
         raise UsageError(f"--method: {method!r} is not a gRPC method (expected pkg.Service/Method)")
-    if data_file is not None and data_b64 is not None:
-        raise UsageError("--data-file and --data-b64 are exclusive: give one")
+    given_sources = [n for n, v in (("--data-file", data_file), ("--data-b64", data_b64),
+                                    ("--proto", proto)) if v is not None]
+    if len(given_sources) > 1:
+        raise UsageError(f"{' and '.join(given_sources)} are exclusive: give one")
+    if (message_json is None) != (proto is None):
+        raise UsageError("--proto and --message go together: the .proto gives the message type, "
+                         "--message its JSON")
     message = b""
-    if data_file is not None:
+    if proto is not None:
+        from .grpc_proto import encode_message
+
+        message = encode_message(proto, path, message_json or "")
+    elif data_file is not None:
         try:
             with open(data_file, "rb") as f:
                 message = f.read()

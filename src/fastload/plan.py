@@ -262,6 +262,8 @@ def build_plan(
     grpc_method: str | None = None,
     grpc_data_file: str | None = None,
     grpc_data_b64: str | None = None,
+    grpc_proto: str | None = None,
+    grpc_message: str | None = None,
     perf_stat: str | None = None,
     numa_node: int | None = None,
     pin_mode: str = "affinity",
@@ -277,7 +279,8 @@ def build_plan(
             raise UsageError("gRPC runs over HTTP/2: --protocol h1 cannot be used")
         protocol = "h2"
         target, method, headers, body = grpc_request(target, grpc_method, grpc_data_file,
-                                                     grpc_data_b64, tuple(headers))
+                                                     grpc_data_b64, tuple(headers), grpc_proto,
+                                                     grpc_message)
         body_file = None
     if protocol is not None and protocol not in ("h1", "h2"):
         raise UsageError(f"--protocol: {protocol!r} must be h1 or h2")
