@@ -138,3 +138,19 @@ def test_a_tail_moved_by_a_few_noisy_seconds_is_not_a_regression():
     shifted = _doc([124, 130, 125, 120, 128], 125)
     v = compare(base, shifted, 0.05)
     assert [r["metric"] for r in v["rows"] if r["regression"]] == ["p99", "p99.9"]
+
+
+def test_merge_sums_perf_counters_and_keeps_each_server_cpu(nginx_h1, tmp_path):
+    from test_host import nginx_master_pid
+
+    master = str(nginx_master_pid(nginx_h1))
+    docs = [run_json(nginx_h1.url, "--perf-stat=task-clock,context-switches", "-n", str(n), "-c", "2",
+                     "-w", "1", "--server-pid", master) for n in (1000, 1500)]
+    p = fastload("merge", *(write(tmp_path, f"{i}.json", d) for i, d in enumerate(docs)))
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)
+    assert m["perf"]["events"] == docs[0]["perf"]["events"]
+    for event, value in m["perf"]["counters"].items():
+        assert value == pytest.approx(sum(d["perf"]["counters"][event] for d in docs))
+    assert [f["server_cpu"] for f in m["merged_from"]] == [d["server_cpu"] for d in docs]
+    assert "server_cpu" not in m

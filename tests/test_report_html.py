@@ -163,6 +163,13 @@ def test_baseline_is_overlaid_and_compared_as_fastload_compare_does(results):
     change = (results["doc"]["rps"] - bdoc["rps"]) / bdoc["rps"]
     assert re.search('data-key="rps">.*?baseline [^<]* ' + re.escape(f"({change * 100:+.1f}%)</div>"),
                      page)
+    # A job's own threshold, as with `fastload compare --max-regression`.
+    p = report(str(results["cur"]), str(results["base"]), "--html", str(out), "--max-regression", "1000%")
+    assert p.returncode == 0, p.stderr
+    page = out.read_text()
+    assert "allowed regression 1000%" in page
+    assert all(not r["regression"] for r in compare_results(bdoc, results["doc"], 10.0)["rows"])
+    assert ">REGRESSION<" not in page
 
 
 def browser() -> list[str] | None:
@@ -256,6 +263,7 @@ def test_bad_inputs_exit_2_with_one_clear_line(results, tmp_path):
         ((str(results["cur"]), str(files["other.json"]), "--html", html_out), "schema"),
         ((str(results["cur"]),), "--html PATH and/or --png PATH"),
         ((str(results["cur"]), "--html", str(tmp_path / "no" / "dir" / "o.html")), "--html: cannot write"),
+        ((str(results["cur"]), "--html", html_out, "--max-regression", "lots"), "--max-regression"),
     ]
     for args, message in cases:
         p = report(*args)

@@ -239,12 +239,14 @@ def compare_cmd(baseline: str, current: str, max_regression: str, force: bool,
               help="Write a self-contained HTML page (inline SVG, no network needed).")
 @click.option("--png", "png_path", default=None, metavar="PATH",
               help="Write the same plots as a PNG (needs matplotlib: pip install 'fastload[report]').")
+@click.option("--max-regression", default="5%", show_default=True, metavar="PCT",
+              help="Allowed worsening against BASELINE.json, as in `fastload compare`.")
 def report_cmd(result: str, baseline: str | None, html_path: str | None,
-               png_path: str | None) -> None:
+               png_path: str | None, max_regression: str) -> None:
     """Write an HTML page (--html) and/or PNG (--png) of a result's plots and tables: latency
     by percentile (log percentile axis, from the histogram), requests/s, p99 and errors over
     time, status codes, SLOs, warnings, config and tags. With BASELINE.json its curves are overlaid and a side-by-side table shows the relative
-    changes, decided as `fastload compare` does (5% allowed regression). Exit 0: written,
+    changes, decided as `fastload compare` does (--max-regression). Exit 0: written,
     2: bad input."""
     import os
 
@@ -253,6 +255,9 @@ def report_cmd(result: str, baseline: str | None, html_path: str | None,
     try:
         if html_path is None and png_path is None:
             raise UsageError("nothing to write: give --html PATH and/or --png PATH")
+        from .compare import parse_max_regression
+
+        limit = parse_max_regression(max_regression)
         if png_path is not None:
             from . import report_png
 
@@ -270,7 +275,7 @@ def report_cmd(result: str, baseline: str | None, html_path: str | None,
         if names[0] == names[1]:
             names = ("current", "baseline")
         if html_path is not None:
-            page = report_html.render_page(doc, base, names)
+            page = report_html.render_page(doc, base, names, limit)
             with open(html_path, "w", encoding="utf-8") as f:
                 f.write(page)
         if png_path is not None:

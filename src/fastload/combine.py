@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from . import __version__, streaming
+from . import __version__, perfstat, streaming
 from .errors import UsageError
 from .histogram import decode, encode, merge, percentiles_us, summary_us
 from .result import SCHEMA
@@ -69,8 +69,12 @@ def merge_documents(docs: list[dict]) -> dict:
         "version": __version__,
         "target": docs[0]["target"],
         "config": docs[0].get("config", {}),
+        # Each input's server CPU stays with it: hosts loading one server all measured that
+        # server over the same interval, so a sum would count it several times.
         "merged_from": [{"target": d["target"], "started_at": d["started_at"],
-                         "requests": d["requests"], "tags": d.get("tags", {})} for d in docs],
+                         "requests": d["requests"], "tags": d.get("tags", {}),
+                         **({"server_cpu": d["server_cpu"]} if "server_cpu" in d else {})}
+                        for d in docs],
         "started_at": start,
         "duration_s": duration_s,
         "requests": requests,
@@ -93,11 +97,33 @@ def merge_documents(docs: list[dict]) -> dict:
         out["service_time_us"] = summary_us(service)
         out["service_time_histogram"] = encode(service)
     out.update(streaming.from_documents(docs))
+    perf = _merge_perf(docs)
+    if perf is not None:
+        out["perf"] = perf
     tags: dict[str, str] = {}
     for d in docs:
         tags.update(d.get("tags", {}))
     if tags:
         out["tags"] = tags
+    return out
+
+
+def _merge_perf(docs: list[dict]) -> dict | None:
+    """The clients' perf counters summed over the inputs (each counted its own workers), when
+    all inputs counted the same events; a counter missing anywhere is None, not a partial sum."""
+    perfs = [d.get("perf") for d in docs]
+    if not all(perfs) or len({tuple(p.get("events", ())) for p in perfs}) != 1:
+        return None
+    events = list(perfs[0]["events"])
+    counters = {e: None if any(p["counters"].get(e) is None for p in perfs)
+                else sum(p["counters"][e] for p in perfs) for e in events}
+    out: dict = {"events": events, "counters": counters, "ipc": perfstat.ipc(counters)}
+    units = {e: u for p in perfs for e, u in p.get("units", {}).items()}
+    if units:
+        out["units"] = units
+    notes = sorted({p["note"] for p in perfs if p.get("note")})
+    if notes:
+        out["note"] = "; ".join(notes)
     return out
 
 

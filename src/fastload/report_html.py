@@ -58,9 +58,10 @@ footer { color: #888; margin-top: 32px; font-size: 12px; }
 """
 
 
-def render_page(doc: dict, baseline: dict | None = None, names: tuple[str, str] = ("current", "baseline")
-                ) -> str:
-    """The whole page. names: legend texts of the result and the baseline (e.g. file names)."""
+def render_page(doc: dict, baseline: dict | None = None, names: tuple[str, str] = ("current", "baseline"),
+                max_regression: float = MAX_REGRESSION) -> str:
+    """The whole page. names: legend texts of the result and the baseline (e.g. file names);
+    max_regression: the allowed relative worsening the comparison judges by."""
     title = f"fastload report: {doc['target'].get('url', '')}"
     parts = [
         "<!DOCTYPE html>",
@@ -72,7 +73,7 @@ def render_page(doc: dict, baseline: dict | None = None, names: tuple[str, str] 
         _charts(doc, baseline, names),
     ]
     if baseline is not None:
-        parts.append(_comparison(doc, baseline))
+        parts.append(_comparison(doc, baseline, max_regression))
     parts += [
         _latency_table(doc, baseline),
         _status_and_errors(doc, baseline),
@@ -197,8 +198,8 @@ def _charts(doc: dict, baseline: dict | None, names: tuple[str, str]) -> str:
             + "\n".join(render(c) for c in charts) + "\n</div></section>")
 
 
-def _comparison(doc: dict, baseline: dict) -> str:
-    verdict = compare_results(baseline, doc, MAX_REGRESSION)
+def _comparison(doc: dict, baseline: dict, max_regression: float) -> str:
+    verdict = compare_results(baseline, doc, max_regression)
     out = ['<section id="comparison"><h2>Against the baseline</h2>',
            '<table class="comparison"><tr><th>metric</th><th class="num">baseline</th>'
            '<th class="num">current</th><th class="num">change</th><th class="num">p-value</th>'
@@ -211,7 +212,7 @@ def _comparison(doc: dict, baseline: dict) -> str:
                    f"<td class=\"num\">{escape(t['ci'])}</td><td class=\"{escape(t['verdict'].split()[0])}\">"
                    f"{escape(t['verdict'])}</td></tr>")
     out.append("</table>")
-    note = f"allowed regression {MAX_REGRESSION * 100:g}%, significance {verdict['significance']}"
+    note = f"allowed regression {max_regression * 100:g}%, significance {verdict['significance']}"
     if verdict["note"]:
         note += f"; {verdict['note']}"
     if doc.get("target", {}).get("url") != baseline.get("target", {}).get("url"):
