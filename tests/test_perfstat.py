@@ -357,3 +357,12 @@ def test_ctrl_c_during_warmup_gives_null_counters(nginx_h1, tmp_path):
     for w in doc["workers"]:
         assert w["perf"]["counters"] == {"task-clock": None, "cs": None}
         assert w["perf"]["missing"] == {"task-clock": "not counted", "cs": "not counted"}
+
+
+def test_perf_stat_before_the_url_is_not_read_as_its_events(nginx_h1):
+    _require_perf()
+    p = fastload("run", "--perf-stat", nginx_h1.url, "-n", "500", "-w", "1", "--json", "-", "--quiet")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["requests"] == 500
+    assert doc["perf"]["events"] == list(DEFAULT_EVENTS if hardware_counters() else SOFTWARE_EVENTS)

@@ -15,13 +15,25 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FASTLOA
            "max_content_width": 100}
 
 
+class LoadCommand(click.Command):
+    """`run` and `grpc`: `--perf-stat` takes an optional value, so in `--perf-stat URL` the
+    parser would read the URL as the event list; a value with "://" is the URL."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        fixed = list(args)
+        for i, a in enumerate(fixed[:-1]):
+            if a == "--perf-stat" and "://" in fixed[i + 1]:
+                fixed[i] = "--perf-stat=default"
+        return super().parse_args(ctx, fixed)
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="fastload")
 def main() -> None:
     """fastload: HTTP/1.1 and HTTP/2 load generator with a native hot path."""
 
 
-@main.command(context_settings=CONTEXT)
+@main.command(cls=LoadCommand, context_settings=CONTEXT)
 @click.argument("url")
 @click.option("-c", "--connections", default="10", show_default=True,
               help="Total connections, spread over the workers.")
@@ -93,7 +105,7 @@ def main() -> None:
                    "instructions, cache-misses, context-switches, cpu-migrations, task-clock (software "
                    "events only, with a note, where hardware counters are unsupported). "
                    "--perf-stat=EVENTS counts a comma-separated list instead (write it with '=' or "
-                   "put the URL first). Needs perf (apt install linux-perf) and "
+                   "after the URL). Needs perf (apt install linux-perf) and "
                    "kernel.perf_event_paranoid <= 1 (2: user space only) for non-root users.")
 def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
         slo_file: str | None, metrics_port: int | None, **options) -> None:
@@ -108,7 +120,7 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[s
     sys.exit(code)
 
 
-@main.command("grpc", context_settings=CONTEXT)
+@main.command("grpc", cls=LoadCommand, context_settings=CONTEXT)
 @click.argument("url")
 @click.option("--method", "grpc_method", required=True, metavar="pkg.Service/Method",
               help="The gRPC method to call, e.g. helloworld.Greeter/SayHello.")
