@@ -35,6 +35,13 @@ def test_exact_count_matches_the_server(h3_server):
     assert doc["bytes_in"] > 0 and doc["bytes_out"] > 0
 
 
+def test_warmup_requests_are_not_counted_in_the_quota(h3_server):
+    before = h3_server.count_requests()
+    doc = run_h3(h3_server.url, "--insecure", "--warmup", "300ms", "-n", "500", "-c", "2", "-w", "1")
+    check_document(doc, 500)
+    assert h3_server.count_requests() - before > 500  # the warm-up's requests were served too
+
+
 def test_two_workers_merge_into_the_same_totals(h3_server):
     before = h3_server.count_requests()
     doc = run_h3(h3_server.url, "--insecure", "-n", "1001", "-c", "4", "-w", "2")
@@ -191,3 +198,20 @@ def test_json_document_round_trips(h3_server, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "(h3)" in p.stdout and "x 10 streams" in p.stdout
     assert json.loads(out.read_text())["target"]["protocol"] == "h3"
+
+
+def test_cached_header_checks_still_reject_bad_headers():
+    from aioquic.h3 import connection as h3c
+    from aioquic.h3.connection import MessageError
+
+    from fastload.h3 import cache_header_checks
+
+    cache_header_checks()
+    cache_header_checks()  # idempotent: wraps once
+    good = [(b":status", b"200"), (b"content-length", b"12")]
+    h3c.validate_response_headers(good)
+    h3c.validate_response_headers(good)  # cached now
+    for bad in ([(b":status", b"200"), (b"Bad", b"x")], [(b":status", b"200"), (b"x", b" y")],
+                [(b":status", b"200"), (b"x", b"a\r\nb")], [(b":status", b"200"), (b"x:y", b"1")]):
+        with pytest.raises(MessageError):
+            h3c.validate_response_headers(bad)

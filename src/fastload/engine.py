@@ -59,6 +59,7 @@ class Engine:
             # QUIC does its own TLS (aioquic); imported only for h3 runs.
             from . import h3
 
+            h3.cache_header_checks()
             self.h3 = h3
             self.h3_config = h3.make_configuration(plan)
             self.h3_request = h3.H3Request(plan)
