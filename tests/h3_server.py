@@ -2,7 +2,7 @@
 'hello world\\n' after an optional delay, and counts what it served.
 
     python tests/h3_server.py --cert cert.pem --key key.pem [--port 0] [--delay 20ms]
-        [--reset-every N] [--close-after N] [--no-status-every N]
+        [--reset-every N] [--close-after N] [--no-status-every N] [--bad-length-every N]
 
 It prints 'listening on 127.0.0.1:PORT' (UDP, HTTP/3) and 'stats on 127.0.0.1:PORT' (TCP,
 plain HTTP/1.0: GET returns the counters as JSON, POST /reset zeroes them).
@@ -10,7 +10,9 @@ Faults, for the error-class tests:
 - --reset-every N: every Nth request is answered with RESET_STREAM (H3_REQUEST_REJECTED);
 - --close-after N: a connection is closed (CONNECTION_CLOSE, H3_NO_ERROR) right after it
   answered N requests, whatever else is in flight on it;
-- --no-status-every N: every Nth response has no :status (malformed HTTP/3).
+- --no-status-every N: every Nth response has no :status (malformed HTTP/3);
+- --bad-length-every N: every Nth response announces one byte more than its body.
+HEAD is answered with the Content-Length of the body and no body.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Options:
     reset_every = 0
     close_after = 0
     no_status_every = 0
+    bad_length_every = 0
 
 
 COUNTERS = Counters()
@@ -64,6 +67,7 @@ class H3ServerProtocol(QuicConnectionProtocol):
         self.h3: H3Connection | None = None
         self.answered = 0
         self.closing = False
+        self.head_streams: set[int] = set()
         self._tx_pending = False
         # ACK with the next responses instead of 1 ms later in a packet of its own (as the
         # client does): fewer datagrams for both sides to process.
@@ -89,6 +93,8 @@ class H3ServerProtocol(QuicConnectionProtocol):
         if self.h3 is None:
             return
         for h in self.h3.handle_event(event):
+            if isinstance(h, HeadersReceived) and dict(h.headers).get(b":method") == b"HEAD":
+                self.head_streams.add(h.stream_id)
             if isinstance(h, (HeadersReceived, DataReceived)) and h.stream_ended:
                 self.on_request(h.stream_id)
 
@@ -119,13 +125,21 @@ class H3ServerProtocol(QuicConnectionProtocol):
     def respond(self, stream_id: int, n: int) -> None:
         if self.closing or self.h3 is None:
             return
-        headers = [(b":status", b"200"), (b"content-length", str(len(BODY)).encode())]
+        length = len(BODY)
+        if OPTIONS.bad_length_every and n % OPTIONS.bad_length_every == 0:
+            COUNTERS.malformed += 1
+            length += 1
+        headers = [(b":status", b"200"), (b"content-length", str(length).encode())]
         if OPTIONS.no_status_every and n % OPTIONS.no_status_every == 0:
             COUNTERS.malformed += 1
             headers = headers[1:]
         try:
-            self.h3.send_headers(stream_id, headers)
-            self.h3.send_data(stream_id, BODY, end_stream=True)
+            if stream_id in self.head_streams:  # the length of the body a GET would get
+                self.head_streams.discard(stream_id)
+                self.h3.send_headers(stream_id, headers, end_stream=True)
+            else:
+                self.h3.send_headers(stream_id, headers)
+                self.h3.send_data(stream_id, BODY, end_stream=True)
         except Exception:  # the client cancelled the stream meanwhile (timeout tests)
             return
         COUNTERS.responses += 1
@@ -172,11 +186,13 @@ async def main(argv: list[str]) -> None:
     ap.add_argument("--reset-every", type=int, default=0)
     ap.add_argument("--close-after", type=int, default=0)
     ap.add_argument("--no-status-every", type=int, default=0)
+    ap.add_argument("--bad-length-every", type=int, default=0)
     args = ap.parse_args(argv)
     OPTIONS.delay_s = parse_delay(args.delay)
     OPTIONS.reset_every = args.reset_every
     OPTIONS.close_after = args.close_after
     OPTIONS.no_status_every = args.no_status_every
+    OPTIONS.bad_length_every = args.bad_length_every
     config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN,
                                max_datagram_frame_size=None)
     config.load_cert_chain(args.cert, args.key)

@@ -146,6 +146,19 @@ def test_response_without_status_is_a_protocol_error():
     assert doc["errors"]["reset"] == 0
 
 
+def test_body_shorter_than_content_length_is_a_protocol_error_head_is_not(h3_server):
+    with peers.h3_server(bad_length_every=10) as srv:
+        doc = run_h3(srv.url, "--insecure", "-n", "100", "-c", "1", "-m", "2", "-w", "1")
+        stats = srv.stats()
+    check_document(doc, 100)
+    assert doc["errors"]["protocol"] == stats["malformed"] > 0
+    assert doc["errors"]["total"] == doc["errors"]["protocol"]
+    # HEAD: Content-Length 12, no body, as RFC 9110 says (aioquic alone rejects it).
+    doc = run_h3(h3_server.url, "--insecure", "-X", "HEAD", "-n", "100", "-c", "1", "-w", "1")
+    check_document(doc, 100)
+    assert doc["errors"]["total"] == 0
+
+
 @pytest.mark.parametrize(
     "args,needle",
     [(["http://127.0.0.1/"], "needs an https:// URL"),

@@ -124,6 +124,22 @@ def handshake_error(event: ConnectionTerminated, host: str, port: int) -> str:
     return f"QUIC handshake with {host}:{port} failed: {reason}"
 
 
+class _ClientH3(H3Connection):
+    """aioquic's H3Connection, except that a response body whose size differs from its
+    Content-Length is noted for the session to judge instead of closing the connection:
+    responses to HEAD and 304 responses announce a length they do not carry (RFC 9110 §8.6),
+    which aioquic would reject as malformed."""
+
+    def __init__(self, quic: QuicConnection) -> None:
+        super().__init__(quic)
+        self.length_mismatch: set[int] = set()
+
+    def _check_content_length(self, stream: Any) -> None:
+        if (stream.expected_content_length is not None
+                and stream.content_length != stream.expected_content_length):
+            self.length_mismatch.add(stream.stream_id)
+
+
 class H3Request:
     """The request as sent on every stream, built once per engine."""
 
@@ -131,6 +147,7 @@ class H3Request:
         # HTTP/3 forbids the same connection-specific fields as HTTP/2 (RFC 9114 §4.2).
         self.headers: list[tuple[bytes, bytes]] = h2_header_list(plan)
         self.body: bytes = plan.body
+        self.head = plan.method == "HEAD"
 
 
 class H3Session(asyncio.DatagramProtocol):
@@ -152,7 +169,8 @@ class H3Session(asyncio.DatagramProtocol):
         # keeps its default and everything still works, only with more packets.
         if hasattr(self.quic, "_ack_delay"):
             self.quic._ack_delay = 0.0
-        self.h3 = H3Connection(self.quic)
+        self.h3 = _ClientH3(self.quic)
+        self.head = request.head
         self.headers = request.headers
         self.body = request.body
         self.streams = streams
@@ -382,7 +400,9 @@ class H3Session(asyncio.DatagramProtocol):
     def _on_h3_event(self, h: Any, now: int) -> None:
         r = self.open.get(h.stream_id)
         if r is None:
-            return  # a stream we gave up on (timeout), or a control/push stream
+            # A stream we gave up on (timeout), or a control/push stream.
+            self.h3.length_mismatch.discard(h.stream_id)
+            return
         if type(h) is HeadersReceived:
             if r[2] == 0:
                 for name, value in h.headers:
@@ -395,8 +415,13 @@ class H3Session(asyncio.DatagramProtocol):
             return
         if h.stream_ended:
             del self.open[h.stream_id]
-            if r[2] <= 0:
-                # Ended without a final status: not an HTTP response.
+            bad_length = False
+            if self.h3.length_mismatch and h.stream_id in self.h3.length_mismatch:
+                self.h3.length_mismatch.discard(h.stream_id)
+                bad_length = not (self.head or r[2] == 304)
+            if r[2] <= 0 or bad_length:
+                # Ended without a final status, or with a body that is not the length it
+                # announced: not a valid HTTP response.
                 self.stats.py_on_failure(_core.ERROR_PROTOCOL, r[0], now, 1)
             else:
                 self.stats.py_on_response(r[2], r[0], now, r[1])
