@@ -501,8 +501,8 @@ async def connect(loop: asyncio.AbstractEventLoop, factory: Any, host: str, port
 
 
 def _family(host: str) -> int:
-    # A name may resolve to IPv6 and IPv4 addresses; a UDP endpoint takes the first, and a
-    # server bound to 127.0.0.1 is the common case for names like localhost.
+    # IP literals pick their family; a name takes the first address getaddrinfo gives (UDP has
+    # no connect to fail over on, unlike the TCP path's tries of every address).
     return socket.AF_INET6 if ":" in host else socket.AF_INET if host.replace(".", "").isdigit() \
         else 0
 
