@@ -137,6 +137,33 @@ def test_connection_closed_mid_run_fails_in_flight_requests_as_resets():
     assert doc["errors"]["total"] == doc["errors"]["reset"]
 
 
+def test_server_gone_mid_run_counts_resets_then_connect_errors():
+    import subprocess
+    import sys
+    import time
+
+    srv = peers.h3_server()
+    try:
+        run = subprocess.Popen([sys.executable, "-m", "fastload", "run", srv.url, *H3, "--insecure",
+                                "-d", "2s", "-c", "2", "-m", "4", "-w", "1", "--json", "-",
+                                "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        deadline = time.monotonic() + 20
+        while srv.stats()["responses"] < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)  # kill it once the run is under way
+    finally:
+        srv.stop()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    doc = json.loads(out)
+    # The streams in flight when the server vanished (ICMP port unreachable): reset; then the
+    # reconnects fail: connect. Nothing is left hanging until --timeout.
+    assert 0 < doc["errors"]["reset"] <= 8
+    assert doc["errors"]["connect"] > 0
+    assert doc["errors"]["timeout"] == doc["errors"]["protocol"] == 0
+    assert doc["duration_s"] == pytest.approx(2.0, abs=0.1)
+
+
 def test_response_without_status_is_a_protocol_error():
     with peers.h3_server(no_status_every=20) as srv:
         doc = run_h3(srv.url, "--insecure", "-n", "200", "-c", "1", "-m", "1", "-w", "1")
