@@ -105,6 +105,19 @@ def test_latency_matches_a_known_server_delay():
     assert lat["p50"] - delay_us < 2000
 
 
+def test_streams_beyond_the_servers_max_streams_wait_unstarted():
+    # aioquic's server allows 128 concurrent request streams. Asking for 200, the other 72
+    # must not start their clocks while aioquic would hold them unsent: every request then
+    # takes the 200 ms delay plus processing, not a second delay spent queued (p90 ~400 ms).
+    with peers.h3_server(delay="200ms") as srv:
+        doc = run_h3(srv.url, "--insecure", "-n", "400", "-c", "1", "-m", "200", "-w", "1")
+        check_document(doc, 400)
+        assert srv.count_requests() == 400
+    lat = doc["latency_us"]
+    assert lat["min"] >= 200_000
+    assert lat["p90"] < 300_000
+
+
 def test_timeouts_are_counted_and_the_run_ends():
     with peers.h3_server(delay="3s") as srv:
         doc = run_h3(srv.url, "--insecure", "-d", "1s", "--timeout", "200ms", "-c", "1", "-m", "2",

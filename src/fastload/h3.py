@@ -301,11 +301,18 @@ class H3Session(asyncio.DatagramProtocol):
         now = monotonic_ns()
         n = 0
         quic, h3, headers, body = self.quic, self.h3, self.headers, self.body
+        # The server's MAX_STREAMS: past it aioquic would queue the stream unsent while its
+        # request's clock runs. Like h2 under SETTINGS_MAX_CONCURRENT_STREAMS, wait for the
+        # server to grant more (MAX_STREAMS frames arrive as streams complete). Private
+        # attribute: without it, aioquic's queueing applies.
+        max_streams = getattr(quic, "_remote_max_streams_bidi", 1 << 62)
         while len(open_) < self.streams and stats.py_may_start(now):
+            sid = quic.get_next_available_stream_id()
+            if sid >> 2 >= max_streams:  # client bidi streams are 0, 4, 8...: sid/4 opened
+                break
             t = stats.py_take_due(now)
             if t < 0:
                 break
-            sid = quic.get_next_available_stream_id()
             h3.send_headers(sid, headers, end_stream=not body)
             if body:
                 h3.send_data(sid, body, end_stream=True)
