@@ -62,3 +62,11 @@ def delay_server() -> Iterator[peers.FastloadPeer]:
 
 
 DELAY_S = 0.020
+
+
+@pytest.fixture(scope="session")
+def h3_server() -> Iterator[peers.H3Peer]:
+    """tests/h3_server.py: aioquic HTTP/3 on UDP, self-signed cert at ``.cert_path``, counts
+    the responses it sent (``count_requests()``)."""
+    _require("openssl")
+    yield from _serve(peers.h3_server)  # type: ignore[misc]

@@ -419,3 +419,62 @@ def fastload_server(
     if body_size is not None:
         cmd += ["--body-size", str(body_size)]
     return peer.start(pinned(cmd, cpu), port=None)
+
+
+# --------------------------------------------------------------------------- HTTP/3 (aioquic)
+
+
+class H3Peer(TLSPeer):
+    """tests/h3_server.py: HTTP/3 on UDP ``port``, counters over TCP ``stats_port``."""
+
+    stats_port: int = 0
+
+    def _read_announced_port(self, timeout_s: float) -> int:
+        path = self.dir / "stdout.log"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            lines = path.read_text(errors="replace").split("\n")
+            if len(lines) >= 3 and lines[1].startswith("stats on "):
+                self.stats_port = int(lines[1].rsplit(":", 1)[1])
+                return int(lines[0].rsplit(":", 1)[1])
+            self._check_alive()
+            time.sleep(0.02)
+        raise PeerError(f"{self.name}: no 'listening on' line within {timeout_s}s\n"
+                        f"{self.diagnostics()}")
+
+    def _wait_accepting(self, timeout_s: float) -> None:
+        # UDP cannot be probed with a TCP connect: the stats port opens after the QUIC one.
+        port, self.port = self.port, self.stats_port
+        try:
+            super()._wait_accepting(timeout_s)
+        finally:
+            self.port = port
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"http://{self.host}:{self.stats_port}/", timeout=5) as r:
+            return json.loads(r.read())
+
+    def reset(self) -> None:
+        req = urllib.request.Request(f"http://{self.host}:{self.stats_port}/reset", data=b"",
+                                     method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+
+    def count_requests(self, path: str | None = None) -> int:
+        """Responses the server sent (complete), once the count settled."""
+        return wait_stable(lambda: self.stats()["responses"])
+
+
+def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
+              close_after: int = 0, no_status_every: int = 0, bad_length_every: int = 0
+              ) -> H3Peer:
+    """tests/h3_server.py (aioquic, 1 process) with a self-signed cert at ``.cert_path``."""
+    tmp = _workdir("h3")
+    peer = H3Peer("h3-server", tmp, scheme="https")
+    d = peer.dir
+    peer.cert_path, peer.key_path = make_cert(d)
+    cmd = [sys.executable, str(REPO / "tests" / "h3_server.py"), "--cert", str(peer.cert_path),
+           "--key", str(peer.key_path), "--host", peer.host, "--port", "0", "--delay", delay,
+           "--reset-every", str(reset_every), "--close-after", str(close_after),
+           "--no-status-every", str(no_status_every), "--bad-length-every", str(bad_length_every)]
+    return peer.start(pinned(cmd, cpu), port=None)

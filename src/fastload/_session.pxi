@@ -315,6 +315,29 @@ cdef class WorkerStats:
         self.interval_errors = 0
         return out
 
+    # Python-level entry points for sessions written in Python (HTTP/3 on aioquic). Same rules
+    # as the inline methods above; the native sessions keep calling those directly.
+    def py_may_start(self, int64_t now):
+        return self.may_start(now)
+
+    def py_take_due(self, int64_t now):
+        return self.take_due(now)
+
+    def py_on_sent(self, int64_t now, int64_t n=1):
+        self.on_sent(now, n)
+
+    def py_on_response(self, int status, int64_t intended, int64_t now, int64_t sent):
+        return self.on_response(status, intended, now, sent)
+
+    def py_on_failure(self, int cls, int64_t intended, int64_t now, int64_t n=1):
+        self.on_failure(cls, intended, now, n)
+
+    def py_count_bytes(self, int64_t now, int64_t n_in, int64_t n_out):
+        """bytes_in/bytes_out, counted only inside the measured window like the native sessions."""
+        if self.record_from_ns <= now < self.stop_ns:
+            self.bytes_in += n_in
+            self.bytes_out += n_out
+
 
 cdef class _Session:
     """Transport plumbing shared by the HTTP/1.1 and HTTP/2 sessions."""

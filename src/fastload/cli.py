@@ -30,7 +30,7 @@ class LoadCommand(click.Command):
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="fastload")
 def main() -> None:
-    """fastload: HTTP/1.1 and HTTP/2 load generator with a native hot path."""
+    """fastload: HTTP/1.1, HTTP/2 and HTTP/3 load generator with a native hot path."""
 
 
 @main.command(cls=LoadCommand, context_settings=CONTEXT)
@@ -38,7 +38,8 @@ def main() -> None:
 @click.option("-c", "--connections", default="10", show_default=True,
               help="Total connections, spread over the workers.")
 @click.option("-m", "--streams", default=None,
-              help="Max concurrent streams per HTTP/2 connection [default: 10 for h2, 1 for h1].")
+              help="Max concurrent streams per HTTP/2 or HTTP/3 connection [default: 10 for h2 and "
+                   "h3, 1 for h1].")
 @click.option("--pipeline", default="1", show_default=True,
               help="HTTP/1.1 requests in flight per connection (pipelining).")
 @click.option("-d", "--duration", default=None,
@@ -65,8 +66,9 @@ def main() -> None:
 @click.option("--server-pid", default=None, type=int, metavar="PID",
               help="The server's process (and its children): warn if the workers share its CPUs and "
                    "report its CPU time over the measured interval (server_cpu in the JSON).")
-@click.option("--protocol", type=click.Choice(["h1", "h2"]), default=None,
-              help="Force HTTP/1.1 or HTTP/2 [default: h1 for http://, ALPN h2 then h1 for https://].")
+@click.option("--protocol", type=click.Choice(["h1", "h2", "h3"]), default=None,
+              help="Force HTTP/1.1, HTTP/2 or HTTP/3 [default: h1 for http://, ALPN h2 then h1 for "
+                   "https://]. h3 is HTTP/3 over QUIC (UDP, aioquic) and needs an https:// URL.")
 @click.option("--h2c", is_flag=True, help="HTTP/2 over cleartext with prior knowledge.")
 @click.option("--insecure", "-k", is_flag=True, help="Skip TLS certificate verification.")
 @click.option("--ca", default=None, metavar="FILE", help="Trust the CA certificate(s) in FILE.")

@@ -54,18 +54,32 @@ class Engine:
         self.connect_errors: list[str] = []
         # EADDRNOTAVAIL: the client ran out of local ports; a client problem, not the server's.
         self.port_exhaustion = 0
-        self.ssl_context = make_ssl_context(plan, alpn_for(plan)) if plan.target.tls else None
-        if plan.protocol == "h2":
-            self.h2_blocks = build_h2_session_blocks(plan)
+        self.ssl_context = None
+        if plan.protocol == "h3":
+            # QUIC does its own TLS (aioquic); imported only for h3 runs.
+            from . import h3
+
+            h3.cache_header_checks()
+            self.h3 = h3
+            self.h3_config = h3.make_configuration(plan)
+            self.h3_request = h3.H3Request(plan)
         else:
-            self.request = build_h1_request(plan)
+            if plan.target.tls:
+                self.ssl_context = make_ssl_context(plan, alpn_for(plan))
+            if plan.protocol == "h2":
+                self.h2_blocks = build_h2_session_blocks(plan)
+            else:
+                self.request = build_h1_request(plan)
         self._idle: asyncio.Future | None = None
         self._timeout_handle: asyncio.TimerHandle | None = None
         self._pace_handle: asyncio.TimerHandle | None = None
         self._pace_next = 0
 
     def _new_session(self, index: int) -> _core._Session:
-        if self.plan.protocol == "h2":
+        if self.plan.protocol == "h3":
+            s = self.h3.H3Session(self, self.stats, self.h3_config, self.h3_request,
+                                  self.plan.streams, self.plan.timeout_ns / 1e9)
+        elif self.plan.protocol == "h2":
             first, steady, need, stateless = self.h2_blocks
             s = _core.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
                                 need, stateless, self.plan.grpc)
@@ -77,6 +91,8 @@ class Engine:
 
     async def _connect(self, index: int) -> bool:
         t = self.plan.target
+        if self.plan.protocol == "h3":
+            return await self._connect_h3(index)
         try:
             await self.loop.create_connection(
                 lambda: self._new_session(index), t.host, t.port, ssl=self.ssl_context,
@@ -88,6 +104,19 @@ class Engine:
             if isinstance(e, OSError) and e.errno == errno.EADDRNOTAVAIL:
                 self.port_exhaustion += 1
                 raise _PortsExhausted() from None
+            return False
+        return True
+
+    async def _connect_h3(self, index: int) -> bool:
+        # UDP: "connected" means the QUIC handshake completed (the session then calls
+        # on_connected); a failed or timed-out handshake is a connect error like a refused TCP
+        # connection.
+        t = self.plan.target
+        session, reason = await self.h3.connect(self.loop, lambda: self._new_session(index),
+                                                t.host, t.port)
+        if session is None:
+            if len(self.connect_errors) < 100:
+                self.connect_errors.append(reason or "QUIC handshake failed")
             return False
         return True
 

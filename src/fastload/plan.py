@@ -38,7 +38,7 @@ class Target:
 @dataclass(frozen=True)
 class Plan:
     target: Target
-    protocol: str  # "h1" | "h2"; for https without --protocol: the ALPN result, set by preflight
+    protocol: str  # "h1" | "h2" | "h3"; for https without --protocol: the ALPN result (h1/h2)
     protocol_forced: bool
     h2c: bool
     connections: int
@@ -82,7 +82,7 @@ class Plan:
         return [(d, r0 / self.workers, r1 / self.workers) for d, r0, r1 in self.stages]
 
     def with_protocol(self, protocol: str) -> Plan:
-        streams = self.streams if self.streams_given else (10 if protocol == "h2" else 1)
+        streams = self.streams if self.streams_given else (1 if protocol == "h1" else 10)
         return dataclasses.replace(self, protocol=protocol, streams=streams)
 
     def worker_connections(self, index: int) -> int:
@@ -275,15 +275,21 @@ def build_plan(
     if grpc:
         from .grpc_call import grpc_request
 
-        if protocol == "h1":
-            raise UsageError("gRPC runs over HTTP/2: --protocol h1 cannot be used")
+        if protocol in ("h1", "h3"):
+            raise UsageError(f"gRPC runs over HTTP/2: --protocol {protocol} cannot be used")
         protocol = "h2"
         target, method, headers, body = grpc_request(target, grpc_method, grpc_data_file,
                                                      grpc_data_b64, tuple(headers), grpc_proto,
                                                      grpc_message)
         body_file = None
-    if protocol is not None and protocol not in ("h1", "h2"):
-        raise UsageError(f"--protocol: {protocol!r} must be h1 or h2")
+    if protocol is not None and protocol not in ("h1", "h2", "h3"):
+        raise UsageError(f"--protocol: {protocol!r} must be h1, h2 or h3")
+    if protocol == "h3":
+        # HTTP/3 is QUIC, which always carries TLS: no cleartext form, no pipelining.
+        if not target.tls:
+            raise UsageError("--protocol h3 needs an https:// URL (HTTP/3 runs over QUIC, always TLS)")
+        if h2c:
+            raise UsageError("--h2c conflicts with --protocol h3")
     if h2c:
         if target.tls:
             raise UsageError("--h2c is HTTP/2 over cleartext: use an http:// URL (https:// negotiates h2 by ALPN)")
@@ -297,8 +303,8 @@ def build_plan(
     n_pipe = parse_count(pipeline, "--pipeline")
     if n_pipe > MAX_PIPELINE:
         raise UsageError(f"--pipeline: {n_pipe} is above the maximum of {MAX_PIPELINE}")
-    if n_pipe > 1 and protocol == "h2":
-        raise UsageError("--pipeline applies to HTTP/1.1; use --streams for HTTP/2")
+    if n_pipe > 1 and protocol in ("h2", "h3"):
+        raise UsageError(f"--pipeline applies to HTTP/1.1; use --streams for HTTP/{protocol[1]}")
     n_streams = parse_count(streams, "--streams") if streams is not None else None
     if n_streams is not None and n_streams > MAX_STREAMS:
         raise UsageError(f"--streams: {n_streams} is above the maximum of {MAX_STREAMS}")
@@ -380,7 +386,7 @@ def build_plan(
         protocol_forced=protocol is not None,
         h2c=h2c,
         connections=n_conn,
-        streams=n_streams if n_streams is not None else (10 if resolved_protocol == "h2" else 1),
+        streams=n_streams if n_streams is not None else (1 if resolved_protocol == "h1" else 10),
         streams_given=n_streams is not None,
         pipeline=n_pipe,
         duration_ns=duration_ns,

@@ -15,7 +15,7 @@ def summary(doc: dict) -> str:
     lat = doc["latency_us"]
     cfg = doc["config"]
     conc = f"{cfg['connections']} connections"
-    if doc["target"]["protocol"] == "h2":
+    if doc["target"]["protocol"] in ("h2", "h3"):
         conc += f" x {cfg['streams']} streams"
     elif cfg["pipeline"] > 1:
         conc += f", pipeline {cfg['pipeline']}"

@@ -98,6 +98,13 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
     """Checks that the target accepts a connection (and a TLS handshake), and settles the
     protocol for https:// by ALPN. Raises RunError: no traffic would be possible."""
     t = plan.target
+    if plan.protocol == "h3":
+        from .h3 import probe
+
+        reason = probe(plan, timeout_s)
+        if reason is not None:
+            raise RunError(reason)
+        return plan
     try:
         sock = socket.create_connection((t.host, t.port), timeout=timeout_s)
     except OSError as e:
