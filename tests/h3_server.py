@@ -12,6 +12,8 @@ Faults, for the error-class tests:
   answered N requests, whatever else is in flight on it;
 - --no-status-every N: every Nth response has no :status (malformed HTTP/3);
 - --bad-length-every N: every Nth response announces one byte more than its body.
+--sse N,GAP_MS streams text/event-stream instead: N events, event i at (i + 1) * GAP_MS after
+the response headers (never earlier), then the end of the stream.
 HEAD is answered with the Content-Length of the body and no body.
 """
 
@@ -55,6 +57,8 @@ class Options:
     close_after = 0
     no_status_every = 0
     bad_length_every = 0
+    sse_events = 0
+    sse_gap_s = 0.0
 
 
 COUNTERS = Counters()
@@ -122,8 +126,29 @@ class H3ServerProtocol(QuicConnectionProtocol):
         else:
             self.respond(stream_id, n)
 
+    def stream_event(self, stream_id: int, i: int, t0: float) -> None:
+        due = t0 + (i + 1) * OPTIONS.sse_gap_s
+        if time.monotonic() < due:
+            self._loop.call_later(due - time.monotonic(), self.stream_event, stream_id, i, t0)
+            return
+        last = i + 1 == OPTIONS.sse_events
+        try:
+            self.h3.send_data(stream_id, b"data: token %d\n\n" % i, end_stream=last)
+        except Exception:  # the client cancelled the stream
+            return
+        if last:
+            COUNTERS.responses += 1
+        else:
+            self.stream_event(stream_id, i + 1, t0)
+        self.transmit()
+
     def respond(self, stream_id: int, n: int) -> None:
         if self.closing or self.h3 is None:
+            return
+        if OPTIONS.sse_events:
+            self.h3.send_headers(stream_id, [(b":status", b"200"), (b"content-type", b"text/event-stream")])
+            self.transmit()
+            self.stream_event(stream_id, 0, time.monotonic())
             return
         length = len(BODY)
         if OPTIONS.bad_length_every and n % OPTIONS.bad_length_every == 0:
@@ -187,7 +212,11 @@ async def main(argv: list[str]) -> None:
     ap.add_argument("--close-after", type=int, default=0)
     ap.add_argument("--no-status-every", type=int, default=0)
     ap.add_argument("--bad-length-every", type=int, default=0)
+    ap.add_argument("--sse", default=None, metavar="N,GAP_MS")
     args = ap.parse_args(argv)
+    if args.sse:
+        n, gap = args.sse.split(",")
+        OPTIONS.sse_events, OPTIONS.sse_gap_s = int(n), float(gap) / 1000
     OPTIONS.delay_s = parse_delay(args.delay)
     OPTIONS.reset_every = args.reset_every
     OPTIONS.close_after = args.close_after

@@ -466,8 +466,8 @@ class H3Peer(TLSPeer):
 
 
 def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
-              close_after: int = 0, no_status_every: int = 0, bad_length_every: int = 0
-              ) -> H3Peer:
+              close_after: int = 0, no_status_every: int = 0, bad_length_every: int = 0,
+              sse: str | None = None) -> H3Peer:
     """tests/h3_server.py (aioquic, 1 process) with a self-signed cert at ``.cert_path``."""
     tmp = _workdir("h3")
     peer = H3Peer("h3-server", tmp, scheme="https")
@@ -477,4 +477,6 @@ def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
            "--key", str(peer.key_path), "--host", peer.host, "--port", "0", "--delay", delay,
            "--reset-every", str(reset_every), "--close-after", str(close_after),
            "--no-status-every", str(no_status_every), "--bad-length-every", str(bad_length_every)]
+    if sse:
+        cmd += ["--sse", sse]
     return peer.start(pinned(cmd, cpu), port=None)

@@ -105,6 +105,17 @@ def test_latency_matches_a_known_server_delay():
     assert lat["p50"] - delay_us < 2000
 
 
+def test_sse_over_h3_has_the_streaming_metrics():
+    # 5 events 20 ms apart, the first 20 ms after the headers.
+    with peers.h3_server(sse="5,20") as srv:
+        doc = run_h3(srv.url, "--insecure", "-n", "30", "-c", "1", "-m", "2", "-w", "1")
+        check_document(doc, 30)
+    assert doc["events"] == {"streams": 30, "total": 150, "mean": 5.0, "p50": 5, "max": 5}
+    assert doc["ttfe_us"]["min"] >= 20_000 and abs(doc["ttfe_us"]["p50"] - 20_000) <= 2_000
+    assert abs(doc["event_gap_us"]["p50"] - 20_000) <= 2_000
+    assert doc["ttfb_us"]["p50"] < doc["ttfe_us"]["p50"]
+
+
 def test_streams_beyond_the_servers_max_streams_wait_unstarted():
     # aioquic's server allows 128 concurrent request streams. Asking for 200, the other 72
     # must not start their clocks while aioquic would hold them unsent: every request then

@@ -332,6 +332,12 @@ cdef class WorkerStats:
     def py_on_failure(self, int cls, int64_t intended, int64_t now, int64_t n=1):
         self.on_failure(cls, intended, now, n)
 
+    def py_on_events(self, int64_t intended, int64_t now, int64_t prev_ns, int64_t k):
+        self.on_events(intended, now, prev_ns, k)
+
+    def py_on_stream_done(self, int64_t intended, int64_t first_ns, int64_t events):
+        self.on_stream_done(intended, first_ns, events)
+
     def py_count_bytes(self, int64_t now, int64_t n_in, int64_t n_out):
         """bytes_in/bytes_out, counted only inside the measured window like the native sessions."""
         if self.record_from_ns <= now < self.stop_ns:

@@ -140,6 +140,15 @@ class _ClientH3(H3Connection):
             self.length_mismatch.add(stream.stream_id)
 
 
+def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    """content-type text/event-stream (parameters allowed): the response's events are SSE."""
+    for name, value in headers:
+        if name == b"content-type":
+            v = value.lower()
+            return v[:17] == b"text/event-stream" and (len(v) == 17 or v[17:18] in b"; \t")
+    return False
+
+
 class H3Request:
     """The request as sent on every stream, built once per engine."""
 
@@ -316,7 +325,8 @@ class H3Session(asyncio.DatagramProtocol):
             h3.send_headers(sid, headers, end_stream=not body)
             if body:
                 h3.send_data(sid, body, end_stream=True)
-            r = [t, now, 0]
+            # intended, sent, status, first byte, SSE scanner, events, last event time
+            r = [t, now, 0, 0, None, 0, -1]
             open_[sid] = r
             self._unsent.append(r)
             stats.py_on_sent(now, 1)  # before the next may_start: the -n quota counts it
@@ -411,6 +421,8 @@ class H3Session(asyncio.DatagramProtocol):
             self.h3.length_mismatch.discard(h.stream_id)
             return
         if type(h) is HeadersReceived:
+            if r[3] == 0:
+                r[3] = now
             if r[2] == 0:
                 for name, value in h.headers:
                     if name == b":status":
@@ -418,7 +430,16 @@ class H3Session(asyncio.DatagramProtocol):
                         if status >= 200 or status < 100:  # 1xx: interim, wait for the final one
                             r[2] = status
                         break
-        elif type(h) is not DataReceived:
+                if r[2] >= 200 and _is_event_stream(h.headers):
+                    r[4] = _core.StreamScanner("sse")
+        elif type(h) is DataReceived:
+            if r[4] is not None and h.data:
+                k = r[4].feed(h.data)
+                if k:
+                    self.stats.py_on_events(r[0], now, r[6], k)
+                    r[5] += k
+                    r[6] = now
+        else:
             return
         if h.stream_ended:
             del self.open[h.stream_id]
@@ -430,8 +451,8 @@ class H3Session(asyncio.DatagramProtocol):
                 # Ended without a final status, or with a body that is not the length it
                 # announced: not a valid HTTP response.
                 self.stats.py_on_failure(_core.ERROR_PROTOCOL, r[0], now, 1)
-            else:
-                self.stats.py_on_response(r[2], r[0], now, r[1])
+            elif self.stats.py_on_response(r[2], r[0], now, r[1]):
+                self.stats.py_on_stream_done(r[0], r[3], r[5] if r[4] is not None else -1)
 
     def _handshake_done(self) -> None:
         if self._handshake_timer is not None:
