@@ -65,3 +65,23 @@ def build_h2_session_blocks(plan: Plan) -> tuple[bytes, bytes, int, bytes]:
     fields = h2_header_list(plan)
     first, steady, need = encode_session_blocks(fields)
     return first, steady, need, encode_block(fields)
+
+
+def build_h1_entries(plan: Plan) -> list[bytes]:
+    """The HTTP/1.1 bytes of every entry of plan.mix (scenario variants, body pools, trace
+    requests), in entry order: encoded once per worker, picked per request by the native mix."""
+    import dataclasses
+
+    from .bodies import filler
+
+    assert plan.mix is not None
+    out = []
+    fill_cache: dict[int, bytes] = {}
+    for v, headers, body in plan.mix.entries:
+        var = plan.mix.variants[v]
+        if isinstance(body, int):
+            body = fill_cache.get(body) or fill_cache.setdefault(body, filler(body))
+        p = dataclasses.replace(plan, method=var.method, headers=headers, body=body,
+                                target=dataclasses.replace(plan.target, path=var.path))
+        out.append(build_h1_request(p))
+    return out
