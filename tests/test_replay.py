@@ -148,3 +148,14 @@ def test_replay_against_nginx(nginx_h1, tmp_path, speed, workers):
     assert doc["schedule_lag_us"]["p50"] < 5_000
     assert span - 0.01 <= doc["duration_s"] < span + 1.0
     assert doc["config"]["scenario"]["replay_speed"] == speed
+
+
+def test_replay_over_h2c(nginx_h2c, tmp_path):
+    recs = trace(60, 0.6)
+    path = write_jsonl(tmp_path, recs)
+    counts = {p: sum(1 for r in recs if r["path"] == p) for p in {r["path"] for r in recs}}
+    before = {p: nginx_h2c.count_requests(p) for p in counts}
+    doc = run_json(nginx_h2c.url, "--h2c", "--replay", path, "-c", "2", "-w", "1")
+    assert {p: nginx_h2c.count_requests(p) - before[p] for p in counts} == counts
+    assert doc["requests"] == 60 and doc["errors"]["total"] == 0
+    assert doc["rate"]["scheduled"] == 60 and doc["rate"]["backlog"] == 0

@@ -167,14 +167,13 @@ def test_bad_scenarios_exit_2_with_one_line(nginx_h1, tmp_path, text, message):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--h2c"], "HTTP/1.1 only"),
-    (["--protocol", "h2"], "HTTP/1.1 only"),
+    (["--h2c", "--check-status", "200"], "HTTP/1.1 only"),
     (["--body", "x"], "give bodies in the file"),
     (["--replay", "/dev/null"], "exclusive"),
     (["--replay-speed", "2"], "--replay-speed applies to --replay"),
 ])
 def test_conflicting_options_exit_2(tmp_path, extra, message):
-    path = write(tmp_path, "- {path: /a}")
+    path = write(tmp_path, "- {path: /a}\n- {path: /b, checks: {status: 200}}" if "--h2c" in extra else "- {path: /a}")
     p = fastload("run", f"http://127.0.0.1:{peers.free_port()}/", "--scenario", path, *extra)
     assert p.returncode == 2 and message in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
@@ -183,3 +182,29 @@ def test_conflicting_options_exit_2(tmp_path, extra, message):
 def test_missing_scenario_file_exits_2(tmp_path):
     p = fastload("run", "http://127.0.0.1:9/", "--scenario", str(tmp_path / "nope.yaml"))
     assert p.returncode == 2 and "cannot read" in p.stderr
+
+
+H2_SCENARIO = """\
+requests:
+  - {name: small, path: /h2/small, weight: 5}
+  - {name: put, method: PUT, path: /upload/h2.bin, weight: 2, body_size: {dist: uniform, min: 1, max: 3000}}
+  # Larger than the 64 KiB initial stream window: the body waits for WINDOW_UPDATEs.
+  - {name: big, method: PUT, path: /upload/h2big.bin, weight: 1, body_size: {dist: fixed, bytes: 200000}}
+"""
+
+
+def test_h2c_scenario_counts_match_the_access_log(nginx_h2c, tmp_path):
+    path = write(tmp_path, H2_SCENARIO)
+    paths = {"small": "/h2/small", "put": "/upload/h2.bin", "big": "/upload/h2big.bin"}
+    before = {k: nginx_h2c.count_requests(p) for k, p in paths.items()}
+    doc = run_json(nginx_h2c.url, "--h2c", "--scenario", path, "-n", "1600", "-c", "4", "-m", "16", "-w", "2")
+    assert doc["requests"] == 1600 and doc["errors"]["total"] == 0
+    by = doc["by_request"]
+    for k, p in paths.items():
+        assert by[k]["requests"] == nginx_h2c.count_requests(p) - before[k]
+        assert set(by[k]["status_codes"]) <= {"200", "201", "204"}
+    assert by["big"]["body_bytes"]["min"] == by["big"]["body_bytes"]["max"] == 200000
+    assert by["big"]["requests"] > 100
+    # Every request body went out in full: at least the bodies' bytes were written.
+    body_total = sum(v["body_bytes"]["mean"] * v["requests"] for v in by.values())
+    assert doc["bytes_out"] > body_total

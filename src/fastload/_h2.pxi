@@ -139,6 +139,9 @@ ctypedef struct _H2Slot:
     int64_t recv_consumed
     int64_t body_off      # request body bytes sent; < body length while flow control holds it
     int grpc_status       # -1 until a block with grpc-status arrived
+    int entry             # request variant entry (submit_entry), -1 for the run's one request
+    const uint8_t* req_body   # this stream's request body (owned by the core or the mix)
+    int64_t req_body_len
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -226,6 +229,8 @@ cdef class H2ClientCore:
     cdef bint _cont_end_stream
 
     cdef HpackDecoder hpack
+    cdef int* ev_entry           # the entry of each event's stream (request variants)
+    cdef int ev_entry_cap
 
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
                   bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
@@ -296,6 +301,7 @@ cdef class H2ClientCore:
         free(self._pend)
         free(self._hbuf)
         free(self._tmpl)
+        free(self.ev_entry)
 
     # ---- buffers ---------------------------------------------------------------------------
 
@@ -453,7 +459,18 @@ cdef class H2ClientCore:
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
         cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns,
                                 s.grpc_status)
-        if s.body_off < self._body_len:
+        cdef void* p
+        if r == 0:
+            if self.ev_entry_cap < self.ev_cap:
+                p = realloc(self.ev_entry, self.ev_cap * sizeof(int))
+                if p == NULL:
+                    r = -1
+                else:
+                    self.ev_entry = <int*>p
+                    self.ev_entry_cap = self.ev_cap
+            if r == 0:
+                self.ev_entry[self.n_events - 1] = s.entry
+        if s.body_off < s.req_body_len:
             self._n_pending -= 1
             if kind == EV_DONE:
                 # The response is complete while our half is still open: close it without
@@ -540,6 +557,9 @@ cdef class H2ClientCore:
         s.grpc_status = -1
         s.send_win = self.peer_initial_window
         s.body_off = 0
+        s.entry = -1
+        s.req_body = self._body
+        s.req_body_len = self._body_len
         self._next_sid = sid + 2
         self.in_flight += 1
         self.exhausted = False
@@ -557,16 +577,80 @@ cdef class H2ClientCore:
             self._switch_block(self._stateless_block, BLOCK_STATELESS)
         return 0
 
+    cdef int submit_entry(self, int64_t sent_ns, int64_t intended_ns, int entry,
+                          const uint8_t* block, Py_ssize_t blen, const uint8_t* body,
+                          Py_ssize_t body_len) noexcept:
+        """submit_at() for one of several request variants: its own stateless header block
+        and body (both kept alive by the caller), written straight to the output."""
+        cdef uint32_t sid
+        cdef _H2Slot* s
+        cdef uint8_t* p
+        cdef Py_ssize_t pos = 0, chunk, fmax = self.peer_max_frame_size
+        cdef uint8_t flags
+        if not self.can_submit():
+            return -1
+        sid = self._next_sid
+        while True:
+            s = &self._slots[((sid - 1) >> 1) & self._mask]
+            if s.state == ST_FREE:
+                break
+            sid += 2
+        if sid > MAX_SID:
+            self._next_sid = sid
+            self._update_exhausted()
+            return -1
+        # HEADERS, then CONTINUATION for what does not fit in one frame (as _build_template).
+        p = self._reserve(blen + 9 * ((blen + fmax - 1) // fmax + 1))
+        if p == NULL:
+            return -1
+        while True:
+            chunk = blen - pos
+            if chunk > fmax:
+                chunk = fmax
+            flags = 0
+            if pos + chunk == blen:
+                flags |= FL_END_HEADERS
+            if pos == 0 and body_len == 0:
+                flags |= FL_END_STREAM
+            _wr_fh(self.out + self.out_len, <uint32_t>chunk, F_HEADERS if pos == 0 else F_CONTINUATION,
+                   flags, sid)
+            memcpy(self.out + self.out_len + 9, block + pos, chunk)
+            self.out_len += 9 + chunk
+            pos += chunk
+            if pos >= blen:
+                break
+        s.sid = sid
+        s.state = ST_OPEN
+        s.status = 0
+        s.sent_ns = sent_ns
+        s.intended_ns = intended_ns
+        s.body_bytes = 0
+        s.recv_consumed = 0
+        s.grpc_status = -1
+        s.send_win = self.peer_initial_window
+        s.body_off = 0
+        s.entry = entry
+        s.req_body = body
+        s.req_body_len = body_len
+        self._next_sid = sid + 2
+        self.in_flight += 1
+        self.exhausted = False
+        if body_len:
+            self._n_pending += 1
+            if self._pump(s) < 0:
+                return -1
+        return 0
+
     cdef int _pump(self, _H2Slot* s) noexcept:
         """DATA for as much of the stream's body as both send windows allow."""
-        cdef const uint8_t* body = self._body
+        cdef const uint8_t* body = s.req_body
         cdef int64_t avail, chunk
         cdef uint8_t* p
-        while s.body_off < self._body_len:
+        while s.body_off < s.req_body_len:
             avail = s.send_win if s.send_win < self.conn_send_window else self.conn_send_window
             if avail <= 0:
                 return 0
-            chunk = self._body_len - s.body_off
+            chunk = s.req_body_len - s.body_off
             if chunk > avail:
                 chunk = avail
             if chunk > self.peer_max_frame_size:
@@ -575,7 +659,7 @@ cdef class H2ClientCore:
             if p == NULL:
                 return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
             _wr_fh(p, <uint32_t>chunk, F_DATA,
-                   FL_END_STREAM if s.body_off + chunk == self._body_len else 0, s.sid)
+                   FL_END_STREAM if s.body_off + chunk == s.req_body_len else 0, s.sid)
             memcpy(p + 9, body + s.body_off, chunk)
             self.out_len += 9 + chunk
             s.body_off += chunk
@@ -597,7 +681,7 @@ cdef class H2ClientCore:
                 break
             i = (start + k) & self._mask
             s = &self._slots[i]
-            if s.state == ST_OPEN and s.body_off < self._body_len:
+            if s.state == ST_OPEN and s.body_off < s.req_body_len:
                 before = s.body_off
                 if self._pump(s) < 0:
                     return -1
@@ -961,7 +1045,7 @@ cdef class H2ClientCore:
         s.send_win += inc
         if s.send_win > MAX_WINDOW:
             return self._stream_error(s, H2_FLOW_CONTROL_ERROR)
-        if s.body_off < self._body_len:
+        if s.body_off < s.req_body_len:
             return self._pump(s)
         return 0
 

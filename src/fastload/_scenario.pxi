@@ -27,6 +27,9 @@ cdef class RequestMix:
     cdef PyObject** entry_obj     # borrowed from self.entries
     cdef Py_ssize_t* entry_len
     cdef list entries             # keeps the request objects alive
+    cdef PyObject** entry_body    # HTTP/2: the request body of each entry (entries: header blocks)
+    cdef Py_ssize_t* entry_body_len
+    cdef list bodies
     cdef uint64_t rng
     cdef public double sample_p   # fraction of responses checked; 0: no checks
     cdef public Py_ssize_t capture_limit
@@ -43,9 +46,10 @@ cdef class RequestMix:
     cdef PyObject** hist_ptr
 
     def __cinit__(self, list entries, list entry_variant, list weights, seed=1,
-                  list entry_head=None):
-        """entries: request objects (bytes for HTTP/1.1), grouped by variant in order;
-        entry_variant[i]: the variant of entries[i]; weights: one per variant (sum > 0)."""
+                  list entry_head=None, list bodies=None):
+        """entries: request objects (HTTP/1.1 bytes, or HTTP/2 stateless header blocks with
+        `bodies` alongside), grouped by variant in order; entry_variant[i]: the variant of
+        entries[i]; weights: one per variant (sum > 0)."""
         cdef int i, v
         cdef double total = 0.0, acc = 0.0
         self.n_variants = len(weights)
@@ -94,6 +98,18 @@ cdef class RequestMix:
             obj = self.entries[i]
             self.entry_obj[i] = <PyObject*>obj
             self.entry_len[i] = len(obj)
+        if bodies is not None:
+            if len(bodies) != ne:
+                raise ValueError("one body per entry")
+            self.bodies = [bytes(b) for b in bodies]
+            self.entry_body = <PyObject**>malloc(sizeof(PyObject*) * ne)
+            self.entry_body_len = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * ne)
+            if self.entry_body == NULL or self.entry_body_len == NULL:
+                raise MemoryError()
+            for i in range(ne):
+                obj = self.bodies[i]
+                self.entry_body[i] = <PyObject*>obj
+                self.entry_body_len[i] = len(obj)
         for v in range(nv):
             if self.pool_len[v] == 0 and weights[v] > 0:
                 raise ValueError(f"variant {v} has a weight but no entries")
@@ -124,6 +140,8 @@ cdef class RequestMix:
         free(self.e_requests)
         free(self.v_sum_ns)
         free(self.hist_ptr)
+        free(self.entry_body)
+        free(self.entry_body_len)
 
     cdef inline double uniform(self) noexcept:
         # xorshift64*, as WorkerStats.uniform; its own state so that picks do not shift arrivals.

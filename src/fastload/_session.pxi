@@ -640,6 +640,7 @@ cdef class H2Session(_Session):
     cdef H2ClientCore core
     cdef int64_t last_out
     cdef bint grpc
+    cdef RequestMix mix          # request variants (stats.mix), or None
     # HTTP/2 reads carry many responses: uvloop reads straight into this buffer.
     cdef bytearray rbuf
     cdef object rview
@@ -661,6 +662,9 @@ cdef class H2Session(_Session):
         self.grpc = grpc
         self.core = H2ClientCore(header_block, body, streams, first_block, table_need,
                                  stateless_block, grpc)
+        self.mix = stats.mix
+        if self.mix is not None and self.mix.entry_body == NULL:
+            raise ValueError("an HTTP/2 request mix needs header blocks and bodies")
 
     cdef void flush(self) noexcept:
         cdef Py_ssize_t n = self.core.out_len
@@ -685,6 +689,9 @@ cdef class H2Session(_Session):
         if self.closed or self.paused or self.stopping:
             return
         now = now_ns()
+        if self.mix is not None:
+            self.fill_mix(now)
+            return
         while self.core.can_submit() and self.stats.may_start(now):
             t = self.stats.take_due(now)
             if t < 0:
@@ -694,19 +701,58 @@ cdef class H2Session(_Session):
             self.stats.on_sent(now, 1)
         self.flush()
 
+    cdef void fill_mix(self, int64_t now) noexcept:
+        """fill() with a variant per request: its header block and body."""
+        cdef int64_t t
+        cdef int e
+        cdef RequestMix m = self.mix
+        while self.core.can_submit() and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            e = self.stats.pick_entry()
+            if self.core.submit_entry(now, t, e,
+                                      <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_obj[e]),
+                                      m.entry_len[e],
+                                      <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_body[e]),
+                                      m.entry_body_len[e]) < 0:
+                break
+            self.stats.on_sent(now, 1)
+        self.flush()
+
+    cdef inline void mix_event(self, int i, int cls, int64_t now) noexcept:
+        """Per-variant record of event i: cls < 0 for a recorded response."""
+        cdef int e
+        if i >= self.core.ev_entry_cap:
+            return  # the entry array could not grow (out of memory): the core fails the connection
+        e = self.core.ev_entry[i]
+        if e < 0:
+            return
+        if cls < 0:
+            self.mix.on_response(e, self.core.ev_status[i], now - self.core.ev_intended_ns[i])
+        elif self.core.ev_intended_ns[i] >= self.stats.record_from_ns and now < self.stats.stop_ns:
+            self.mix.on_failure(e, cls)
+
     cdef void handle_events(self, int64_t now) noexcept:
         cdef int i, kind
         for i in range(self.core.n_events):
             kind = self.core.ev_kind[i]
             if kind == EV_DONE:
                 if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                          self.core.ev_sent_ns[i]) and self.grpc:
-                    self.stats.on_grpc(self.core.ev_grpc[i])
+                                          self.core.ev_sent_ns[i]):
+                    if self.grpc:
+                        self.stats.on_grpc(self.core.ev_grpc[i])
+                    if self.mix is not None:
+                        self.mix_event(i, -1, now)
             elif kind == EV_TIMEOUT:
                 self.stats.on_failure(ERR_TIMEOUT, self.core.ev_intended_ns[i], now, 1)
+                if self.mix is not None:
+                    self.mix_event(i, ERR_TIMEOUT, now)
             else:
                 # EV_RESET and EV_REFUSED: the stream produced no response.
                 self.stats.on_failure(ERR_RESET, self.core.ev_intended_ns[i], now, 1)
+                if self.mix is not None:
+                    self.mix_event(i, ERR_RESET, now)
         self.core.clear_events()
 
     def buffer_updated(self, Py_ssize_t nbytes):
@@ -739,10 +785,15 @@ cdef class H2Session(_Session):
         for i in range(self.core.n_events):
             if self.core.ev_kind[i] == EV_DONE:
                 if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                          self.core.ev_sent_ns[i]) and self.grpc:
-                    self.stats.on_grpc(self.core.ev_grpc[i])
+                                          self.core.ev_sent_ns[i]):
+                    if self.grpc:
+                        self.stats.on_grpc(self.core.ev_grpc[i])
+                    if self.mix is not None:
+                        self.mix_event(i, -1, now)
             else:
                 self.stats.on_failure(cls, self.core.ev_intended_ns[i], now, 1)
+                if self.mix is not None:
+                    self.mix_event(i, cls, now)
         self.core.clear_events()
 
     cdef on_lost(self, exc):

@@ -305,13 +305,8 @@ def build_plan(
     sample = parse_sample(check_sample)
     if check_sample is not None and not flag_checks and scenario is None:
         raise UsageError("--check-sample: no checks to sample (add --check-status, --check-body-contains, ...)")
-    if (mixed or flag_checks) and (grpc_method is not None or protocol == "h2" or h2c):
-        # The HTTP/2 session sends one pre-encoded request per connection; variants, trace replay
-        # and response checks are implemented for HTTP/1.1 only so far.
-        raise UsageError("--scenario, --replay and --check-* support HTTP/1.1 only for now "
-                         "(drop --protocol h2/--h2c/grpc)")
-    if mixed or flag_checks:
-        protocol = "h1"  # https:// must not negotiate h2 by ALPN
+    if (mixed or flag_checks) and grpc_method is not None:
+        raise UsageError("--scenario, --replay and --check-* do not apply to fastload grpc")
     grpc = grpc_method is not None
     if grpc:
         from .grpc_call import grpc_request
@@ -430,6 +425,10 @@ def build_plan(
         from .scenario import single
 
         mix = single(method, target.path, parsed_headers, body_bytes, flag_checks, sample)
+    if mix is not None and mix.has_checks and (resolved_protocol == "h2" or h2c):
+        # Checks need the response bytes; only the HTTP/1.1 session captures them so far.
+        raise UsageError("response checks (--check-*, scenario checks) support HTTP/1.1 only for now: "
+                         "drop --protocol h2/--h2c or the checks")
     if ca is not None:
         if not target.tls:
             raise UsageError("--ca applies to https:// URLs")
@@ -438,7 +437,8 @@ def build_plan(
     return Plan(
         target=target,
         protocol=resolved_protocol,
-        protocol_forced=protocol is not None,
+        # With checks, https:// must not negotiate h2 by ALPN (see above).
+        protocol_forced=protocol is not None or (mix is not None and mix.has_checks),
         h2c=h2c,
         connections=n_conn,
         streams=n_streams if n_streams is not None else (10 if resolved_protocol == "h2" else 1),
