@@ -208,3 +208,20 @@ def test_h2c_scenario_counts_match_the_access_log(nginx_h2c, tmp_path):
     # Every request body went out in full: at least the bodies' bytes were written.
     body_total = sum(v["body_bytes"]["mean"] * v["requests"] for v in by.values())
     assert doc["bytes_out"] > body_total
+
+
+def test_readme_scenario_example_is_valid(tmp_path):
+    from fastload.plan import build_plan
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "a.bin").write_bytes(b"x" * 10)
+    path = write(tmp_path, block)
+    plan = build_plan("http://127.0.0.1:8080/", scenario=path, requests=10)
+    mix = plan.mix
+    assert [v.name for v in mix.variants] == ["home", "item", "prompt", "upload", "ping"]
+    assert mix.has_checks and mix.variants[1].checks.json_eq == (("data.id", 42),)
+    sizes = [b for v, _, b in mix.entries if v == 2]
+    assert len(sizes) == 1024 and max(sizes) <= 32768
+    assert dict(mix.variants[0].headers)["Authorization"] == "Bearer t0k3n"
+    assert [b for v, _, b in mix.entries if v == 4] == [b'{"hello":"world"}']

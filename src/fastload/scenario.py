@@ -108,8 +108,10 @@ def load_file(path: str, flag: str) -> Any:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else "syntax error"
-        raise UsageError(f"{flag} {path!r}: invalid YAML: {first}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = getattr(e, "problem", None) or (str(e).splitlines() or ["syntax error"])[0]
+        raise UsageError(f"{flag} {path!r}: invalid YAML{where}: {what}") from None
 
 
 def parse_headers(spec: Any, where: str) -> tuple[tuple[str, str], ...]:
