@@ -225,3 +225,26 @@ def test_readme_scenario_example_is_valid(tmp_path):
     assert len(sizes) == 1024 and max(sizes) <= 32768
     assert dict(mix.variants[0].headers)["Authorization"] == "Bearer t0k3n"
     assert [b for v, _, b in mix.entries if v == 4] == [b'{"hello":"world"}']
+
+
+def test_merge_combines_by_request_exactly(nginx_h1, tmp_path):
+    from hdrh.histogram import HdrHistogram
+
+    path = write(tmp_path, "- {path: /m/a, weight: 2, checks: {status: 200}}\n- {path: /m/b, weight: 1}\n")
+    outs = []
+    for i in range(2):
+        out = tmp_path / f"r{i}.json"
+        p = fastload("run", nginx_h1.url, "--scenario", path, "-n", "300", "-c", "2", "-w", "1",
+                     "--seed", str(i + 1), "--json", str(out), "--quiet")
+        assert p.returncode == 0, p.stderr
+        outs.append(json.loads(out.read_text()))
+    p = fastload("merge", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"))
+    assert p.returncode == 0, p.stderr
+    merged = json.loads(p.stdout)
+    for name in ("GET /m/a", "GET /m/b"):
+        want = sum(d["by_request"][name]["requests"] for d in outs)
+        got = merged["by_request"][name]
+        assert got["requests"] == want
+        assert HdrHistogram.decode(got["histogram"]).get_total_count() == want
+    assert merged["checks"]["checked"] == sum(d["checks"]["checked"] for d in outs)
+    assert merged["by_request"]["GET /m/a"]["checks"]["failed"] == 0
