@@ -159,3 +159,14 @@ def test_replay_over_h2c(nginx_h2c, tmp_path):
     assert {p: nginx_h2c.count_requests(p) - before[p] for p in counts} == counts
     assert doc["requests"] == 60 and doc["errors"]["total"] == 0
     assert doc["rate"]["scheduled"] == 60 and doc["rate"]["backlog"] == 0
+
+
+def test_replay_with_checks(nginx_h1, tmp_path):
+    path = write_jsonl(tmp_path, [{"offset": i * 0.005, "path": "/status/404" if i % 4 == 0 else "/rp/ok"}
+                                  for i in range(40)])
+    p = fastload("run", nginx_h1.url, "--replay", path, "--check-status", "200", "--slo", "checks==10",
+                 "--json", "-", "--quiet")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["checks"]["checked"] == 40 and doc["errors"]["check_failed"] == 10
+    assert doc["by_request"]["GET /status/404"]["checks"]["failed"] == 10

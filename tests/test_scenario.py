@@ -248,3 +248,13 @@ def test_merge_combines_by_request_exactly(nginx_h1, tmp_path):
         assert HdrHistogram.decode(got["histogram"]).get_total_count() == want
     assert merged["checks"]["checked"] == sum(d["checks"]["checked"] for d in outs)
     assert merged["by_request"]["GET /m/a"]["checks"]["failed"] == 0
+
+
+def test_scenario_in_the_open_model(nginx_h1, tmp_path):
+    # -R with a scenario: the schedule decides when, the picker what; -n keeps the count exact.
+    path = write(tmp_path, "- {path: /open/a, weight: 1}\n- {path: /open/b, weight: 1}\n")
+    before = {p: nginx_h1.count_requests(p) for p in ("/open/a", "/open/b")}
+    doc = run_json(nginx_h1.url, "--scenario", path, "-R", "1000", "-n", "600", "-c", "8", "-w", "1")
+    assert doc["requests"] == 600 and doc["rate"]["target"] == 1000
+    for p in ("/open/a", "/open/b"):
+        assert doc["by_request"][f"GET {p}"]["requests"] == nginx_h1.count_requests(p) - before[p]
