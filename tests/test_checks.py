@@ -192,10 +192,42 @@ def test_checks_slo_without_checks_is_rejected():
     (["--check-json", "a.b"], "not PATH=VALUE"),
     (["--check-status", "abc"], "not a status code"),
     (["--check-sample", "0.5"], "no checks to sample"),
-    (["--check-status", "200", "--h2c"], "HTTP/1.1 only"),
 ])
 def test_bad_check_flags_exit_2_before_traffic(args, message):
     p = fastload("run", "http://127.0.0.1:9/", "-n", "1", *args)
     assert p.returncode == 2, p.stderr
     line, = p.stderr.strip().splitlines()
     assert message in line
+
+
+@pytest.fixture(scope="module")
+def big_body_server():
+    import peers
+
+    peer = peers.fastload_server(body_size=100_000)
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+@pytest.mark.parametrize("proto", [[], ["--h2c"]])
+def test_large_bodies_are_checked_whole(big_body_server, proto):
+    # 100 kB: several reads over HTTP/1.1, several DATA frames over HTTP/2; the end of the
+    # body must be in the capture, and max_body sees the full length.
+    doc = run_json(big_body_server.url, *proto, "-n", "200", "-c", "2", "-w", "1",
+                   "--check-body-regex", r"^x+\n$", "--check-max-body", "100000")
+    assert doc["checks"]["checked"] == 200 and doc["checks"]["failed"] == 0
+    doc = run_json(big_body_server.url, *proto, "-n", "200", "-c", "2", "-w", "1",
+                   "--check-max-body", "99999", "--check-sample", "0.5")
+    c = doc["checks"]
+    assert c["failed"] == c["checked"] > 50 and c["by_check"] == {"max_body": c["checked"]}
+
+
+def test_h2c_checks_against_nginx(nginx_h2c):
+    doc = run_json(f"{nginx_h2c.url}json", "--h2c", "-n", "1000", "-c", "2", "-m", "16", "-w", "1",
+                   "--check-json", "data.items.0.id=5", "--check-body-contains", "ok")
+    assert doc["checks"]["checked"] == 1000 and doc["checks"]["failed"] == 0
+    doc = run_json(f"{nginx_h2c.url}json", "--h2c", "-n", "1000", "-c", "2", "-m", "16", "-w", "1",
+                   "--check-json", "data.items.0.id=6", "--slo", "checks<0.1%", code=1)
+    assert doc["checks"]["failed"] == 1000 == doc["errors"]["check_failed"]

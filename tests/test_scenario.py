@@ -167,13 +167,12 @@ def test_bad_scenarios_exit_2_with_one_line(nginx_h1, tmp_path, text, message):
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--h2c", "--check-status", "200"], "HTTP/1.1 only"),
     (["--body", "x"], "give bodies in the file"),
     (["--replay", "/dev/null"], "exclusive"),
     (["--replay-speed", "2"], "--replay-speed applies to --replay"),
 ])
 def test_conflicting_options_exit_2(tmp_path, extra, message):
-    path = write(tmp_path, "- {path: /a}\n- {path: /b, checks: {status: 200}}" if "--h2c" in extra else "- {path: /a}")
+    path = write(tmp_path, "- {path: /a}")
     p = fastload("run", f"http://127.0.0.1:{peers.free_port()}/", "--scenario", path, *extra)
     assert p.returncode == 2 and message in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1

@@ -142,6 +142,8 @@ ctypedef struct _H2Slot:
     int entry             # request variant entry (submit_entry), -1 for the run's one request
     const uint8_t* req_body   # this stream's request body (owned by the core or the mix)
     int64_t req_body_len
+    uint8_t* cap          # sampled for checks: the response body so far (malloc'd), else NULL
+    Py_ssize_t cap_len
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -231,6 +233,10 @@ cdef class H2ClientCore:
     cdef HpackDecoder hpack
     cdef int* ev_entry           # the entry of each event's stream (request variants)
     cdef int ev_entry_cap
+    cdef uint8_t** ev_capture    # ... its captured response body (sampled streams), else NULL
+    cdef Py_ssize_t* ev_capture_len
+    cdef int n_ev_caps           # events holding a capture (freed by clear_events)
+    cdef public Py_ssize_t capture_limit
 
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
                   bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
@@ -290,6 +296,7 @@ cdef class H2ClientCore:
             raise MemoryError()
 
     def __dealloc__(self):
+        cdef uint32_t i
         free(self.out)
         free(self.ev_kind)
         free(self.ev_status)
@@ -297,11 +304,17 @@ cdef class H2ClientCore:
         free(self.ev_intended_ns)
         free(self.ev_body_bytes)
         free(self.ev_grpc)
-        free(self._slots)
         free(self._pend)
         free(self._hbuf)
         free(self._tmpl)
+        self.clear_events()
+        if self._slots != NULL:
+            for i in range(self._mask + 1):
+                free(self._slots[i].cap)
+        free(self._slots)
         free(self.ev_entry)
+        free(self.ev_capture)
+        free(self.ev_capture_len)
 
     # ---- buffers ---------------------------------------------------------------------------
 
@@ -363,6 +376,13 @@ cdef class H2ClientCore:
         self.out_len = 0
 
     cdef void clear_events(self) noexcept:
+        cdef int i
+        if self.n_ev_caps:
+            for i in range(self.n_events):
+                if self.ev_capture[i] != NULL:
+                    free(self.ev_capture[i])
+                    self.ev_capture[i] = NULL
+            self.n_ev_caps = 0
         self.n_events = 0
 
     cdef int _build_template(self) noexcept:
@@ -460,16 +480,36 @@ cdef class H2ClientCore:
         cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns,
                                 s.grpc_status)
         cdef void* p
+        cdef void* q
+        cdef void* c
+        cdef int i
         if r == 0:
             if self.ev_entry_cap < self.ev_cap:
                 p = realloc(self.ev_entry, self.ev_cap * sizeof(int))
-                if p == NULL:
+                if p != NULL:
+                    self.ev_entry = <int*>p
+                q = realloc(self.ev_capture, self.ev_cap * sizeof(uint8_t*))
+                if q != NULL:
+                    self.ev_capture = <uint8_t**>q
+                c = realloc(self.ev_capture_len, self.ev_cap * sizeof(Py_ssize_t))
+                if c != NULL:
+                    self.ev_capture_len = <Py_ssize_t*>c
+                if p == NULL or q == NULL or c == NULL:
                     r = -1
                 else:
-                    self.ev_entry = <int*>p
+                    for i in range(self.ev_entry_cap, self.ev_cap):
+                        self.ev_capture[i] = NULL
                     self.ev_entry_cap = self.ev_cap
             if r == 0:
                 self.ev_entry[self.n_events - 1] = s.entry
+                if s.cap != NULL:
+                    # The capture goes with the event; clear_events frees it.
+                    self.ev_capture[self.n_events - 1] = s.cap
+                    self.ev_capture_len[self.n_events - 1] = s.cap_len
+                    self.n_ev_caps += 1
+                    s.cap = NULL
+        free(s.cap)
+        s.cap = NULL
         if s.body_off < s.req_body_len:
             self._n_pending -= 1
             if kind == EV_DONE:
@@ -579,9 +619,10 @@ cdef class H2ClientCore:
 
     cdef int submit_entry(self, int64_t sent_ns, int64_t intended_ns, int entry,
                           const uint8_t* block, Py_ssize_t blen, const uint8_t* body,
-                          Py_ssize_t body_len) noexcept:
+                          Py_ssize_t body_len, bint capture=False) noexcept:
         """submit_at() for one of several request variants: its own stateless header block
-        and body (both kept alive by the caller), written straight to the output."""
+        and body (both kept alive by the caller), written straight to the output. capture:
+        keep the response body (up to capture_limit) for the checks, in ev_capture."""
         cdef uint32_t sid
         cdef _H2Slot* s
         cdef uint8_t* p
@@ -632,6 +673,9 @@ cdef class H2ClientCore:
         s.entry = entry
         s.req_body = body
         s.req_body_len = body_len
+        s.cap_len = 0
+        if capture and self.capture_limit > 0:
+            s.cap = <uint8_t*>malloc(self.capture_limit)  # sampled requests only
         self._next_sid = sid + 2
         self.in_flight += 1
         self.exhausted = False
@@ -855,6 +899,8 @@ cdef class H2ClientCore:
         if s.status == 0:
             return self._stream_error(s, H2_PROTOCOL_ERROR)
         s.body_bytes += dlen
+        if s.cap != NULL and dlen:
+            self._capture(s, p + (1 if flags & FL_PADDED else 0), dlen)
         if flags & FL_END_STREAM:
             return self._finish(s, EV_DONE, s.status)
         s.recv_consumed += length
@@ -863,6 +909,13 @@ cdef class H2ClientCore:
                 return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
             s.recv_consumed = 0
         return 0
+
+    cdef inline void _capture(self, _H2Slot* s, const uint8_t* p, Py_ssize_t n) noexcept:
+        if n > self.capture_limit - s.cap_len:
+            n = self.capture_limit - s.cap_len
+        if n > 0:
+            memcpy(s.cap + s.cap_len, p, n)
+            s.cap_len += n
 
     cdef int _headers(self, uint8_t flags, uint32_t sid, const uint8_t* p,
                       uint32_t length) noexcept:

@@ -665,6 +665,8 @@ cdef class H2Session(_Session):
         self.mix = stats.mix
         if self.mix is not None and self.mix.entry_body == NULL:
             raise ValueError("an HTTP/2 request mix needs header blocks and bodies")
+        if self.mix is not None and self.mix.sample_p > 0:
+            self.core.capture_limit = self.mix.capture_limit
 
     cdef void flush(self) noexcept:
         cdef Py_ssize_t n = self.core.out_len
@@ -715,7 +717,7 @@ cdef class H2Session(_Session):
                                       <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_obj[e]),
                                       m.entry_len[e],
                                       <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_body[e]),
-                                      m.entry_body_len[e]) < 0:
+                                      m.entry_body_len[e], m.sample()) < 0:
                 break
             self.stats.on_sent(now, 1)
         self.flush()
@@ -730,6 +732,10 @@ cdef class H2Session(_Session):
             return
         if cls < 0:
             self.mix.on_response(e, self.core.ev_status[i], now - self.core.ev_intended_ns[i])
+            if self.core.ev_capture[i] != NULL and not self.mix.run_check(
+                    e, self.core.ev_status[i], <const char*>self.core.ev_capture[i],
+                    self.core.ev_capture_len[i], self.core.ev_body_bytes[i]):
+                self.stats.on_check_failed()
         elif self.core.ev_intended_ns[i] >= self.stats.record_from_ns and now < self.stats.stop_ns:
             self.mix.on_failure(e, cls)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from .errors import UsageError
 
-# Raw bytes captured per sampled response (headers + body); body checks see at most this much.
+# Bytes captured per sampled response (HTTP/1.1: headers + raw body; HTTP/2: the body); body
+# checks see at most this much.
 CAPTURE_DEFAULT = 1 << 20
 _CHECK_KEYS = {"status", "body_contains", "body_regex", "json", "max_body"}
 
@@ -248,10 +249,12 @@ def json_get(doc: object, path: str) -> object:
 
 
 class Checker:
-    """Runs one request variant's checks; counts per check name for the result."""
+    """Runs one request variant's checks on a raw HTTP/1.1 response, or with body_only (HTTP/2,
+    where the session captures DATA payloads) on the body itself."""
 
-    def __init__(self, spec: CheckSpec) -> None:
+    def __init__(self, spec: CheckSpec, body_only: bool = False) -> None:
         self.spec = spec
+        self.body_only = body_only
         self.status = frozenset(spec.status) if spec.status is not None else None
         self.contains = [(f"body_contains:{s}", s.encode("utf-8")) for s in spec.contains]
         self.regex = [(f"body_regex:{r}", _compile(r, "body_regex")) for r in spec.regex]
@@ -267,7 +270,7 @@ class Checker:
             failed.append("max_body")
         if not self.needs_body:
             return failed
-        _, body = split_response(raw)
+        body = raw if self.body_only else split_response(raw)[1]
         for name, needle in self.contains:
             if needle not in body:
                 failed.append(name)
@@ -289,8 +292,8 @@ class Checker:
 class CheckRunner:
     """The worker's callback for sampled responses: variant index -> Checker, with counts."""
 
-    def __init__(self, specs: list[CheckSpec]) -> None:
-        self.checkers = [Checker(s) if s else None for s in specs]
+    def __init__(self, specs: list[CheckSpec], body_only: bool = False) -> None:
+        self.checkers = [Checker(s, body_only) if s else None for s in specs]
         self.checked = [0] * len(specs)
         self.failed = [0] * len(specs)
         self.by_check: list[dict[str, int]] = [{} for _ in specs]

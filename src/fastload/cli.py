@@ -66,7 +66,7 @@ def main() -> None:
 @click.option("--scenario", default=None, metavar="FILE",
               help="Weighted request variants from a YAML/JSON file (method, path or url, headers, "
                    "body / body_file / generated body_size, weight, checks); picked per request, "
-                   "results per variant in by_request. HTTP/1.1 and HTTP/2 (checks: HTTP/1.1). "
+                   "results per variant in by_request. HTTP/1.1 and HTTP/2. "
                    "See README 'Scenarios'.")
 @click.option("--replay", default=None, metavar="FILE",
               help="Replay a trace (JSON lines or CSV: offset, method, path, body or size, headers): "
@@ -87,8 +87,7 @@ def main() -> None:
               help="Response check: the body is at most BYTES long.")
 @click.option("--check-sample", default=None, metavar="P",
               help="Check this fraction of responses (0.01 or 1%) [default: all]. A failed check "
-                   "counts as errors.check_failed; SLO metric `checks` (checks<0.1%). Checks need "
-                   "HTTP/1.1.")
+                   "counts as errors.check_failed; SLO metric `checks` (checks<0.1%).")
 @click.option("-R", "--rate", default=None,
               help="Open model: total requests/s across workers (e.g. 2000, 10k), sent on a schedule "
                    "independent of responses; latency counts from each request's intended time.")

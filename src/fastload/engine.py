@@ -52,7 +52,7 @@ def build_mix(plan: Plan, index: int) -> _core.RequestMix:
     if m.has_checks:
         mix.sample_p = m.sample
         mix.capture_limit = m.capture_limit
-        mix.checker = CheckRunner([v.checks for v in m.variants])
+        mix.checker = CheckRunner([v.checks for v in m.variants], body_only=plan.protocol == "h2")
     return mix
 
 

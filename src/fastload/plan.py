@@ -425,10 +425,6 @@ def build_plan(
         from .scenario import single
 
         mix = single(method, target.path, parsed_headers, body_bytes, flag_checks, sample)
-    if mix is not None and mix.has_checks and (resolved_protocol == "h2" or h2c):
-        # Checks need the response bytes; only the HTTP/1.1 session captures them so far.
-        raise UsageError("response checks (--check-*, scenario checks) support HTTP/1.1 only for now: "
-                         "drop --protocol h2/--h2c or the checks")
     if ca is not None:
         if not target.tls:
             raise UsageError("--ca applies to https:// URLs")
@@ -437,8 +433,7 @@ def build_plan(
     return Plan(
         target=target,
         protocol=resolved_protocol,
-        # With checks, https:// must not negotiate h2 by ALPN (see above).
-        protocol_forced=protocol is not None or (mix is not None and mix.has_checks),
+        protocol_forced=protocol is not None,
         h2c=h2c,
         connections=n_conn,
         streams=n_streams if n_streams is not None else (10 if resolved_protocol == "h2" else 1),
