@@ -257,3 +257,16 @@ def test_scenario_in_the_open_model(nginx_h1, tmp_path):
     assert doc["requests"] == 600 and doc["rate"]["target"] == 1000
     for p in ("/open/a", "/open/b"):
         assert doc["by_request"][f"GET {p}"]["requests"] == nginx_h1.count_requests(p) - before[p]
+
+
+def test_html_report_shows_the_variants(nginx_h1, tmp_path):
+    path = write(tmp_path, "- {name: alpha, path: /html/a, checks: {status: 200}}\n- {name: beta, path: /html/b}\n")
+    out = tmp_path / "r.json"
+    p = fastload("run", nginx_h1.url, "--scenario", path, "-n", "200", "-c", "2", "-w", "1",
+                 "--json", str(out), "--quiet")
+    assert p.returncode == 0, p.stderr
+    p = fastload("report", str(out), "--html", str(tmp_path / "r.html"))
+    assert p.returncode == 0, p.stderr
+    page = (tmp_path / "r.html").read_text()
+    assert '<section id="by-request">' in page and "<code>alpha</code>" in page and "<code>beta</code>" in page
+    assert 'id="checks"' in page
