@@ -1171,6 +1171,23 @@ cdef class H2ClientCore:
         self.receive(data, len(data))
         return self._take_events(), self._take_out()
 
+    def submit_entry_py(self, int64_t sent_ns, int entry, bytes block, bytes body, bint capture):
+        """submit_entry() for tests; the caller keeps block and body alive until the stream ends."""
+        if self.submit_entry(sent_ns, sent_ns, entry, <const uint8_t*>(<char*>block), len(block),
+                             <const uint8_t*>(<char*>body), len(body), capture) < 0:
+            return None
+        return self._take_out()
+
+    def receive_entries_py(self, bytes data):
+        """receive() for tests of variants: [(kind, status, entry, captured body or None)], out."""
+        cdef int i
+        self.receive(data, len(data))
+        ev = [(self.ev_kind[i], self.ev_status[i], self.ev_entry[i],
+               PyBytes_FromStringAndSize(<char*>self.ev_capture[i], self.ev_capture_len[i])
+               if self.ev_capture[i] != NULL else None) for i in range(self.n_events)]
+        self.clear_events()
+        return ev, self._take_out()
+
     def expire_py(self, int64_t older_than_ns):
         self.expire(older_than_ns)
         return self._take_events(), self._take_out()
