@@ -231,3 +231,15 @@ def test_h2c_checks_against_nginx(nginx_h2c):
     doc = run_json(f"{nginx_h2c.url}json", "--h2c", "-n", "1000", "-c", "2", "-m", "16", "-w", "1",
                    "--check-json", "data.items.0.id=6", "--slo", "checks<0.1%", code=1)
     assert doc["checks"]["failed"] == 1000 == doc["errors"]["check_failed"]
+
+
+def test_scenario_checks_over_tls_alpn_h2(nghttpd_tls, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("- {path: /, weight: 3, checks: {status: 2xx}}\n- {path: /nope, weight: 1, checks: {status: 200}}\n")
+    doc = run_json(nghttpd_tls.url, "--ca", str(nghttpd_tls.cert_path), "--scenario", str(path),
+                   "-n", "800", "-c", "2", "-w", "1")
+    assert doc["target"]["protocol"] == "h2"
+    by = doc["by_request"]
+    assert by["GET /"]["checks"]["failed"] == 0
+    assert by["GET /nope"]["checks"]["failed"] == by["GET /nope"]["requests"] == doc["errors"]["check_failed"]
+    assert by["GET /nope"]["status_codes"] == {"404": by["GET /nope"]["requests"]}
