@@ -244,6 +244,7 @@ http {{
         location = /status/404 {{ return 404 "not found\\n"; }}
         location = /status/500 {{ return 500 "error\\n"; }}
         location = /status/503 {{ return 503 "unavailable\\n"; }}
+        location = /json {{ default_type application/json; return 200 '{{"status":"ok","data":{{"items":[{{"id":5}}]}}}}'; }}
         # PUT stores the body (201, then 204): nginx reads every byte, $request_length shows it.
         location /upload/ {{ root {d}/dav; dav_methods PUT; client_max_body_size 64m; }}
     }}

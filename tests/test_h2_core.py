@@ -808,3 +808,36 @@ def test_grpc_status_from_trailers_and_trailers_only_responses():
     conn.send_headers(11, [(b"grpc-status", b"14"), (b"grpc-message", b"m")], end_stream=True)
     events, _ = core.receive_py(server.out())
     assert events == [(EV_DONE, 200, 20, 0, 14)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(response_plan, st.booleans(), st.integers(0, 3000)), min_size=1, max_size=12),
+       st.integers(1, 70000))
+def test_variants_and_captured_bodies(streams, limit):
+    """submit_entry: each stream's own header block and body reach the server; events carry the
+    stream's entry, and a sampled stream's response body (DATA payloads, padding excluded,
+    across frames, up to capture_limit)."""
+    core = _core.H2ClientCore(request_block(), b"", 100)
+    core.capture_limit = limit
+    server = H2Server()
+    handshake(core, server)
+    blocks = [request_block([*REQUEST_HEADERS[:3], (b":path", f"/v{i}".encode())]) for i in range(len(streams))]
+    bodies = [b"b" * n for _, _, n in streams]
+    out = bytearray()
+    for i, (_, capture, _) in enumerate(streams):
+        out += core.submit_entry_py(1000 + i, i, blocks[i], bodies[i], capture)
+    server.feed(bytes(out))
+    sids = sorted(server.requests)
+    assert [server.requests[sid][b":path"] for sid in sids] == [f"/v{i}".encode() for i in range(len(streams))]
+    assert [server.bodies[sid] for sid in sids] == bodies
+    for sid, (plan, _, _) in zip(sids, streams, strict=True):
+        respond(server, sid, plan)
+    events, _ = core.receive_entries_py(server.out())
+    assert sorted(e[2] for e in events) == list(range(len(streams)))
+    for kind, status, entry, captured in events:
+        plan, capture, _ = streams[entry]
+        assert kind == EV_DONE and status == plan["status"]
+        if capture:
+            assert captured == b"x" * min(plan["body"], limit)
+        else:
+            assert captured is None

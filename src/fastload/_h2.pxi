@@ -156,6 +156,11 @@ ctypedef struct _H2Slot:
     int64_t last_event_ns # -1 before the first event
     SseScan sse
     GrpcScan gscan
+    int entry             # request variant entry (submit_entry), -1 for the run's one request
+    const uint8_t* req_body   # this stream's request body (owned by the core or the mix)
+    int64_t req_body_len
+    uint8_t* cap          # sampled for checks: the response body so far (malloc'd), else NULL
+    Py_ssize_t cap_len
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -251,6 +256,12 @@ cdef class H2ClientCore:
     cdef bint _cont_end_stream
 
     cdef HpackDecoder hpack
+    cdef int* ev_entry           # the entry of each event's stream (request variants)
+    cdef int ev_entry_cap
+    cdef uint8_t** ev_capture    # ... its captured response body (sampled streams), else NULL
+    cdef Py_ssize_t* ev_capture_len
+    cdef int n_ev_caps           # events holding a capture (freed by clear_events)
+    cdef public Py_ssize_t capture_limit
 
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
                   bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
@@ -317,6 +328,7 @@ cdef class H2ClientCore:
             raise MemoryError()
 
     def __dealloc__(self):
+        cdef uint32_t i
         free(self.out)
         free(self.ev_kind)
         free(self.ev_status)
@@ -329,10 +341,17 @@ cdef class H2ClientCore:
         free(self.ob_intended_ns)
         free(self.ob_prev_ns)
         free(self.ob_count)
-        free(self._slots)
         free(self._pend)
         free(self._hbuf)
         free(self._tmpl)
+        self.clear_events()
+        if self._slots != NULL:
+            for i in range(self._mask + 1):
+                free(self._slots[i].cap)
+        free(self._slots)
+        free(self.ev_entry)
+        free(self.ev_capture)
+        free(self.ev_capture_len)
 
     # ---- buffers ---------------------------------------------------------------------------
 
@@ -430,6 +449,13 @@ cdef class H2ClientCore:
         self.out_len = 0
 
     cdef void clear_events(self) noexcept:
+        cdef int i
+        if self.n_ev_caps:
+            for i in range(self.n_events):
+                if self.ev_capture[i] != NULL:
+                    free(self.ev_capture[i])
+                    self.ev_capture[i] = NULL
+            self.n_ev_caps = 0
         self.n_events = 0
         self.n_obs = 0
 
@@ -527,7 +553,38 @@ cdef class H2ClientCore:
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
         cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns,
                                 s.grpc_status, s.first_ns, s.events if s.mode else -1)
-        if s.body_off < self._body_len:
+        cdef void* p
+        cdef void* q
+        cdef void* c
+        cdef int i
+        if r == 0:
+            if self.ev_entry_cap < self.ev_cap:
+                p = realloc(self.ev_entry, self.ev_cap * sizeof(int))
+                if p != NULL:
+                    self.ev_entry = <int*>p
+                q = realloc(self.ev_capture, self.ev_cap * sizeof(uint8_t*))
+                if q != NULL:
+                    self.ev_capture = <uint8_t**>q
+                c = realloc(self.ev_capture_len, self.ev_cap * sizeof(Py_ssize_t))
+                if c != NULL:
+                    self.ev_capture_len = <Py_ssize_t*>c
+                if p == NULL or q == NULL or c == NULL:
+                    r = -1
+                else:
+                    for i in range(self.ev_entry_cap, self.ev_cap):
+                        self.ev_capture[i] = NULL
+                    self.ev_entry_cap = self.ev_cap
+            if r == 0:
+                self.ev_entry[self.n_events - 1] = s.entry
+                if s.cap != NULL:
+                    # The capture goes with the event; clear_events frees it.
+                    self.ev_capture[self.n_events - 1] = s.cap
+                    self.ev_capture_len[self.n_events - 1] = s.cap_len
+                    self.n_ev_caps += 1
+                    s.cap = NULL
+        free(s.cap)
+        s.cap = NULL
+        if s.body_off < s.req_body_len:
             self._n_pending -= 1
             if kind == EV_DONE:
                 # The response is complete while our half is still open: close it without
@@ -618,6 +675,9 @@ cdef class H2ClientCore:
         s.last_event_ns = -1
         s.send_win = self.peer_initial_window
         s.body_off = 0
+        s.entry = -1
+        s.req_body = self._body
+        s.req_body_len = self._body_len
         self._next_sid = sid + 2
         self.in_flight += 1
         self.exhausted = False
@@ -635,16 +695,88 @@ cdef class H2ClientCore:
             self._switch_block(self._stateless_block, BLOCK_STATELESS)
         return 0
 
+    cdef int submit_entry(self, int64_t sent_ns, int64_t intended_ns, int entry,
+                          const uint8_t* block, Py_ssize_t blen, const uint8_t* body,
+                          Py_ssize_t body_len, bint capture=False) noexcept:
+        """submit_at() for one of several request variants: its own stateless header block
+        and body (both kept alive by the caller), written straight to the output. capture:
+        keep the response body (up to capture_limit) for the checks, in ev_capture."""
+        cdef uint32_t sid
+        cdef _H2Slot* s
+        cdef uint8_t* p
+        cdef Py_ssize_t pos = 0, chunk, fmax = self.peer_max_frame_size
+        cdef uint8_t flags
+        if not self.can_submit():
+            return -1
+        sid = self._next_sid
+        while True:
+            s = &self._slots[((sid - 1) >> 1) & self._mask]
+            if s.state == ST_FREE:
+                break
+            sid += 2
+        if sid > MAX_SID:
+            self._next_sid = sid
+            self._update_exhausted()
+            return -1
+        # HEADERS, then CONTINUATION for what does not fit in one frame (as _build_template).
+        p = self._reserve(blen + 9 * ((blen + fmax - 1) // fmax + 1))
+        if p == NULL:
+            return -1
+        while True:
+            chunk = blen - pos
+            if chunk > fmax:
+                chunk = fmax
+            flags = 0
+            if pos + chunk == blen:
+                flags |= FL_END_HEADERS
+            if pos == 0 and body_len == 0:
+                flags |= FL_END_STREAM
+            _wr_fh(self.out + self.out_len, <uint32_t>chunk, F_HEADERS if pos == 0 else F_CONTINUATION,
+                   flags, sid)
+            memcpy(self.out + self.out_len + 9, block + pos, chunk)
+            self.out_len += 9 + chunk
+            pos += chunk
+            if pos >= blen:
+                break
+        s.sid = sid
+        s.state = ST_OPEN
+        s.status = 0
+        s.sent_ns = sent_ns
+        s.intended_ns = intended_ns
+        s.body_bytes = 0
+        s.recv_consumed = 0
+        s.grpc_status = -1
+        s.first_ns = 0
+        s.mode = MODE_PLAIN
+        s.events = 0
+        s.last_event_ns = -1
+        s.send_win = self.peer_initial_window
+        s.body_off = 0
+        s.entry = entry
+        s.req_body = body
+        s.req_body_len = body_len
+        s.cap_len = 0
+        if capture and self.capture_limit > 0:
+            s.cap = <uint8_t*>malloc(self.capture_limit)  # sampled requests only
+        self._next_sid = sid + 2
+        self.in_flight += 1
+        self.exhausted = False
+        if body_len:
+            self._n_pending += 1
+            if self._pump(s) < 0:
+                return -1
+        return 0
+
     cdef int _pump(self, _H2Slot* s) noexcept:
         """DATA for as much of the stream's body as both send windows allow."""
-        cdef const uint8_t* body = self._body
+        cdef const uint8_t* body = s.req_body
         cdef int64_t avail, chunk
         cdef uint8_t* p
-        while s.body_off < self._body_len:
+        while s.body_off < s.req_body_len:
             avail = s.send_win if s.send_win < self.conn_send_window else self.conn_send_window
             if avail <= 0:
                 return 0
-            chunk = self._body_len - s.body_off
+            chunk = s.req_body_len - s.body_off
             if chunk > avail:
                 chunk = avail
             if chunk > self.peer_max_frame_size:
@@ -653,7 +785,7 @@ cdef class H2ClientCore:
             if p == NULL:
                 return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
             _wr_fh(p, <uint32_t>chunk, F_DATA,
-                   FL_END_STREAM if s.body_off + chunk == self._body_len else 0, s.sid)
+                   FL_END_STREAM if s.body_off + chunk == s.req_body_len else 0, s.sid)
             memcpy(p + 9, body + s.body_off, chunk)
             self.out_len += 9 + chunk
             s.body_off += chunk
@@ -675,7 +807,7 @@ cdef class H2ClientCore:
                 break
             i = (start + k) & self._mask
             s = &self._slots[i]
-            if s.state == ST_OPEN and s.body_off < self._body_len:
+            if s.state == ST_OPEN and s.body_off < s.req_body_len:
                 before = s.body_off
                 if self._pump(s) < 0:
                     return -1
@@ -852,6 +984,8 @@ cdef class H2ClientCore:
         if s.mode and dlen:
             if self._stream_data(s, p + 1 if flags & FL_PADDED else p, dlen) < 0:
                 return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
+        if s.cap != NULL and dlen:
+            self._capture(s, p + (1 if flags & FL_PADDED else 0), dlen)
         if flags & FL_END_STREAM:
             return self._finish(s, EV_DONE, s.status)
         s.recv_consumed += length
@@ -860,6 +994,13 @@ cdef class H2ClientCore:
                 return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
             s.recv_consumed = 0
         return 0
+
+    cdef inline void _capture(self, _H2Slot* s, const uint8_t* p, Py_ssize_t n) noexcept:
+        if n > self.capture_limit - s.cap_len:
+            n = self.capture_limit - s.cap_len
+        if n > 0:
+            memcpy(s.cap + s.cap_len, p, n)
+            s.cap_len += n
 
     cdef int _headers(self, uint8_t flags, uint32_t sid, const uint8_t* p,
                       uint32_t length) noexcept:
@@ -1067,7 +1208,7 @@ cdef class H2ClientCore:
         s.send_win += inc
         if s.send_win > MAX_WINDOW:
             return self._stream_error(s, H2_FLOW_CONTROL_ERROR)
-        if s.body_off < self._body_len:
+        if s.body_off < s.req_body_len:
             return self._pump(s)
         return 0
 
@@ -1151,6 +1292,23 @@ cdef class H2ClientCore:
     def receive_py(self, bytes data):
         self.receive(data, len(data))
         return self._take_events(), self._take_out()
+
+    def submit_entry_py(self, int64_t sent_ns, int entry, bytes block, bytes body, bint capture):
+        """submit_entry() for tests; the caller keeps block and body alive until the stream ends."""
+        if self.submit_entry(sent_ns, sent_ns, entry, <const uint8_t*>(<char*>block), len(block),
+                             <const uint8_t*>(<char*>body), len(body), capture) < 0:
+            return None
+        return self._take_out()
+
+    def receive_entries_py(self, bytes data):
+        """receive() for tests of variants: [(kind, status, entry, captured body or None)], out."""
+        cdef int i
+        self.receive(data, len(data))
+        ev = [(self.ev_kind[i], self.ev_status[i], self.ev_entry[i],
+               PyBytes_FromStringAndSize(<char*>self.ev_capture[i], self.ev_capture_len[i])
+               if self.ev_capture[i] != NULL else None) for i in range(self.n_events)]
+        self.clear_events()
+        return ev, self._take_out()
 
     def expire_py(self, int64_t older_than_ns):
         self.expire(older_than_ns)

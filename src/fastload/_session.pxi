@@ -20,12 +20,14 @@ DEF ERR_CONNECT = 0
 DEF ERR_TIMEOUT = 1
 DEF ERR_RESET = 2
 DEF ERR_PROTOCOL = 3
-DEF N_ERR = 4
+DEF ERR_CHECK = 4      # a sampled response failed a check (--check-*, scenario checks)
+DEF N_ERR = 5
 
 ERROR_CONNECT = ERR_CONNECT
 ERROR_TIMEOUT = ERR_TIMEOUT
 ERROR_RESET = ERR_RESET
 ERROR_PROTOCOL = ERR_PROTOCOL
+ERROR_CHECK = ERR_CHECK
 
 
 def monotonic_ns():
@@ -86,6 +88,15 @@ cdef class WorkerStats:
     cdef public int64_t schedule_end_ns
     cdef public int64_t scheduled       # intended sends issued
     cdef public int64_t max_queue_delay_ns
+    # --scenario/--replay: the pre-encoded requests and per-variant results (None: one request).
+    cdef public RequestMix mix
+    # --replay: the schedule is an explicit list of intended times, each with its entry.
+    cdef int64_t* replay_t
+    cdef int* replay_e
+    cdef Py_ssize_t replay_n
+    cdef Py_ssize_t replay_k
+    cdef int next_entry
+    cdef int taken_entry
 
     def __cinit__(self):
         self.hist = Histogram(1, 60_000_000, 3)
@@ -100,6 +111,10 @@ cdef class WorkerStats:
         self.record_from_ns = 1 << 62
         self.stop_ns = 1 << 62
         self.quota = -1
+
+    def __dealloc__(self):
+        free(self.replay_t)
+        free(self.replay_e)
 
     cdef inline bint may_start(self, int64_t now) noexcept:
         if not self.running or now >= self.stop_ns:
@@ -137,6 +152,39 @@ cdef class WorkerStats:
         self.next_intended_ns = start_ns
         self.advance_schedule(True)
 
+    def set_replay(self, int64_t start_ns, list offsets_ns, list entries):
+        """Open model from a trace: request i is intended at start_ns + offsets_ns[i] (sorted)
+        and sends entry entries[i] of the mix."""
+        cdef Py_ssize_t i, n = len(offsets_ns)
+        if n == 0 or len(entries) != n:
+            raise ValueError("a non-empty schedule with one entry per request")
+        free(self.replay_t)
+        free(self.replay_e)
+        self.replay_t = <int64_t*>malloc(sizeof(int64_t) * n)
+        self.replay_e = <int*>malloc(sizeof(int) * n)
+        if self.replay_t == NULL or self.replay_e == NULL:
+            raise MemoryError()
+        for i in range(n):
+            self.replay_t[i] = start_ns + offsets_ns[i]
+            self.replay_e[i] = entries[i]
+        self.replay_n = n
+        self.replay_k = 0
+        self.schedule_end_ns = self.replay_t[n - 1] + 1
+        self.paced = True
+        self.next_intended_ns = start_ns
+        self.advance_schedule(True)
+
+    cdef inline int pick_entry(self) noexcept:
+        """The mix entry of the request just taken by take_due: the trace's, or a weighted pick."""
+        if self.replay_n:
+            return self.taken_entry
+        return self.mix.pick()
+
+    cdef inline void on_check_failed(self) noexcept:
+        # Only for responses on_response recorded: same window, so no second test here.
+        self.errors[ERR_CHECK] += 1
+        self.interval_errors += 1
+
     cdef inline double uniform(self) noexcept:
         # xorshift64*: reproducible per seed, no Python objects.
         self.rng ^= self.rng >> 12
@@ -147,6 +195,14 @@ cdef class WorkerStats:
     cdef void advance_schedule(self, bint first) noexcept:
         """Sets next_intended_ns to the next arrival (1 << 62 when the schedule is over)."""
         cdef double r0, r1, length, a, t, k, rate_now
+        if self.replay_n:
+            if self.replay_k < self.replay_n:
+                self.next_intended_ns = self.replay_t[self.replay_k]
+                self.next_entry = self.replay_e[self.replay_k]
+                self.replay_k += 1
+            else:
+                self.next_intended_ns = 1 << 62
+            return
         while self.stage < self.n_stages:
             r0 = self.stage_r0[self.stage]
             r1 = self.stage_r1[self.stage]
@@ -193,6 +249,7 @@ cdef class WorkerStats:
         if t > now or t >= self.schedule_end_ns:
             return -1
         self.scheduled += 1
+        self.taken_entry = self.next_entry
         self.advance_schedule(False)
         if now >= self.record_from_ns and now < self.stop_ns:
             self.lag_hist.record((now - t) // 1000)
@@ -293,7 +350,8 @@ cdef class WorkerStats:
 
     def error_counts(self):
         return {"connect": self.errors[ERR_CONNECT], "timeout": self.errors[ERR_TIMEOUT],
-                "reset": self.errors[ERR_RESET], "protocol": self.errors[ERR_PROTOCOL]}
+                "reset": self.errors[ERR_RESET], "protocol": self.errors[ERR_PROTOCOL],
+                "check_failed": self.errors[ERR_CHECK]}
 
     def grpc_counts(self):
         cdef int i
@@ -421,6 +479,12 @@ cdef class H1Session(_Session):
     cdef int64_t head_first_ns
     cdef int64_t head_events
     cdef int64_t head_last_event_ns
+    # With a RequestMix (stats.mix): the entry of each in-flight request, times 2, plus 1 when
+    # its response is sampled for checks; the raw bytes of the head response while sampled.
+    cdef RequestMix mix
+    cdef int* entry
+    cdef char* cap
+    cdef Py_ssize_t cap_len
 
     def __init__(self, WorkerStats stats, engine, bytes request, int pipeline, bint head_method=False):
         self.stats = stats
@@ -428,17 +492,25 @@ cdef class H1Session(_Session):
         self.parser = H1ResponseParser()
         self.pipeline = pipeline
         self.req_len = len(request)
+        self.mix = stats.mix
         # One pre-built write per possible batch size, so filling k slots is one write.
-        self.batches = [request * k for k in range(pipeline + 1)]
+        self.batches = [request * k for k in range(pipeline + 1)] if self.mix is None else []
         self.sent = <int64_t*>malloc(sizeof(int64_t) * pipeline)
         self.intended = <int64_t*>malloc(sizeof(int64_t) * pipeline)
-        if self.sent == NULL or self.intended == NULL:
+        self.entry = <int*>malloc(sizeof(int) * pipeline)
+        if self.sent == NULL or self.intended == NULL or self.entry == NULL:
             raise MemoryError()
+        if self.mix is not None and self.mix.sample_p > 0:
+            self.cap = <char*>malloc(self.mix.capture_limit)
+            if self.cap == NULL:
+                raise MemoryError()
         self.head_method = head_method
 
     def __dealloc__(self):
         free(self.sent)
         free(self.intended)
+        free(self.entry)
+        free(self.cap)
 
     cdef on_connected(self):
         self.parser.reset()
@@ -449,11 +521,15 @@ cdef class H1Session(_Session):
         self.head_first_ns = 0
         self.head_events = 0
         self.head_last_event_ns = -1
+        self.cap_len = 0
 
     cpdef fill(self):
         cdef int64_t now, t
         cdef int k = 0, slot
         if self.closed or self.paused or self.stopping or self.must_close:
+            return
+        if self.mix is not None:
+            self.fill_mix()
             return
         now = now_ns()
         while self.inflight < self.pipeline and self.stats.may_start(now):
@@ -471,6 +547,60 @@ cdef class H1Session(_Session):
         if self.stats.record_from_ns <= now < self.stats.stop_ns:
             self.stats.bytes_out += k * self.req_len
         self._write(self.batches[k])
+
+    cdef void fill_mix(self) noexcept:
+        """fill() with a variant per request: its pre-encoded bytes, written as they are for
+        one request, joined into one write for a pipelined batch."""
+        cdef int64_t now = now_ns(), t
+        cdef int k = 0, slot, e, i, first = self.inflight
+        cdef Py_ssize_t total = 0
+        cdef char* w
+        while self.inflight < self.pipeline and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            slot = (self.head + self.inflight) % self.pipeline
+            e = self.stats.pick_entry()
+            self.entry[slot] = e * 2 + self.mix.sample()
+            total += self.mix.entry_len[e]
+            self.sent[slot] = now
+            self.intended[slot] = t
+            if self.inflight == 0:
+                self.parser.expect_no_body = self.mix.entry_head[e]
+            self.inflight += 1
+            self.stats.on_sent(now, 1)
+            k += 1
+        if k == 0:
+            return
+        if self.stats.record_from_ns <= now < self.stats.stop_ns:
+            self.stats.bytes_out += total
+        try:
+            if k == 1:
+                self._write(<object>self.mix.entry_obj[e])
+                return
+            data = PyBytes_FromStringAndSize(NULL, total)
+            w = PyBytes_AS_STRING(data)
+            for i in range(first, first + k):
+                e = self.entry[(self.head + i) % self.pipeline] >> 1
+                memcpy(w, PyBytes_AS_STRING(<object>self.mix.entry_obj[e]), self.mix.entry_len[e])
+                w += self.mix.entry_len[e]
+            self._write(data)
+        except Exception:
+            self.drop()
+
+    cdef inline void capture(self, const uint8_t* p, Py_ssize_t n) noexcept:
+        """Keeps the raw bytes of a sampled head response, up to the capture limit."""
+        cdef Py_ssize_t room = self.mix.capture_limit - self.cap_len
+        if n > room:
+            n = room
+        if n > 0:
+            memcpy(self.cap + self.cap_len, p, n)
+            self.cap_len += n
+
+    cdef void mix_failed(self, int slot, int cls, int64_t now) noexcept:
+        # The same window as WorkerStats.on_failure.
+        if self.intended[slot] >= self.stats.record_from_ns and now < self.stats.stop_ns:
+            self.mix.on_failure(self.entry[slot] >> 1, cls)
 
     def data_received(self, bytes data):
         # uvloop hands HTTP/1.1 reads over as bytes: one call per read, which costs less than
@@ -498,6 +628,8 @@ cdef class H1Session(_Session):
                                      ev - self.head_events)
                 self.head_events = ev
                 self.head_last_event_ns = now
+            if self.cap != NULL and self.inflight and self.entry[self.head] & 1:
+                self.capture(p, c)
             if self.parser.complete:
                 if not self.complete_one(now):
                     return
@@ -519,9 +651,13 @@ cdef class H1Session(_Session):
         if self.stats.on_response(self.parser.status, self.intended[self.head], now, sent):
             self.stats.on_stream_done(self.intended[self.head], self.head_first_ns,
                                       self.parser.done_events if self.parser.done_streaming else -1)
+            if self.mix is not None:
+                self.mix_response(now)
         self.head_reset()
         self.head = (self.head + 1) % self.pipeline
         self.inflight -= 1
+        if self.mix is not None and self.inflight:
+            self.parser.expect_no_body = self.mix.entry_head[self.entry[self.head] >> 1]
         if not self.parser.keep_alive:
             self.must_close = True
             if self.inflight:
@@ -530,11 +666,20 @@ cdef class H1Session(_Session):
                 return False
         return True
 
+    cdef void mix_response(self, int64_t now) noexcept:
+        cdef int e = self.entry[self.head]
+        self.mix.on_response(e >> 1, self.parser.status, now - self.intended[self.head])
+        if e & 1 and not self.mix.run_check(e >> 1, self.parser.status, self.cap, self.cap_len,
+                                            self.parser.body_bytes):
+            self.stats.on_check_failed()
+
     cdef void fail(self, int cls, int64_t now) noexcept:
         """Count every in-flight request as failed with `cls` and drop the connection."""
         cdef int i
         for i in range(self.inflight):
             self.stats.on_failure(cls, self.intended[(self.head + i) % self.pipeline], now, 1)
+            if self.mix is not None:
+                self.mix_failed((self.head + i) % self.pipeline, cls, now)
         self.inflight = 0
         self.head_reset()
         self.drop()
@@ -567,6 +712,8 @@ cdef class H1Session(_Session):
             return 0
         for i in range(self.inflight):
             self.stats.on_failure(ERR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
+            if self.mix is not None:
+                self.mix_failed((self.head + i) % self.pipeline, ERR_TIMEOUT, now)
             n += 1
         self.inflight = 0
         self.head_reset()
@@ -580,6 +727,7 @@ cdef class H2Session(_Session):
     cdef H2ClientCore core
     cdef int64_t last_out
     cdef bint grpc
+    cdef RequestMix mix          # request variants (stats.mix), or None
     # HTTP/2 reads carry many responses: uvloop reads straight into this buffer.
     cdef bytearray rbuf
     cdef object rview
@@ -601,6 +749,11 @@ cdef class H2Session(_Session):
         self.grpc = grpc
         self.core = H2ClientCore(header_block, body, streams, first_block, table_need,
                                  stateless_block, grpc)
+        self.mix = stats.mix
+        if self.mix is not None and self.mix.entry_body == NULL:
+            raise ValueError("an HTTP/2 request mix needs header blocks and bodies")
+        if self.mix is not None and self.mix.sample_p > 0:
+            self.core.capture_limit = self.mix.capture_limit
 
     cdef void flush(self) noexcept:
         cdef Py_ssize_t n = self.core.out_len
@@ -625,6 +778,9 @@ cdef class H2Session(_Session):
         if self.closed or self.paused or self.stopping:
             return
         now = now_ns()
+        if self.mix is not None:
+            self.fill_mix(now)
+            return
         while self.core.can_submit() and self.stats.may_start(now):
             t = self.stats.take_due(now)
             if t < 0:
@@ -640,6 +796,42 @@ cdef class H2Session(_Session):
             self.stats.on_events(self.core.ob_intended_ns[i], now, self.core.ob_prev_ns[i],
                                  self.core.ob_count[i])
 
+    cdef void fill_mix(self, int64_t now) noexcept:
+        """fill() with a variant per request: its header block and body."""
+        cdef int64_t t
+        cdef int e
+        cdef RequestMix m = self.mix
+        while self.core.can_submit() and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            e = self.stats.pick_entry()
+            if self.core.submit_entry(now, t, e,
+                                      <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_obj[e]),
+                                      m.entry_len[e],
+                                      <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_body[e]),
+                                      m.entry_body_len[e], m.sample()) < 0:
+                break
+            self.stats.on_sent(now, 1)
+        self.flush()
+
+    cdef inline void mix_event(self, int i, int cls, int64_t now) noexcept:
+        """Per-variant record of event i: cls < 0 for a recorded response."""
+        cdef int e
+        if i >= self.core.ev_entry_cap:
+            return  # the entry array could not grow (out of memory): the core fails the connection
+        e = self.core.ev_entry[i]
+        if e < 0:
+            return
+        if cls < 0:
+            self.mix.on_response(e, self.core.ev_status[i], now - self.core.ev_intended_ns[i])
+            if self.core.ev_capture[i] != NULL and not self.mix.run_check(
+                    e, self.core.ev_status[i], <const char*>self.core.ev_capture[i],
+                    self.core.ev_capture_len[i], self.core.ev_body_bytes[i]):
+                self.stats.on_check_failed()
+        elif self.core.ev_intended_ns[i] >= self.stats.record_from_ns and now < self.stats.stop_ns:
+            self.mix.on_failure(e, cls)
+
     cdef void handle_events(self, int64_t now) noexcept:
         cdef int i, kind
         if self.core.n_obs:
@@ -653,11 +845,17 @@ cdef class H2Session(_Session):
                                               self.core.ev_events[i])
                     if self.grpc:
                         self.stats.on_grpc(self.core.ev_grpc[i])
+                    if self.mix is not None:
+                        self.mix_event(i, -1, now)
             elif kind == EV_TIMEOUT:
                 self.stats.on_failure(ERR_TIMEOUT, self.core.ev_intended_ns[i], now, 1)
+                if self.mix is not None:
+                    self.mix_event(i, ERR_TIMEOUT, now)
             else:
                 # EV_RESET and EV_REFUSED: the stream produced no response.
                 self.stats.on_failure(ERR_RESET, self.core.ev_intended_ns[i], now, 1)
+                if self.mix is not None:
+                    self.mix_event(i, ERR_RESET, now)
         self.core.clear_events()
 
     def buffer_updated(self, Py_ssize_t nbytes):
@@ -698,8 +896,12 @@ cdef class H2Session(_Session):
                                               self.core.ev_events[i])
                     if self.grpc:
                         self.stats.on_grpc(self.core.ev_grpc[i])
+                    if self.mix is not None:
+                        self.mix_event(i, -1, now)
             else:
                 self.stats.on_failure(cls, self.core.ev_intended_ns[i], now, 1)
+                if self.mix is not None:
+                    self.mix_event(i, cls, now)
         self.core.clear_events()
 
     cdef on_lost(self, exc):

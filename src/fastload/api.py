@@ -134,6 +134,15 @@ def run(
     hdr_log: str | None = None,
     json: str | None = None,
     metrics_port: int | None = None,
+    scenario: str | None = None,
+    replay: str | None = None,
+    replay_speed: float = 1.0,
+    check_status: str | None = None,
+    check_body_contains: Sequence[str] | str = (),
+    check_body_regex: Sequence[str] | str = (),
+    check_json: Sequence[str] | str = (),
+    check_max_body: int | str | None = None,
+    check_sample: float | str | None = None,
     on_progress: Callable[[Any], None] | None = None,
     **options: Any,
 ) -> Result:
@@ -164,6 +173,9 @@ def run(
         workers=workers, cpus=cpus, protocol=protocol, h2c=h2c, insecure=insecure, ca=ca,
         method=method, headers=list(headers), body=body, body_file=body_file, stages=stages,
         arrival=arrival, seed=seed, start_at=start_at, tags=list(tags), hdr_log=hdr_log,
+        scenario=scenario, replay=replay, replay_speed=replay_speed, check_status=check_status,
+        check_body_contains=check_body_contains, check_body_regex=check_body_regex,
+        check_json=check_json, check_max_body=check_max_body, check_sample=check_sample,
         quiet=True, **options)
     if outcome.no_results:
         raise RunError("no worker produced results"

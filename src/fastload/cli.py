@@ -77,6 +77,31 @@ def main() -> None:
               help="Request header (repeatable).")
 @click.option("--body", default=None, help="Request body (string).")
 @click.option("--body-file", default=None, metavar="PATH", help="Request body read from a file.")
+@click.option("--scenario", default=None, metavar="FILE",
+              help="Weighted request variants from a YAML/JSON file (method, path or url, headers, "
+                   "body / body_file / generated body_size, weight, checks); picked per request, "
+                   "results per variant in by_request. HTTP/1.1 and HTTP/2. "
+                   "See README 'Scenarios'.")
+@click.option("--replay", default=None, metavar="FILE",
+              help="Replay a trace (JSON lines or CSV: offset, method, path, body or size, headers): "
+                   "each request is sent at its recorded offset, open loop, latency from that "
+                   "intended time. The run lasts as long as the trace.")
+@click.option("--replay-speed", default=1.0, show_default=True, type=float, metavar="X",
+              help="Replay X times faster (2: offsets halved).")
+@click.option("--check-status", default=None, metavar="CODES",
+              help="Response check: status in this set, e.g. 200,204 or 2xx,304.")
+@click.option("--check-body-contains", multiple=True, metavar="TEXT",
+              help="Response check: the body contains TEXT (repeatable).")
+@click.option("--check-body-regex", multiple=True, metavar="RE",
+              help="Response check: the body matches the regular expression (repeatable).")
+@click.option("--check-json", multiple=True, metavar="PATH=VALUE",
+              help="Response check: the JSON body's field at a dotted path equals VALUE (parsed as "
+                   "JSON if it can be, else text), e.g. data.items.0.id=5 (repeatable).")
+@click.option("--check-max-body", default=None, metavar="BYTES",
+              help="Response check: the body is at most BYTES long.")
+@click.option("--check-sample", default=None, metavar="P",
+              help="Check this fraction of responses (0.01 or 1%) [default: all]. A failed check "
+                   "counts as errors.check_failed; SLO metric `checks` (checks<0.1%).")
 @click.option("-R", "--rate", default=None,
               help="Open model: total requests/s across workers (e.g. 2000, 10k), sent on a schedule "
                    "independent of responses; latency counts from each request's intended time.")
@@ -144,7 +169,8 @@ def grpc_cmd(**kwargs) -> None:
 
 # The same load options as `run`, minus what gRPC fixes (method, body, protocol, pipelining).
 grpc_cmd.params.extend(p for p in run.params
-                       if p.name not in ("url", "method", "body", "body_file", "protocol", "pipeline"))
+                       if p.name not in ("url", "method", "body", "body_file", "protocol", "pipeline")
+                       and not p.name.startswith(("scenario", "replay", "check_")))
 
 
 def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], slo_file: str | None,

@@ -105,6 +105,61 @@ def merge_documents(docs: list[dict]) -> dict:
         tags.update(d.get("tags", {}))
     if tags:
         out["tags"] = tags
+    if any("by_request" in d for d in docs):
+        out["by_request"] = _merge_by_request(docs, duration_s)
+    if any("checks" in d for d in docs):
+        out["checks"] = _merge_checks([d["checks"] for d in docs if "checks" in d])
+    return out
+
+
+def _sum_maps(maps: list[dict]) -> dict:
+    out: dict = {}
+    for m in maps:
+        for k, v in m.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def _merge_checks(parts: list[dict]) -> dict:
+    checked = sum(c["checked"] for c in parts)
+    failed = sum(c["failed"] for c in parts)
+    out = {"checked": checked, "failed": failed, "failure_rate": failed / checked if checked else 0.0,
+           "by_check": dict(sorted(_sum_maps([c.get("by_check", {}) for c in parts]).items()))}
+    samples = {c.get("sample") for c in parts}
+    if len(samples) == 1:
+        out = {"sample": samples.pop(), **out}
+    return out
+
+
+def _merge_by_request(docs: list[dict], duration_s: float) -> dict:
+    """Per-variant results of every input, by request name: counters summed, histograms merged
+    exactly; the mean is recomputed from the inputs' means weighted by their counts."""
+    names: list[str] = []
+    for d in docs:
+        names += [n for n in d.get("by_request", {}) if n not in names]
+    total = sum(r["requests"] for d in docs for r in d.get("by_request", {}).values())
+    out: dict[str, dict] = {}
+    for name in names:
+        parts = [d["by_request"][name] for d in docs if name in d.get("by_request", {})]
+        n = sum(p["requests"] for p in parts)
+        hist = merge([p["histogram"] for p in parts])
+        latency = summary_us(hist)
+        if n:
+            latency["mean"] = sum(p["latency_us"].get("mean", 0.0) * p["requests"] for p in parts) / n
+        entry = {k: parts[0][k] for k in ("method", "path", "weight", "share_expected") if k in parts[0]}
+        entry.update({
+            "share": n / total if total else 0.0,
+            "requests": n,
+            "rps": n / duration_s if duration_s else 0.0,
+            "errors": _sum_maps([p["errors"] for p in parts]),
+            "status_codes": dict(sorted(_sum_maps([p["status_codes"] for p in parts]).items())),
+            "latency_us": latency,
+            "histogram": encode(hist),
+        })
+        if any("checks" in p for p in parts):
+            entry["checks"] = _merge_checks([p["checks"] for p in parts if "checks" in p])
+            entry["checks"].pop("failure_rate", None)
+        out[name] = entry
     return out
 
 

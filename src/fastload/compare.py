@@ -167,14 +167,16 @@ def _ci_on_bad_side(ci: tuple[float, float] | None, higher_better: bool) -> bool
 
 def _error_rate(doc: dict) -> float:
     e = doc.get("errors", {}).get("total", 0)
-    n = doc.get("requests", 0) + e
+    # check_failed responses are counted in requests too: one attempt each.
+    n = doc.get("requests", 0) + e - doc.get("errors", {}).get("check_failed", 0)
     return e / n if n else 0.0
 
 
 def _two_proportion_greater(cur: dict, base: dict) -> float:
     """p-value that the current error rate is greater than the baseline's."""
     e1, e0 = cur.get("errors", {}).get("total", 0), base.get("errors", {}).get("total", 0)
-    n1, n0 = cur["requests"] + e1, base["requests"] + e0
+    n1 = cur["requests"] + e1 - cur.get("errors", {}).get("check_failed", 0)
+    n0 = base["requests"] + e0 - base.get("errors", {}).get("check_failed", 0)
     if not n1 or not n0:
         return 1.0
     p = (e1 + e0) / (n1 + n0)

@@ -11,7 +11,7 @@ import time
 
 from . import _core
 from .plan import Plan
-from .request import build_h1_request, build_h2_session_blocks
+from .request import build_h1_entries, build_h1_request, build_h2_entries, build_h2_session_blocks
 
 RECONNECT_BACKOFF_MIN_S = 0.005
 RECONNECT_BACKOFF_MAX_S = 0.5
@@ -31,6 +31,29 @@ def alpn_for(plan: Plan) -> list[str]:
     if plan.protocol_forced or plan.protocol == "h2":
         return ["h2"] if plan.protocol == "h2" else ["http/1.1"]
     return ["h2", "http/1.1"]
+
+
+def build_mix(plan: Plan, index: int) -> _core.RequestMix:
+    """Every request variant of plan.mix pre-encoded once, for the native picker; set it as
+    WorkerStats.mix before any session is made."""
+    from .checks import CheckRunner
+
+    m = plan.mix
+    assert m is not None
+    heads = [m.variants[v].method == "HEAD" for v, _, _ in m.entries]
+    bodies = None
+    if plan.protocol == "h2":
+        entries, bodies = build_h2_entries(plan)
+    else:
+        entries = build_h1_entries(plan)
+    # Seeded per worker, like the arrivals: reproducible, and the workers do not pick in step.
+    mix = _core.RequestMix(entries, [v for v, _, _ in m.entries], [v.weight for v in m.variants],
+                           (plan.seed * 1000003 + index) & (2**63 - 1), heads, bodies)
+    if m.has_checks:
+        mix.sample_p = m.sample
+        mix.capture_limit = m.capture_limit
+        mix.checker = CheckRunner([v.checks for v in m.variants], body_only=plan.protocol == "h2")
+    return mix
 
 
 class _PortsExhausted(Exception):

@@ -25,4 +25,5 @@ class ProtocolError(FastloadError):
 
 
 # Error classes counted per request/connection; names are the keys of the JSON "errors" object.
-ERROR_CLASSES = ("connect", "timeout", "reset", "protocol")
+# check_failed: a response that arrived but failed a response check (it also counts in requests).
+ERROR_CLASSES = ("connect", "timeout", "reset", "protocol", "check_failed")

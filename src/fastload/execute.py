@@ -44,6 +44,8 @@ def execute(url: str, *, slo: Sequence[str] = (), slo_file: str | None = None,
 
     gates = _parse_slos(slo, slo_file)
     plan = build_plan(url, json_path=json_path, **options)
+    if any(g.metric == "checks" for g in gates) and (plan.mix is None or not plan.mix.has_checks):
+        raise UsageError("--slo checks...: no response checks are configured (--check-*, scenario checks)")
     if json_path not in (None, "-"):
         check_writable(json_path)
     early = placement.warnings(plan.cpus, plan.server_pid)

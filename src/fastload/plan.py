@@ -8,12 +8,16 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import placement
 from .errors import UsageError
 from .perfstat import PerfSpec, parse_spec
 from .units import parse_count, parse_cpu_list, parse_duration_ns
+
+if TYPE_CHECKING:
+    from .scenario import Mix
 
 _TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9\-\.]*[A-Za-z0-9])?$")
@@ -72,6 +76,7 @@ class Plan:
     avoid_cpus: tuple[int, ...] = ()
     server_pid: int | None = None
     extra: dict = field(default_factory=dict)
+    mix: Mix | None = None  # --scenario / --replay / --check-*: variants picked per request
 
     @property
     def paced(self) -> bool:
@@ -126,6 +131,7 @@ class Plan:
             "numa_node": self.numa_node,
             "avoid_cpus": list(self.avoid_cpus),
             "server_pid": self.server_pid,
+            **({"scenario": self.mix.config()} if self.mix is not None else {}),
         }
 
 
@@ -269,8 +275,40 @@ def build_plan(
     pin_mode: str = "affinity",
     avoid_cpus: str | None = None,
     server_pid: int | None = None,
+    scenario: str | None = None,
+    replay: str | None = None,
+    replay_speed: float | str = 1.0,
+    check_status: str | None = None,
+    check_body_contains: tuple[str, ...] | list[str] = (),
+    check_body_regex: tuple[str, ...] | list[str] = (),
+    check_json: tuple[str, ...] | list[str] = (),
+    check_max_body: str | int | None = None,
+    check_sample: str | float | None = None,
 ) -> Plan:
     target = parse_target(url)
+    mixed = scenario is not None or replay is not None
+    if scenario is not None and replay is not None:
+        raise UsageError("--scenario and --replay are exclusive: give one")
+    if replay is not None:
+        for flag, given in (("--rate", rate), ("--stages", stages), ("--requests", requests),
+                            ("--duration", duration), ("--warmup", warmup)):
+            if given is not None:
+                raise UsageError(f"--replay sends the trace at its own offsets: {flag} does not apply")
+        if arrival != "constant":
+            raise UsageError("--replay sends the trace at its own offsets: --arrival does not apply")
+    elif replay_speed not in (1, 1.0, "1"):
+        raise UsageError("--replay-speed applies to --replay")
+    if mixed and (body is not None or body_file is not None):
+        raise UsageError("--body/--body-file do not apply with " + ("--scenario: give bodies in the file"
+                         if scenario is not None else "--replay: give bodies in the trace"))
+    from .checks import from_flags, parse_sample
+
+    flag_checks = from_flags(check_status, check_body_contains, check_body_regex, check_json, check_max_body)
+    sample = parse_sample(check_sample)
+    if check_sample is not None and not flag_checks and scenario is None:
+        raise UsageError("--check-sample: no checks to sample (add --check-status, --check-body-contains, ...)")
+    if (mixed or flag_checks) and grpc_method is not None:
+        raise UsageError("--scenario, --replay and --check-* do not apply to fastload grpc")
     grpc = grpc_method is not None
     if grpc:
         from .grpc_call import grpc_request
@@ -375,6 +413,27 @@ def build_plan(
                 body_bytes = f.read()
         except OSError as e:
             raise UsageError(f"--body-file: cannot read {body_file!r}: {e.strerror}") from None
+    mix = None
+    if scenario is not None:
+        from .scenario import parse_scenario
+
+        mix = parse_scenario(scenario, target, method, parsed_headers, seed, flag_checks, sample)
+    elif replay is not None:
+        from .replay import parse_replay
+
+        try:
+            speed = float(replay_speed)
+        except ValueError:
+            raise UsageError(f"--replay-speed: {replay_speed!r} is not a number") from None
+        mix = parse_replay(replay, speed, method, parsed_headers, flag_checks, sample)
+        # The run lasts as long as the trace, plus the time the last request may take.
+        duration_ns = mix.offsets_ns[-1] + timeout_ns + 1_000_000_000
+        n_workers = min(n_workers, len(mix.offsets_ns))
+        cpu_groups = cpu_groups[:n_workers]
+    elif flag_checks:
+        from .scenario import single
+
+        mix = single(method, target.path, parsed_headers, body_bytes, flag_checks, sample)
     if ca is not None:
         if not target.tls:
             raise UsageError("--ca applies to https:// URLs")
@@ -415,4 +474,5 @@ def build_plan(
         numa_node=numa_node,
         avoid_cpus=tuple(avoid or ()),
         server_pid=server_pid,
+        mix=mix,
     )

@@ -63,6 +63,13 @@ def summary(doc: dict) -> str:
                      f"({server['cpu_s']:.2f}s, pid {server['pid']})")
     if doc.get("perf"):
         lines.append("Perf stat:    " + perf_line(doc["perf"]))
+    if doc.get("by_request"):
+        lines += by_request_lines(doc)
+    if doc.get("checks"):
+        c = doc["checks"]
+        failing = ", ".join(f"{k} {v}" for k, v in c["by_check"].items())
+        lines.append(f"Checks:       {c['checked']} checked (sample {c['sample']:g}), {c['failed']} failed"
+                     f" ({c['failure_rate']:.3%})" + (f": {failing}" if failing else ""))
     if doc.get("slo"):
         lines.append("SLO:")
         for row in doc["slo"]:
@@ -90,6 +97,28 @@ def streaming_lines(doc: dict) -> list[str]:
             lines.append(f"    {label:<12} " + ", ".join(f"{k} {format_us(t[k])}"
                                                        for k in ("p50", "p90", "p99", "max")))
     return lines
+
+
+MAX_REQUEST_LINES = 20
+
+
+def by_request_lines(doc: dict) -> list[str]:
+    """One line per scenario variant: share of requests, rate, latency, errors."""
+    rows = doc["by_request"]
+    width = min(max(len(n) for n in rows), 40)
+    out = [f"  {'Request':<{width}}  {'share':>6} {'req/s':>9} {'p50':>10} {'p99':>10} {'errors':>7}"]
+    shown = list(rows.items())
+    if len(shown) > MAX_REQUEST_LINES:
+        # A trace may have hundreds of paths: the busiest here, all of them in the JSON.
+        shown = sorted(shown, key=lambda kv: -kv[1]["requests"])[:MAX_REQUEST_LINES]
+    for name, r in shown:
+        lat = r["latency_us"]
+        out.append(f"  {name[:width]:<{width}}  {r['share']:>6.1%} {format_count(r['rps']):>9} "
+                   f"{format_us(lat['p50']) if r['requests'] else '-':>10} "
+                   f"{format_us(lat['p99']) if r['requests'] else '-':>10} {r['errors']['total']:>7}")
+    if len(rows) > len(shown):
+        out.append(f"  ... and {len(rows) - len(shown)} more requests (by_request in the JSON)")
+    return out
 
 
 def perf_line(perf: dict) -> str:

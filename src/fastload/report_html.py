@@ -77,6 +77,7 @@ def render_page(doc: dict, baseline: dict | None = None, names: tuple[str, str] 
     parts += [
         _latency_table(doc, baseline),
         _status_and_errors(doc, baseline),
+        _by_request(doc),
         _slo(doc),
         _warnings(doc),
         _config(doc, baseline),
@@ -120,7 +121,8 @@ def _header(doc: dict, baseline: dict | None) -> str:
 
 def _error_rate(doc: dict) -> float:
     e = doc.get("errors", {}).get("total", 0)
-    n = doc["requests"] + e
+    # A response that failed a check is in requests already: one attempt.
+    n = doc["requests"] + e - doc.get("errors", {}).get("check_failed", 0)
     return e / n if n else 0.0
 
 
@@ -286,6 +288,40 @@ def _status_and_errors(doc: dict, baseline: dict | None) -> str:
     else:
         out.append('<p id="errors">No errors.</p>')
     out.append("</section>")
+    return "\n".join(out)
+
+
+def _by_request(doc: dict) -> str:
+    """Scenario/replay variants: share, rate, latency, errors, checks, body sizes sent."""
+    rows = doc.get("by_request")
+    if not rows:
+        return ""
+    out = ['<section id="by-request"><h2>Requests</h2><table class="by-request"><tr><th>request</th>'
+           '<th class="num">share</th><th class="num">expected</th><th class="num">req/s</th>'
+           '<th class="num">p50</th><th class="num">p99</th><th class="num">errors</th>'
+           '<th class="num">checks failed</th><th class="num">body bytes p50 / max</th></tr>']
+    for name, r in rows.items():
+        lat = r.get("latency_us", {})
+        n = r.get("requests", 0)
+        checks = r.get("checks")
+        body = r.get("body_bytes") or {}
+        cells = [
+            f"{r.get('share', 0.0):.1%}", f"{r.get('share_expected', 0.0):.1%}",
+            f"{r.get('rps', 0.0):,.1f}",
+            format_us(lat["p50"]) if n and "p50" in lat else "-",
+            format_us(lat["p99"]) if n and "p99" in lat else "-",
+            str(r.get("errors", {}).get("total", 0)),
+            f"{checks['failed']} / {checks['checked']}" if checks else "-",
+            f"{body['p50']} / {body['max']}" if body.get("count") else "-",
+        ]
+        out.append(f"<tr><td><code>{escape(str(name))}</code></td>"
+                   + "".join(f'<td class="num">{escape(c)}</td>' for c in cells) + "</tr>")
+    out.append("</table></section>")
+    checks = doc.get("checks")
+    if checks:
+        failing = ", ".join(f"{k}: {v}" for k, v in checks.get("by_check", {}).items()) or "none"
+        out.insert(-1, f'<p id="checks">Checks: {checks["checked"]} checked (sample {checks.get("sample", 1):g}), '
+                       f'{checks["failed"]} failed; by check: {escape(failing)}</p>')
     return "\n".join(out)
 
 

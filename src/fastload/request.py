@@ -65,3 +65,39 @@ def build_h2_session_blocks(plan: Plan) -> tuple[bytes, bytes, int, bytes]:
     fields = h2_header_list(plan)
     first, steady, need = encode_session_blocks(fields)
     return first, steady, need, encode_block(fields)
+
+
+def entry_plans(plan: Plan) -> list[Plan]:
+    """plan as it would be for each entry of plan.mix (scenario variants, body pools, trace
+    requests), in entry order, so that every entry is encoded like a single-request run."""
+    import dataclasses
+
+    from .bodies import filler
+
+    assert plan.mix is not None
+    out = []
+    fill_cache: dict[int, bytes] = {}
+    for v, headers, body in plan.mix.entries:
+        var = plan.mix.variants[v]
+        if isinstance(body, int):
+            if body not in fill_cache:
+                fill_cache[body] = filler(body)
+            body = fill_cache[body]
+        out.append(dataclasses.replace(plan, method=var.method, headers=headers, body=body,
+                                       target=dataclasses.replace(plan.target, path=var.path)))
+    return out
+
+
+def build_h1_entries(plan: Plan) -> list[bytes]:
+    """The HTTP/1.1 bytes of every entry of plan.mix: encoded once per worker, picked per
+    request by the native mix."""
+    return [build_h1_request(p) for p in entry_plans(plan)]
+
+
+def build_h2_entries(plan: Plan) -> tuple[list[bytes], list[bytes]]:
+    """(stateless header block, body) of every entry of plan.mix. Stateless: with many variants
+    on one connection, no variant may depend on what another put in the dynamic table."""
+    from .hpack_encode import encode_block
+
+    plans = entry_plans(plan)
+    return [encode_block(h2_header_list(p)) for p in plans], [p.body for p in plans]

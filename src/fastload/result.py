@@ -123,9 +123,74 @@ def build_result(out: RunOutput) -> dict:
     service = merge([w["service_histogram"] for w in ws])
     doc["service_time_us"] = summary_us(service)
     doc["service_time_histogram"] = encode(service)
-    if plan.paced:
+    if plan.paced or (plan.mix is not None and plan.mix.replay):
         _open_model(doc, plan, ws, duration_s, requests, cpu_s)
+    if plan.mix is not None:
+        _by_request(doc, plan, ws, duration_s)
     return doc
+
+
+def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
+    """Per-variant results (by_request) and the response checks' totals (checks), merged
+    exactly across workers: counters summed, histograms merged."""
+    from .bodies import size_summary
+
+    mix = plan.mix
+    parts = [w["mix"] for w in ws if "mix" in w]
+    total_weight = sum(v.weight for v in mix.variants) or 1.0
+    sizes = mix.entry_sizes()
+    entry_counts = [sum(p["entries"][e] for p in parts) for e in range(len(sizes))]
+    by: dict[str, dict] = {}
+    all_requests = sum(sum(p["variants"][i]["requests"] for p in parts) for i in range(len(mix.variants)))
+    by_check: dict[str, int] = {}
+    for i, v in enumerate(mix.variants):
+        vs = [p["variants"][i] for p in parts]
+        n = sum(x["requests"] for x in vs)
+        hist = merge([x["histogram"] for x in vs])
+        latency = summary_us(hist)
+        if n:
+            latency["mean"] = sum(x["sum_ns"] for x in vs) / n / 1e3
+        errors = {k: sum(x["errors"].get(k, 0) for x in vs) for k in ERROR_CLASSES}
+        status: dict[str, int] = {}
+        for x in vs:
+            for code, c in x["status_codes"].items():
+                status[code] = status.get(code, 0) + c
+        mine = [e for e, (vi, _, _) in enumerate(mix.entries) if vi == i]
+        entry = {
+            "method": v.method,
+            "path": v.path,
+            "weight": v.weight,
+            "share_expected": v.weight / total_weight,
+            "share": n / all_requests if all_requests else 0.0,
+            "requests": n,
+            "rps": n / duration_s if duration_s else 0.0,
+            "errors": {"total": sum(errors.values()), **errors},
+            "status_codes": dict(sorted(status.items())),
+            "latency_us": latency,
+            "histogram": encode(hist),
+            # Request body sizes actually sent (responses recorded), per the entries' counts.
+            "body_bytes": size_summary([sizes[e] for e in mine], [entry_counts[e] for e in mine]),
+        }
+        if v.size is not None:
+            entry["body_size_spec"] = v.size.describe()
+            entry["body_pool"] = size_summary([sizes[e] for e in mine])
+        if v.checks:
+            checked = sum(p.get("checked", [0] * (i + 1))[i] for p in parts)
+            failed = sum(p.get("failed", [0] * (i + 1))[i] for p in parts)
+            names: dict[str, int] = {}
+            for p in parts:
+                for name, c in (p.get("by_check") or [{}] * (i + 1))[i].items():
+                    names[name] = names.get(name, 0) + c
+                    by_check[name] = by_check.get(name, 0) + c
+            entry["checks"] = {"checked": checked, "failed": failed, "by_check": dict(sorted(names.items()))}
+        by[v.name] = entry
+    doc["by_request"] = by
+    if mix.has_checks:
+        checked = sum(e["checks"]["checked"] for e in by.values() if "checks" in e)
+        failed = sum(e["checks"]["failed"] for e in by.values() if "checks" in e)
+        doc["checks"] = {"sample": mix.sample, "checked": checked, "failed": failed,
+                         "failure_rate": failed / checked if checked else 0.0,
+                         "by_check": dict(sorted(by_check.items()))}
 
 
 def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: int, cpu_s: float) -> None:
@@ -136,6 +201,10 @@ def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: in
     total_ns = sum(d for d, _, _ in measured)
     planned = sum(d / 1e9 * (r0 + r1) / 2 for d, r0, r1 in measured)
     target = planned / (total_ns / 1e9) if total_ns else 0.0
+    if plan.mix is not None and plan.mix.replay:
+        # The trace's own average rate over its span (as scaled by --replay-speed).
+        span_s = plan.mix.offsets_ns[-1] / 1e9
+        target = len(plan.mix.offsets_ns) / span_s if span_s > 0 else 0.0
     if plan.requests is not None and plan.rate is not None and len(plan.stages) == 1:
         target = plan.rate
     backlog = sum(w["backlog"] for w in ws)
@@ -158,6 +227,8 @@ def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: in
     if saturated:
         warnings.append(f"generator saturated: workers busy {busy:.0%} of the time, schedule lag "
                         f"p99 {lag['p99'] / 1e3:.1f} ms; add workers or CPUs")
-    if backlog > 0.001 * max(doc["rate"]["scheduled"], 1) or achieved < 0.98 * target:
+    replay = plan.mix is not None and plan.mix.replay
+    # A replay's duration includes waiting for the last responses: its average is not a rate test.
+    if backlog > 0.001 * max(doc["rate"]["scheduled"], 1) or (achieved < 0.98 * target and not replay):
         warnings.append(f"target rate {target:.0f}/s not reached ({achieved:.0f}/s, {backlog} requests"
                         " never sent): not enough connections/streams, or the server is too slow")

@@ -1,5 +1,8 @@
 """SLO gates: expressions like `p99<800ms`, `rps>=100000`, `errors<0.5%`, `status_5xx==0`,
-parsed before the run and checked against the result document afterwards."""
+`checks<0.1%`, parsed before the run and checked against the result document afterwards.
+
+`checks` is about response checks (--check-*, scenario checks): with '%' the share of checked
+responses that failed a check (failed / checked), without it the number that failed."""
 
 from __future__ import annotations
 
@@ -67,7 +70,7 @@ def parse(expr: str) -> Slo:
             raise UsageError(f"--slo {expr!r}: unit {unit!r} does not apply to {metric}")
         return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
     if metric in ("rps", "requests") or metric.startswith("status_") or metric in ("errors", "error_rate") \
-            or metric in _error_classes():
+            or metric in _error_classes() or metric == "checks":
         if unit == "%":
             if metric in ("rps", "requests"):
                 raise UsageError(f"--slo {expr!r}: {metric} cannot be a percentage")
@@ -79,7 +82,7 @@ def parse(expr: str) -> Slo:
         return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
     raise UsageError(f"--slo {expr!r}: unknown metric {metric!r} (latency: p50..p99.99, min, mean, max,"
                      " stdev, also as ttfb_, ttfe_, event_gap_, service_time_p99...; rps, requests,"
-                     " errors, status_5xx, status_NNN, events_mean)")
+                     " errors, status_5xx, status_NNN, events_mean, checks)")
 
 
 def _error_classes() -> tuple[str, ...]:
@@ -123,10 +126,18 @@ def metric_value(doc: dict, metric: str, percent: bool) -> float | None:
         if percent:
             return 100.0 * count / requests if requests else 0.0
         return float(count)
+    if metric == "checks":
+        checks = doc.get("checks")
+        if checks is None:
+            return None  # no checks ran: the gate cannot pass
+        if percent:
+            return 100.0 * checks["failed"] / checks["checked"] if checks["checked"] else 0.0
+        return float(checks["failed"])
     errors = doc.get("errors", {})
     count = errors.get("total", 0) if metric in ("errors", "error_rate") else errors.get(metric[len("errors_"):], 0)
     if percent:
-        attempts = requests + errors.get("total", 0)
+        # A response that failed a check is in requests already: one attempt, not two.
+        attempts = requests + errors.get("total", 0) - errors.get("check_failed", 0)
         return 100.0 * count / attempts if attempts else 0.0
     return float(count)
 

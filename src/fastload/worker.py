@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio 
     uvloop = None
 
 from . import _core, host, perfstat
-from .engine import Engine
+from .engine import Engine, build_mix
 from .plan import Plan
 
 TICK_S = 1.0
@@ -54,6 +54,12 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
                perf: perfstat.Session | None) -> dict:
     stats = _core.WorkerStats()
     quota = plan.worker_requests(index)
+    replay = plan.mix is not None and plan.mix.replay
+    if plan.mix is not None:
+        stats.mix = build_mix(plan, index)
+    if replay:
+        # This worker's share of the trace: every w-th request, so shares interleave in time.
+        quota = len(plan.mix.offsets_ns[index::plan.workers])
     engine = Engine(loop, plan, plan.worker_connections(index), stats)
     finished = loop.create_future()
     if quota is not None:
@@ -103,7 +109,10 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
         pass
     start_ns = max(start_ns, time.monotonic_ns())
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
-    if plan.paced:
+    if replay:
+        stats.set_replay(start_ns, list(plan.mix.offsets_ns[index::plan.workers]),
+                         list(plan.mix.schedule[index::plan.workers]))
+    elif plan.paced:
         stages = plan.worker_stages(index)
         if plan.warmup_ns:
             stages = [(plan.warmup_ns, stages[0][1], stages[0][1])] + stages
@@ -208,7 +217,21 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "stream_events": stats.stream_events,
         "cpu_user_s": ru[0] - cpu_at_start[0],
         "cpu_sys_s": ru[1] - cpu_at_start[1],
+        **({"mix": _mix_result(stats.mix)} if stats.mix is not None else {}),
     }
+
+
+def _mix_result(mix: _core.RequestMix) -> dict:
+    from .errors import ERROR_CLASSES
+
+    variants, entry_counts = mix.results(list(ERROR_CLASSES))
+    out = {"variants": variants, "entries": entry_counts}
+    runner = mix.checker
+    if runner is not None:
+        out["checked"] = runner.checked
+        out["failed"] = runner.failed
+        out["by_check"] = runner.by_check
+    return out
 
 
 def _backlog(stats: _core.WorkerStats, stop_ns: int) -> int:
