@@ -214,7 +214,8 @@ def test_body_shorter_than_content_length_is_a_protocol_error_head_is_not(h3_ser
     "args,needle",
     [(["http://127.0.0.1/"], "needs an https:// URL"),
      (["https://127.0.0.1/", "--h2c"], "--h2c conflicts with --protocol h3"),
-     (["https://127.0.0.1/", "--pipeline", "4"], "use --streams for HTTP/3")],
+     (["https://127.0.0.1/", "--pipeline", "4"], "use --streams for HTTP/3"),
+     (["https://127.0.0.1/", "--check-status", "200"], "not supported with --protocol h3")],
 )
 def test_bad_usage_exits_2_before_traffic(args, needle):
     p = fastload("run", *args, *H3)

@@ -328,6 +328,10 @@ def build_plan(
             raise UsageError("--protocol h3 needs an https:// URL (HTTP/3 runs over QUIC, always TLS)")
         if h2c:
             raise UsageError("--h2c conflicts with --protocol h3")
+        if mixed or flag_checks:
+            # The HTTP/3 session (aioquic, in Python) sends the run's one request.
+            raise UsageError("--scenario, --replay and --check-* are not supported with --protocol h3 "
+                             "yet (use h1 or h2)")
     if h2c:
         if target.tls:
             raise UsageError("--h2c is HTTP/2 over cleartext: use an http:// URL (https:// negotiates h2 by ALPN)")
