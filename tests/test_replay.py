@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_run import fastload, run_json
 
 from fastload.checks import CheckSpec
 from fastload.errors import UsageError
 from fastload.replay import parse_replay
-
-RUN_TIMEOUT_S = 120
-
-
-def fastload(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastload", *args], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
-
-
-def run_json(*args: str) -> dict:
-    p = fastload("run", *args, "--json", "-", "--quiet")
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
 
 
 def trace(n: int = 90, span_s: float = 1.5) -> list[dict]:

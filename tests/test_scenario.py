@@ -6,25 +6,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import peers
 import pytest
-
-RUN_TIMEOUT_S = 120
-
-
-def fastload(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fastload", *args], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S)
-
-
-def run_json(*args: str) -> dict:
-    p = fastload("run", *args, "--json", "-", "--quiet")
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+from test_run import fastload, run_json
 
 
 def write(tmp_path: Path, text: str, name: str = "scenario.yaml") -> str:

@@ -128,16 +128,7 @@ class Handler:
         if delay <= 0:
             callback()
             return
-        deadline = time.monotonic() + delay
-
-        def fire() -> None:
-            remaining = deadline - time.monotonic()
-            if remaining > 0:
-                self.loop.call_later(remaining, fire)
-            else:
-                callback()
-
-        self.loop.call_later(delay, fire)
+        self.at(time.monotonic() + delay, callback)
 
     def at(self, deadline: float, callback: Callable[[], None]) -> None:
         """Run callback at the monotonic deadline, never before it."""
