@@ -117,6 +117,19 @@ cdef inline bint ci_equal(const uint8_t* p, const char* lowercase, Py_ssize_t n)
     return True
 
 
+cdef inline bint event_stream_type(const uint8_t* v, Py_ssize_t n) noexcept nogil:
+    """A Content-Type value (without leading whitespace) that is text/event-stream, with or
+    without parameters: the response's events are SSE events. HTTP/1.1, HTTP/2 and HTTP/3
+    all decide by this one rule."""
+    return (n >= 17 and ci_equal(v, LIT_SSE, 17)
+            and (n == 17 or v[17] == 59 or v[17] == 32 or v[17] == 9))
+
+
+def is_event_stream(bytes content_type):
+    """event_stream_type() for the Python sessions (HTTP/3)."""
+    return event_stream_type(<const uint8_t*>(<char*>content_type), len(content_type))
+
+
 cdef class H1ResponseParser:
     cdef public int status
     cdef public int64_t body_bytes
@@ -290,7 +303,7 @@ cdef class H1ResponseParser:
     cdef inline Py_ssize_t finish(self, Py_ssize_t consumed) noexcept:
         self.complete = True
         self.done_events = self.events
-        self.done_streaming = self.sse or (self.has_te and self.chunked)
+        self.done_streaming = self.sse or self.chunked
         self.start_response()
         return consumed
 
@@ -365,8 +378,7 @@ cdef class H1ResponseParser:
             q += 1
             while q < end and (q[0] == 32 or q[0] == 9):
                 q += 1
-            self.sse = (end - q >= 17 and ci_equal(q, LIT_SSE, 17)
-                        and (end - q == 17 or q[17] == 59 or q[17] == 32 or q[17] == 9))
+            self.sse = event_stream_type(q, end - q)
             self.hdr = 0
             return 0
         self.start_value()

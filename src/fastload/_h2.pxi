@@ -1101,8 +1101,7 @@ cdef class H2ClientCore:
         if self._grpc:
             s.mode = MODE_GRPC
             grpc_reset(&s.gscan)
-        elif (self.hpack.find(b"content-type", 12, &v, &n) and n >= 17
-              and ci_equal(v, LIT_SSE, 17) and (n == 17 or v[17] == 59 or v[17] == 32 or v[17] == 9)):
+        elif self.hpack.find(b"content-type", 12, &v, &n) and event_stream_type(v, n):
             s.mode = MODE_SSE
             sse_reset(&s.sse)
 

@@ -141,11 +141,10 @@ class _ClientH3(H3Connection):
 
 
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
-    """content-type text/event-stream (parameters allowed): the response's events are SSE."""
+    """The response's events are SSE events (the same rule as the native sessions')."""
     for name, value in headers:
         if name == b"content-type":
-            v = value.lower()
-            return v[:17] == b"text/event-stream" and (len(v) == 17 or v[17:18] in b"; \t")
+            return _core.is_event_stream(value)
     return False
 
 
