@@ -169,17 +169,11 @@ def _merge_perf(docs: list[dict]) -> dict | None:
     perfs = [d.get("perf") for d in docs]
     if not all(perfs) or len({tuple(p.get("events", ())) for p in perfs}) != 1:
         return None
-    events = list(perfs[0]["events"])
-    counters = {e: None if any(p["counters"].get(e) is None for p in perfs)
-                else sum(p["counters"][e] for p in perfs) for e in events}
-    out: dict = {"events": events, "counters": counters, "ipc": perfstat.ipc(counters)}
-    units = {e: u for p in perfs for e, u in p.get("units", {}).items()}
-    if units:
-        out["units"] = units
+    # The inputs' totals sum like a run's workers do.
     notes = sorted({p["note"] for p in perfs if p.get("note")})
-    if notes:
-        out["note"] = "; ".join(notes)
-    return out
+    spec = perfstat.PerfSpec(events=tuple(perfs[0]["events"]), custom=True,
+                             note="; ".join(notes) or None)
+    return perfstat.total(perfs, spec)
 
 
 def _merge_timelines(docs: list[dict], start: float) -> list[dict]:

@@ -21,21 +21,22 @@ def _timings(blobs_of: dict[str, list]) -> dict:
     return out
 
 
-def _events(blobs: list, streams: int, total: int) -> dict | None:
-    if not streams:
-        return None
+def _events(blobs: list, streams: int, total: int) -> dict:
+    """The events section and the merged events-per-response histogram."""
     h = merge(blobs)
-    p50, mx = percentiles_us(h, (50.0, 100.0))
-    return {"streams": streams, "total": total, "mean": total / streams, "p50": p50, "max": mx}
+    out: dict = {"events": None, "events_histogram": encode(h)}
+    if streams:
+        p50, mx = percentiles_us(h, (50.0, 100.0))
+        out["events"] = {"streams": streams, "total": total, "mean": total / streams, "p50": p50,
+                         "max": mx}
+    return out
 
 
 def from_workers(ws: list[dict]) -> dict:
     """The streaming sections of a run's document from its workers' raw results."""
     out = _timings({field: [w.get(wfield) for w in ws] for _, field, wfield in TIMINGS})
-    streams = sum(w.get("streams", 0) for w in ws)
-    out["events"] = _events([w.get("events_histogram") for w in ws], streams,
-                            sum(w.get("stream_events", 0) for w in ws))
-    out["events_histogram"] = encode(merge(w.get("events_histogram") for w in ws))
+    out.update(_events([w.get("events_histogram") for w in ws], sum(w.get("streams", 0) for w in ws),
+                       sum(w.get("stream_events", 0) for w in ws)))
     return out
 
 
@@ -46,6 +47,5 @@ def from_documents(docs: list[dict]) -> dict:
     out = _timings({field: [d[field] for d in docs] for _, field, _ in TIMINGS})
     streams = sum((d.get("events") or {}).get("streams", 0) for d in docs)
     total = sum((d.get("events") or {}).get("total", 0) for d in docs)
-    out["events"] = _events([d.get("events_histogram") for d in docs], streams, total)
-    out["events_histogram"] = encode(merge(d.get("events_histogram") for d in docs))
+    out.update(_events([d.get("events_histogram") for d in docs], streams, total))
     return out
