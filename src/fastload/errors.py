@@ -24,6 +24,24 @@ class ProtocolError(FastloadError):
     """The peer sent bytes that violate HTTP/1.1, HTTP/2 or HPACK."""
 
 
+def read_input(path: str, label: str) -> bytes:
+    """A file the user named (--body-file, --scenario, ...): its bytes, or a UsageError that
+    names the option and the reason."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise UsageError(f"{label}: cannot read {path!r}: {e.strerror}") from None
+
+
+def read_input_text(path: str, label: str) -> str:
+    """read_input() of a UTF-8 text file."""
+    try:
+        return read_input(path, label).decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{label} {path!r}: not UTF-8 text") from None
+
+
 # Error classes counted per request/connection; names are the keys of the JSON "errors" object.
 # check_failed: a response that arrived but failed a response check (it also counts in requests).
 ERROR_CLASSES = ("connect", "timeout", "reset", "protocol", "check_failed")

@@ -8,7 +8,7 @@ import binascii
 import dataclasses
 import re
 
-from .errors import UsageError
+from .errors import UsageError, read_input
 
 # Package-qualified service, then the method: pkg.sub.Service/Method (gRPC's :path, minus "/").
 _METHOD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*/[A-Za-z_][A-Za-z0-9_]*$")
@@ -40,11 +40,7 @@ def grpc_request(target, method: str, data_file: str | None, data_b64: str | Non
 
         message = encode_message(proto, path, message_json or "")
     elif data_file is not None:
-        try:
-            with open(data_file, "rb") as f:
-                message = f.read()
-        except OSError as e:
-            raise UsageError(f"--data-file: cannot read {data_file!r}: {e.strerror}") from None
+        message = read_input(data_file, "--data-file")
     elif data_b64 is not None:
         try:
             message = base64.b64decode(data_b64, validate=True)

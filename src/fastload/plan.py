@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from . import placement
-from .errors import UsageError
+from .errors import UsageError, read_input
 from .perfstat import PerfSpec, parse_spec
 from .units import parse_count, parse_cpu_list, parse_duration_ns
 
@@ -412,11 +412,7 @@ def build_plan(
     if body is not None:
         body_bytes = body if isinstance(body, bytes) else body.encode()
     elif body_file is not None:
-        try:
-            with open(body_file, "rb") as f:
-                body_bytes = f.read()
-        except OSError as e:
-            raise UsageError(f"--body-file: cannot read {body_file!r}: {e.strerror}") from None
+        body_bytes = read_input(body_file, "--body-file")
     mix = None
     if scenario is not None:
         from .scenario import parse_scenario

@@ -20,7 +20,7 @@ import math
 from typing import Any
 
 from .checks import CheckSpec, capture_limit
-from .errors import UsageError
+from .errors import UsageError, read_input_text
 from .scenario import MAX_VARIANTS, Entry, Mix, Variant, check_method, merge_headers, parse_headers
 
 MAX_TRACE = 10_000_000
@@ -29,15 +29,7 @@ _COLUMNS = {"offset", "offset_ms", "method", "path", "body", "size", "headers"}
 
 def _records(path: str) -> list[tuple[int, dict[str, Any]]]:
     """(line number, fields) of every request line."""
-    try:
-        f = open(path, encoding="utf-8", newline="")
-    except OSError as e:
-        raise UsageError(f"--replay: cannot read {path!r}: {e.strerror}") from None
-    with f:
-        try:
-            text = f.read()
-        except UnicodeDecodeError:
-            raise UsageError(f"--replay {path!r}: not UTF-8 text") from None
+    text = read_input_text(path, "--replay")
     first = text.lstrip()[:1]
     if path.endswith((".jsonl", ".ndjson", ".json")) or first == "{":
         out = []

@@ -17,7 +17,7 @@ from typing import Any
 
 from . import bodies
 from .checks import CheckSpec, parse_mapping
-from .errors import UsageError
+from .errors import UsageError, read_input_text
 
 MAX_VARIANTS = 256  # each has its own latency histogram (~140 kB) in every worker
 MAX_POOL_BYTES = 256 << 20  # generated bodies, pre-encoded in every worker
@@ -89,13 +89,7 @@ class Mix:
 
 def load_file(path: str, flag: str) -> Any:
     """A YAML or JSON document (JSON first: YAML would accept most JSON but report it worse)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as e:
-        raise UsageError(f"{flag}: cannot read {path!r}: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{flag} {path!r}: not UTF-8 text") from None
+    text = read_input_text(path, flag)
     try:
         return json.loads(text)
     except ValueError as je:
