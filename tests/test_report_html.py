@@ -19,6 +19,7 @@ from test_run import fastload
 from fastload.compare import compare as compare_results
 from fastload.compare import format_row
 from fastload.histogram import percentile_points
+from fastload.report_html import render_page
 from fastload.units import format_us
 
 EVIL_TAG = "<script>alert('x')</script>&"
@@ -291,3 +292,16 @@ def test_a_run_with_only_errors_still_reports(tmp_path):
     assert sum(int(b) for b in bars) == doc["errors"]["total"]
     assert re.search(rf'<td>timeout</td><td class="num">{doc["errors"]["timeout"]}</td>', page)
     assert card_value(page, "errors")[1] == f"{doc['errors']['total']} (100%)"
+
+
+def test_time_slos_of_every_section_are_shown_as_times(results):
+    # ttfb_/ttfe_/event_gap_ gates hold µs like p99 does; the table formats them alike.
+    doc = dict(results["doc"], slo=[
+        {"expr": "ttfe_p50<1s", "metric": "ttfe_p50", "op": "<", "threshold": 1e6, "value": 30783,
+         "passed": True},
+        {"expr": "events_mean>=5", "metric": "events_mean", "op": ">=", "threshold": 5.0, "value": 5.0,
+         "passed": True}])
+    page = render_page(doc)
+    assert (f'<code>ttfe_p50&lt;1s</code></td><td class="num">{format_us(30783)}</td>'
+            f'<td class="num">&lt; {format_us(1e6)}</td>') in page
+    assert '<code>events_mean&gt;=5</code></td><td class="num">5</td><td class="num">&gt;= 5</td>' in page

@@ -15,6 +15,7 @@ from . import __version__, report_plots
 # Not `from . import compare`: the package attribute `compare` is the API function.
 from .compare import compare as compare_results
 from .compare import format_row
+from .slo import is_time_metric
 from .svgplot import Chart, Marker, Series, render
 from .units import format_bytes, format_count, format_us
 
@@ -334,8 +335,8 @@ def _slo(doc: dict) -> str:
     for r in rows:
         verdict = "PASS" if r.get("passed") else "FAIL"
         value, thr = r.get("value"), r.get("threshold")
-        # Latency SLOs hold µs; show them as the summary does (3859 -> 3.86ms).
-        fmt = format_us if r.get("metric") in report_plots.LATENCY_KEYS else (lambda v: f"{v:.6g}")
+        # Time SLOs (latency, ttfb_, ttfe_, ...) hold µs; show them as the summary does (3859 -> 3.86ms).
+        fmt = format_us if is_time_metric(str(r.get("metric", ""))) else (lambda v: f"{v:.6g}")
         value_s = fmt(value) if isinstance(value, int | float) else "n/a"
         thr_s = f"{r.get('op', '')} {fmt(thr)}" if isinstance(thr, int | float) else ""
         out.append(f'<tr><td class="{verdict}">{verdict}</td><td><code>{escape(str(r.get("expr", "")))}'

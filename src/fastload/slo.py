@@ -49,6 +49,11 @@ def _latency_metric(name: str) -> tuple[str, str] | None:
     return None
 
 
+def is_time_metric(metric: str) -> bool:
+    """The metric is a time in µs (p99, ttfb_p99, service_time_max, ...)."""
+    return _latency_metric(metric) is not None
+
+
 def parse(expr: str) -> Slo:
     m = _EXPR_RE.match(expr)
     if not m:
