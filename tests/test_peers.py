@@ -292,10 +292,15 @@ def test_delay_server_h2c_never_early(delay_server: peers.FastloadPeer) -> None:
 def test_delay_server_stats_and_reset(delay_server: peers.FastloadPeer) -> None:
     h1_sequential(delay_server, "/before-reset", 2)
     delay_server.reset()
-    assert delay_server.stats() == {"responses": 0, "requests_by_path": {}}
-    h1_sequential(delay_server, "/after-reset", 3)
+    assert delay_server.stats() == {"responses": 0, "requests_by_path": {}, "held_us": {"count": 0}}
+    seq = h1_sequential(delay_server, "/after-reset", 3)
     # The stats endpoint itself is not counted.
-    assert delay_server.stats() == {"responses": 3, "requests_by_path": {"/after-reset": 3}}
+    stats = delay_server.stats()
+    assert stats["responses"] == 3 and stats["requests_by_path"] == {"/after-reset": 3}
+    held = stats["held_us"]
+    assert held["count"] == 3 and DELAY_NS // 1000 <= held["min"] <= held["p50"] <= held["max"]
+    # What the client saw for each request includes what the server held it for.
+    assert held["max"] <= max(ns for _, _, ns in seq) // 1000
 
 
 def test_delay_server_h2load_count(delay_server: peers.FastloadPeer) -> None:

@@ -150,13 +150,19 @@ def test_tls_alpn_h2_with_insecure_and_with_ca(nghttpd_tls):
 
 def test_delay_server_latency_matches_known_delay(delay_server):
     delay_us = 20_000  # the delay_server fixture's --delay 20ms
-    before = delay_server.count_requests()
+    delay_server.reset()
     doc = run_json(delay_server.url, "-n", "300", "-c", "10", "-w", "1")
     check_document(doc, 300)
-    assert delay_server.count_requests() - before == 300
+    assert delay_server.count_requests() == 300
     lat = doc["latency_us"]
-    assert lat["min"] >= delay_us
-    assert abs(lat["p50"] - delay_us) < 1000
+    held = delay_server.stats()["held_us"]
+    assert held["count"] == 300 and held["min"] >= delay_us
+    # Each request's latency includes the time the server held it, so no percentile can be
+    # below the server's; what is above it is transit plus the generator's own overhead. The
+    # server's timers (not the generator) overshoot 20 ms on a loaded machine, so the bound is
+    # against what the server measured, not against the nominal delay.
+    assert lat["min"] >= held["min"]
+    assert held["p50"] <= lat["p50"] < held["p50"] + 1000
 
 
 def test_refused_connection_exits_3():

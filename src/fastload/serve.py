@@ -4,7 +4,8 @@ It answers every request with a fixed status and body after an optional,
 guaranteed-minimum delay, and counts what it served so tests can check a load
 generator's numbers against the server's own. Control endpoints:
 
-* ``GET /__fastload/stats``  -> ``{"responses": n, "requests_by_path": {...}}``
+* ``GET /__fastload/stats``  -> ``{"responses": n, "requests_by_path": {...}, "held_us":
+  {"count", "min", "p50", "max"}}`` (held: request parsed -> response ready, plain responses)
 * ``POST /__fastload/reset`` -> resets the counters
 
 ``GET /sse?events=N&first=20ms&gap=10ms`` streams a text/event-stream response instead, like a
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import re
 import signal
 import socket
@@ -43,6 +45,7 @@ RESET_PATH = "/__fastload/reset"
 DEFAULT_BODY = b"hello world\n"
 # Request heads larger than this are rejected rather than buffered forever.
 MAX_HEAD = 64 * 1024
+HELD_SAMPLES = 100_000
 H2_MAX_STREAMS = 256
 
 
@@ -53,17 +56,36 @@ H2_MAX_STREAMS = 256
 class Stats:
     responses: int = 0
     requests_by_path: dict[str, int] = field(default_factory=dict)
+    # How long each plain response was held (request parsed -> response ready), in µs. A
+    # client's latency for a request can never be below its hold time, so tests compare the
+    # client's percentiles with these instead of with the nominal delay, which a loaded
+    # machine's timers overshoot. Bounded: the server also runs long demos and soaks.
+    held_us: deque[int] = field(default_factory=lambda: deque(maxlen=HELD_SAMPLES))
 
     def record_request(self, path: str) -> None:
         self.requests_by_path[path] = self.requests_by_path.get(path, 0) + 1
 
+    def record_response(self, since: float) -> None:
+        self.responses += 1
+        self.held_us.append(int((time.monotonic() - since) * 1e6))
+
     def reset(self) -> None:
         self.responses = 0
         self.requests_by_path.clear()
+        self.held_us.clear()
+
+    def held_summary(self) -> dict[str, int]:
+        held = sorted(self.held_us)
+        if not held:
+            return {"count": 0}
+        # Nearest rank, as the generator's HDR percentiles are defined.
+        return {"count": len(held), "min": held[0], "max": held[-1],
+                "p50": held[max(math.ceil(0.5 * len(held)) - 1, 0)]}
 
     def to_json(self) -> bytes:
         return json.dumps(
-            {"responses": self.responses, "requests_by_path": self.requests_by_path}
+            {"responses": self.responses, "requests_by_path": self.requests_by_path,
+             "held_us": self.held_summary()}
         ).encode()
 
 
@@ -280,11 +302,12 @@ class H1Session:
             self._stream(entry, spec, close)
             return
         payload = self._encode(cfg.status, cfg.body, method, close, "text/plain")
+        since = time.monotonic()
 
         def ready() -> None:
             entry[0] = payload
             entry[1] = True
-            handler.stats.responses += 1
+            handler.stats.record_response(since)
             self._flush()
 
         handler.schedule(ready)
@@ -425,6 +448,7 @@ class H2Session:
         if spec is not None:
             self._stream(stream_id, spec)
             return
+        since = time.monotonic()
 
         def ready() -> None:
             if self.transport.is_closing():
@@ -433,7 +457,7 @@ class H2Session:
                 self._respond(stream_id, cfg.status, cfg.body, method, "text/plain")
             except h2.exceptions.StreamClosedError:
                 return  # client reset the stream while we were delaying
-            handler.stats.responses += 1
+            handler.stats.record_response(since)
             self._send()
 
         handler.schedule(ready)
