@@ -154,3 +154,7 @@ def test_merge_sums_perf_counters_and_keeps_each_server_cpu(nginx_h1, tmp_path):
         assert value == pytest.approx(sum(d["perf"]["counters"][event] for d in docs))
     assert [f["server_cpu"] for f in m["merged_from"]] == [d["server_cpu"] for d in docs]
     assert "server_cpu" not in m
+    # The clients' CPU, unlike the one server's, adds up.
+    for key in ("client_cpu_s", "client_cpu_user_s", "client_cpu_sys_s", "client_cpu_wait_s"):
+        assert m[key] == pytest.approx(sum(d[key] for d in docs))
+    assert m["client_cpu_us_per_request"] == pytest.approx(m["client_cpu_s"] * 1e6 / 2500)

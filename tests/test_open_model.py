@@ -3,6 +3,7 @@ checked against the closed form of a server that stalls, HDR interval logs, --st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.request
 
+import peers
 import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
@@ -145,6 +147,36 @@ def test_a_busy_generator_says_so(nginx_h1):
     assert doc["generator_saturated"] is True
     assert doc["rate"]["worker_busy"] > 0.85
     assert "generator saturated" in p.stderr
+
+
+@contextlib.contextmanager
+def spinning_on(cpu: int):
+    """Another process that wants all of one CPU, for the duration of the block."""
+    proc = subprocess.Popen([sys.executable, "-c",
+                             f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.skipif(not {0, 1} <= os.sched_getaffinity(0), reason="needs CPUs 0 and 1")
+def test_a_generator_starved_of_its_cpu_counts_as_busy_and_says_so():
+    # The worker shares CPU 1 with a spinning process and gets about half of it. Its CPU time
+    # alone would call it half idle; the time it waited for the CPU shows it was starved.
+    with peers.nginx(h2c=False, cpu=0) as server, spinning_on(1):
+        p = fastload("run", server.url, "-R", "2M", "-d", "2s", "-c", "16", "-w", "1", "--cpus", "1",
+                     "--json", "-", "--quiet")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    (worker,) = doc["workers"]
+    assert worker["cpu_wait_s"] == doc["client_cpu_wait_s"]
+    assert doc["client_cpu_wait_s"] > 0.3 * doc["duration_s"]
+    assert doc["client_cpu_s"] < 0.7 * doc["duration_s"]
+    assert doc["rate"]["worker_busy"] > 0.85 and doc["generator_saturated"] is True
+    assert any("waited for a CPU" in w for w in doc["warnings"])
 
 
 def test_too_few_connections_queue_and_are_reported(delay_server):

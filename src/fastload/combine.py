@@ -41,6 +41,10 @@ def check_same_target(docs: list[dict], paths: list[str], force: bool) -> None:
                          "); use --force to combine them anyway")
 
 
+# Client CPU adds up across hosts (unlike a shared server's CPU, kept per input).
+CLIENT_CPU_KEYS = ("client_cpu_s", "client_cpu_user_s", "client_cpu_sys_s", "client_cpu_wait_s")
+
+
 def merge_documents(docs: list[dict]) -> dict:
     start = min(d["started_at"] for d in docs)
     end = max(d["started_at"] + d["duration_s"] for d in docs)
@@ -92,6 +96,11 @@ def merge_documents(docs: list[dict]) -> dict:
         "interrupted": any(d.get("interrupted") for d in docs),
         "complete": all(d.get("complete", True) for d in docs),
     }
+    for key in CLIENT_CPU_KEYS:
+        if all(key in d for d in docs):
+            out[key] = sum(d[key] for d in docs)
+    if "client_cpu_s" in out:
+        out["client_cpu_us_per_request"] = out["client_cpu_s"] * 1e6 / requests if requests else None
     if all("service_time_histogram" in d for d in docs):
         service = merge([d["service_time_histogram"] for d in docs])
         out["service_time_us"] = summary_us(service)

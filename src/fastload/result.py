@@ -11,6 +11,10 @@ from .histogram import encode, merge, summary_us
 from .runner import RunOutput
 
 SCHEMA = "fastload.result/1"
+# Share of the run the workers spent runnable but off-CPU above which the result says so.
+CPU_WAIT_WARN = 0.10
+# ... and that is more than scheduler noise: a few ms in a run of a tenth of a second is not.
+CPU_WAIT_WARN_MIN_S = 0.05
 
 
 def build_result(out: RunOutput) -> dict:
@@ -55,6 +59,13 @@ def build_result(out: RunOutput) -> dict:
         for code, n in w["status_codes"].items():
             status[code] = status.get(code, 0) + n
     cpu_s = sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in ws)
+    wait_s = sum(w.get("cpu_wait_s", 0.0) for w in ws)
+    wait_share = wait_s / (duration_s * len(ws)) if duration_s and ws else 0.0
+    if wait_share > CPU_WAIT_WARN and wait_s > CPU_WAIT_WARN_MIN_S:
+        # The workers' own latency (and their send schedule) includes this wait: it is the
+        # client being slow, not the server.
+        warnings.append(f"workers waited for a CPU {wait_share:.0%} of the run: other processes are "
+                        "busy on their CPUs, and latencies include that wait; use --cpus/--avoid-cpus")
     timeline = out.intervals
     doc = {
         "schema": SCHEMA,
@@ -88,6 +99,7 @@ def build_result(out: RunOutput) -> dict:
                 "rps": w["requests"] / max((w["stop_ns"] - w["start_ns"]) / 1e9, 1e-9),
                 "cpu_user_s": w["cpu_user_s"],
                 "cpu_sys_s": w["cpu_sys_s"],
+                "cpu_wait_s": w.get("cpu_wait_s", 0.0),
                 **({"perf": w["perf"]} if "perf" in w else {}),
             }
             for w in ws
@@ -95,6 +107,7 @@ def build_result(out: RunOutput) -> dict:
         "client_cpu_s": cpu_s,
         "client_cpu_user_s": sum(w["cpu_user_s"] for w in ws),
         "client_cpu_sys_s": sum(w["cpu_sys_s"] for w in ws),
+        "client_cpu_wait_s": wait_s,
         "client_cpu_us_per_request": cpu_s * 1e6 / requests if requests else None,
         "timeline": timeline,
         "interrupted": out.interrupted,
@@ -124,7 +137,7 @@ def build_result(out: RunOutput) -> dict:
     doc["service_time_us"] = summary_us(service)
     doc["service_time_histogram"] = encode(service)
     if plan.paced or (plan.mix is not None and plan.mix.replay):
-        _open_model(doc, plan, ws, duration_s, requests, cpu_s)
+        _open_model(doc, plan, ws, duration_s, requests, cpu_s, wait_s)
     if plan.mix is not None:
         _by_request(doc, plan, ws, duration_s)
     return doc
@@ -193,7 +206,8 @@ def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
                          "by_check": dict(sorted(by_check.items()))}
 
 
-def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: int, cpu_s: float) -> None:
+def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: int, cpu_s: float,
+                wait_s: float) -> None:
     """Rate accounting and the generator's verdict on itself (is the client the bottleneck?)."""
     lag = summary_us(merge([w["lag_histogram"] for w in ws]))
     doc["schedule_lag_us"] = lag
@@ -217,7 +231,9 @@ def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: in
         "max_queue_delay_us": max((w["max_queue_delay_ns"] for w in ws), default=0) / 1e3,
     }
     warnings = doc.setdefault("warnings", [])
-    busy = cpu_s / (duration_s * max(len(ws), 1)) if duration_s else 0.0
+    # Time waiting for a CPU held by another process counts as busy: a starved worker sends
+    # late just like one that is short of CPU time.
+    busy = (cpu_s + wait_s) / (duration_s * max(len(ws), 1)) if duration_s else 0.0
     doc["rate"]["worker_busy"] = busy
     # A worker busy nearly all the time sends late because of itself: the latency it reports
     # then includes the client's own delay. (Lag from waiting for a free connection is the

@@ -176,7 +176,7 @@ def _send_tick(stats: _core.WorkerStats, conn: Connection) -> None:
 
 
 def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, stop_ns: int,
-            reason: str, cpu_at_start: tuple[float, float]) -> dict:
+            reason: str, cpu_at_start: tuple[float, float, float]) -> dict:
     # CPU of the run itself (from the start signal to the end), not of imports and connecting.
     ru = _rusage()
     # Where the kernel actually put us (whatever pinned us), not what was asked for.
@@ -217,6 +217,7 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "stream_events": stats.stream_events,
         "cpu_user_s": ru[0] - cpu_at_start[0],
         "cpu_sys_s": ru[1] - cpu_at_start[1],
+        "cpu_wait_s": ru[2] - cpu_at_start[2],
         **({"mix": _mix_result(stats.mix)} if stats.mix is not None else {}),
     }
 
@@ -247,8 +248,19 @@ def _backlog(stats: _core.WorkerStats, stop_ns: int) -> int:
     return n
 
 
-def _rusage() -> tuple[float, float]:
+def _rusage() -> tuple[float, float, float]:
+    """(user, sys, waited for a CPU) seconds of this worker so far."""
     import resource
 
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime, r.ru_stime
+    return r.ru_utime, r.ru_stime, _cpu_wait_s()
+
+
+def _cpu_wait_s() -> float:
+    # The kernel's run_delay: time this thread was runnable but another task had its CPU. CPU
+    # time alone cannot tell a worker that was idle from one that was starved of its CPU.
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
