@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import re
 import sys
 import time
@@ -46,9 +47,17 @@ class Counters:
         self.closes = 0
         self.malformed = 0
         self.connections = 0
+        # µs each plain response was held (request complete -> response written), as
+        # `fastload serve` reports them: tests bound client latency against these.
+        self.held: list[int] = []
 
     def as_dict(self) -> dict:
-        return dict(vars(self))
+        out = {k: v for k, v in vars(self).items() if k != "held"}
+        held = sorted(self.held)
+        out["held_us"] = {"count": len(held)}
+        if held:
+            out["held_us"].update(min=held[0], max=held[-1], p50=held[max(math.ceil(len(held) / 2) - 1, 0)])
+        return out
 
 
 class Options:
@@ -112,19 +121,20 @@ class H3ServerProtocol(QuicConnectionProtocol):
             self._quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_REJECTED)
             self.transmit()
             return
+        now = time.monotonic()
         if OPTIONS.delay_s:
-            self.respond_at(time.monotonic() + OPTIONS.delay_s, stream_id, n)
+            self.respond_at(now + OPTIONS.delay_s, stream_id, n, now)
         else:
-            self.respond(stream_id, n)
+            self.respond(stream_id, n, now)
 
-    def respond_at(self, deadline: float, stream_id: int, n: int) -> None:
+    def respond_at(self, deadline: float, stream_id: int, n: int, since: float) -> None:
         # Loop timers may fire early (libuv caches loop time at ms granularity): re-arm until
         # the delay really passed, so a measured latency below it is the client's fault.
         remaining = deadline - time.monotonic()
         if remaining > 0:
-            self._loop.call_later(remaining, self.respond_at, deadline, stream_id, n)
+            self._loop.call_later(remaining, self.respond_at, deadline, stream_id, n, since)
         else:
-            self.respond(stream_id, n)
+            self.respond(stream_id, n, since)
 
     def stream_event(self, stream_id: int, i: int, t0: float) -> None:
         due = t0 + (i + 1) * OPTIONS.sse_gap_s
@@ -142,7 +152,7 @@ class H3ServerProtocol(QuicConnectionProtocol):
             self.stream_event(stream_id, i + 1, t0)
         self.transmit()
 
-    def respond(self, stream_id: int, n: int) -> None:
+    def respond(self, stream_id: int, n: int, since: float) -> None:
         if self.closing or self.h3 is None:
             return
         if OPTIONS.sse_events:
@@ -168,6 +178,8 @@ class H3ServerProtocol(QuicConnectionProtocol):
         except Exception:  # the client cancelled the stream meanwhile (timeout tests)
             return
         COUNTERS.responses += 1
+        if len(COUNTERS.held) < 100_000:
+            COUNTERS.held.append(int((time.monotonic() - since) * 1e6))
         self.answered += 1
         if OPTIONS.close_after and self.answered >= OPTIONS.close_after:
             self.closing = True

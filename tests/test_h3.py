@@ -100,9 +100,13 @@ def test_latency_matches_a_known_server_delay():
         doc = run_h3(srv.url, "--insecure", "-n", "300", "-c", "2", "-m", "1", "-w", "1")
         check_document(doc, 300)
         assert srv.count_requests() == 300
+        held = srv.stats()["held_us"]
     lat = doc["latency_us"]
-    assert lat["min"] >= delay_us
-    assert lat["p50"] - delay_us < 2000
+    assert held["count"] == 300 and held["min"] >= delay_us
+    # As over h1: bounded against what the server held each request for, which its timers
+    # stretch past 20 ms on a loaded machine; the rest is QUIC at both ends and the generator.
+    assert lat["min"] >= held["min"]
+    assert held["p50"] <= lat["p50"] < held["p50"] + 2000
 
 
 def test_sse_over_h3_has_the_streaming_metrics():
