@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import re
 import sys
 import time
@@ -32,6 +31,8 @@ from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ProtocolNegotiated, QuicEvent
+
+from fastload.serve import held_summary
 
 BODY = b"hello world\n"
 
@@ -53,10 +54,7 @@ class Counters:
 
     def as_dict(self) -> dict:
         out = {k: v for k, v in vars(self).items() if k != "held"}
-        held = sorted(self.held)
-        out["held_us"] = {"count": len(held)}
-        if held:
-            out["held_us"].update(min=held[0], max=held[-1], p50=held[max(math.ceil(len(held) / 2) - 1, 0)])
+        out["held_us"] = held_summary(self.held)
         return out
 
 
