@@ -16,6 +16,8 @@ import math
 import random
 from dataclasses import dataclass
 
+from .errors import attempts, error_rate
+
 SIGNIFICANCE = 0.05
 BOOTSTRAP_RESAMPLES = 2000
 
@@ -143,8 +145,8 @@ def compare(base: dict, cur: dict, max_regression: float) -> dict:
         # Without enough per-second samples the threshold alone decides (and the report says so).
         regression = worse and (p is None or (p < SIGNIFICANCE and _ci_on_bad_side(ci, higher_better)))
         rows.append(Row(metric, b, c, change, worse, p, ci, regression))
-    eb = _error_rate(base)
-    ec = _error_rate(cur)
+    eb = error_rate(base)
+    ec = error_rate(cur)
     p_err = _two_proportion_greater(cur, base)
     worse = ec - eb > max(max_regression * eb, 0.001)
     rows.append(Row("errors", eb, ec, (ec - eb) / eb if eb else (0.0 if ec == eb else math.inf), worse,
@@ -165,18 +167,10 @@ def _ci_on_bad_side(ci: tuple[float, float] | None, higher_better: bool) -> bool
     return ci[1] < 0 if higher_better else ci[0] > 0
 
 
-def _error_rate(doc: dict) -> float:
-    e = doc.get("errors", {}).get("total", 0)
-    # check_failed responses are counted in requests too: one attempt each.
-    n = doc.get("requests", 0) + e - doc.get("errors", {}).get("check_failed", 0)
-    return e / n if n else 0.0
-
-
 def _two_proportion_greater(cur: dict, base: dict) -> float:
     """p-value that the current error rate is greater than the baseline's."""
     e1, e0 = cur.get("errors", {}).get("total", 0), base.get("errors", {}).get("total", 0)
-    n1 = cur["requests"] + e1 - cur.get("errors", {}).get("check_failed", 0)
-    n0 = base["requests"] + e0 - base.get("errors", {}).get("check_failed", 0)
+    n1, n0 = attempts(cur), attempts(base)
     if not n1 or not n0:
         return 1.0
     p = (e1 + e0) / (n1 + n0)

@@ -45,3 +45,16 @@ def read_input_text(path: str, label: str) -> str:
 # Error classes counted per request/connection; names are the keys of the JSON "errors" object.
 # check_failed: a response that arrived but failed a response check (it also counts in requests).
 ERROR_CLASSES = ("connect", "timeout", "reset", "protocol", "check_failed")
+
+
+def attempts(doc: dict) -> int:
+    """Requests a result document attempted: responses plus failures, where a response that
+    failed a check is one attempt (it is in requests already), not two."""
+    errors = doc.get("errors", {})
+    return doc.get("requests", 0) + errors.get("total", 0) - errors.get("check_failed", 0)
+
+
+def error_rate(doc: dict) -> float:
+    """errors.total / attempts(doc)."""
+    n = attempts(doc)
+    return doc.get("errors", {}).get("total", 0) / n if n else 0.0

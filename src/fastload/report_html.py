@@ -15,6 +15,7 @@ from . import __version__, report_plots
 # Not `from . import compare`: the package attribute `compare` is the API function.
 from .compare import compare as compare_results
 from .compare import format_row
+from .errors import error_rate
 from .slo import is_time_metric
 from .svgplot import Chart, Marker, Series, render
 from .units import format_bytes, format_count, format_us
@@ -120,13 +121,6 @@ def _header(doc: dict, baseline: dict | None) -> str:
     return "\n".join(out)
 
 
-def _error_rate(doc: dict) -> float:
-    e = doc.get("errors", {}).get("total", 0)
-    # A response that failed a check is in requests already: one attempt.
-    n = doc["requests"] + e - doc.get("errors", {}).get("check_failed", 0)
-    return e / n if n else 0.0
-
-
 def _card(label: str, value: str, key: str, raw: float, base: str | None = None,
           change: float | None = None) -> str:
     # data-value carries the JSON's own number, so a reader (or a test) can match it exactly.
@@ -158,10 +152,10 @@ def _headline(doc: dict, baseline: dict | None) -> str:
     for key, label, raw, text, braw, fmt in cards:
         base = fmt(braw) if braw is not None else None
         out.append(_card(label, text, key, raw, base, _change(raw, braw) if braw is not None else None))
-    err_text = f"{errors} ({_error_rate(doc) * 100:.3g}%)"
+    err_text = f"{errors} ({error_rate(doc) * 100:.3g}%)"
     out.append(_card("Errors", err_text, "errors", errors,
                      f"{baseline.get('errors', {}).get('total', 0)} "
-                     f"({_error_rate(baseline) * 100:.3g}%)" if baseline else None))
+                     f"({error_rate(baseline) * 100:.3g}%)" if baseline else None))
     secs = doc["duration_s"] or 1.0
     out.append(_card("Transfer/s", format_bytes(doc.get("bytes_in", 0) / secs), "transfer",
                      doc.get("bytes_in", 0) / secs))

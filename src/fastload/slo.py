@@ -10,7 +10,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import UsageError, attempts
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
         "<": operator.lt, ">": operator.gt}
@@ -141,9 +141,8 @@ def metric_value(doc: dict, metric: str, percent: bool) -> float | None:
     errors = doc.get("errors", {})
     count = errors.get("total", 0) if metric in ("errors", "error_rate") else errors.get(metric[len("errors_"):], 0)
     if percent:
-        # A response that failed a check is in requests already: one attempt, not two.
-        attempts = requests + errors.get("total", 0) - errors.get("check_failed", 0)
-        return 100.0 * count / attempts if attempts else 0.0
+        n = attempts(doc)
+        return 100.0 * count / n if n else 0.0
     return float(count)
 
 
