@@ -9,7 +9,7 @@ import math
 from . import __version__, perfstat, streaming
 from .errors import UsageError
 from .histogram import decode, encode, merge, percentiles_us, summary_us
-from .result import SCHEMA
+from .result import SCHEMA, checks_totals, sum_counts
 
 
 def load(path: str) -> dict:
@@ -61,13 +61,8 @@ def merge_documents(docs: list[dict]) -> dict:
     if requests:
         latency["min"] = min(d["latency_us"]["min"] for d in docs if d["requests"])
         latency["max"] = max(d["latency_us"]["max"] for d in docs if d["requests"])
-    errors: dict[str, int] = {}
-    status: dict[str, int] = {}
-    for d in docs:
-        for k, v in d.get("errors", {}).items():
-            errors[k] = errors.get(k, 0) + v
-        for k, v in d.get("status_codes", {}).items():
-            status[k] = status.get(k, 0) + v
+    errors = sum_counts(d.get("errors", {}) for d in docs)
+    status = sum_counts(d.get("status_codes", {}) for d in docs)
     out = {
         "schema": SCHEMA,
         "version": __version__,
@@ -121,19 +116,8 @@ def merge_documents(docs: list[dict]) -> dict:
     return out
 
 
-def _sum_maps(maps: list[dict]) -> dict:
-    out: dict = {}
-    for m in maps:
-        for k, v in m.items():
-            out[k] = out.get(k, 0) + v
-    return out
-
-
 def _merge_checks(parts: list[dict]) -> dict:
-    checked = sum(c["checked"] for c in parts)
-    failed = sum(c["failed"] for c in parts)
-    out = {"checked": checked, "failed": failed, "failure_rate": failed / checked if checked else 0.0,
-           "by_check": dict(sorted(_sum_maps([c.get("by_check", {}) for c in parts]).items()))}
+    out = checks_totals(parts)
     samples = {c.get("sample") for c in parts}
     if len(samples) == 1:
         out = {"sample": samples.pop(), **out}
@@ -160,8 +144,8 @@ def _merge_by_request(docs: list[dict], duration_s: float) -> dict:
             "share": n / total if total else 0.0,
             "requests": n,
             "rps": n / duration_s if duration_s else 0.0,
-            "errors": _sum_maps([p["errors"] for p in parts]),
-            "status_codes": dict(sorted(_sum_maps([p["status_codes"] for p in parts]).items())),
+            "errors": sum_counts(p["errors"] for p in parts),
+            "status_codes": dict(sorted(sum_counts(p["status_codes"] for p in parts).items())),
             "latency_us": latency,
             "histogram": encode(hist),
         })

@@ -4,6 +4,7 @@ Counters are summed, histograms merged exactly, mean/stdev computed from exact s
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from . import __version__, perfstat, streaming
 from .errors import ERROR_CLASSES
@@ -54,10 +55,7 @@ def build_result(out: RunOutput) -> dict:
         asked = list(plan.cpus[w["index"]]) if w["index"] < len(plan.cpus) else []
         if asked and w["cpus"] != asked:
             warnings.append(f"worker {w['index']} runs on CPU(s) {w['cpus']}, not {asked} as asked")
-    status: dict[str, int] = {}
-    for w in ws:
-        for code, n in w["status_codes"].items():
-            status[code] = status.get(code, 0) + n
+    status = sum_counts(w["status_codes"] for w in ws)
     cpu_s = sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in ws)
     wait_s = sum(w.get("cpu_wait_s", 0.0) for w in ws)
     wait_share = wait_s / (duration_s * len(ws)) if duration_s and ws else 0.0
@@ -125,10 +123,7 @@ def build_result(out: RunOutput) -> dict:
     if plan.tags:
         doc["tags"] = dict(plan.tags)
     if plan.grpc:
-        grpc: dict[str, int] = {}
-        for w in ws:
-            for code, n in (w.get("grpc_status") or {}).items():
-                grpc[code] = grpc.get(code, 0) + n
+        grpc = sum_counts(w.get("grpc_status") or {} for w in ws)
         # Numeric codes in order, then "missing" (calls that ended without grpc-status).
         doc["grpc_status"] = dict(sorted(grpc.items(), key=lambda kv: (not kv[0].isdigit(),
                                                                        int(kv[0]) if kv[0].isdigit() else 0)))
@@ -155,7 +150,6 @@ def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
     entry_counts = [sum(p["entries"][e] for p in parts) for e in range(len(sizes))]
     by: dict[str, dict] = {}
     all_requests = sum(sum(p["variants"][i]["requests"] for p in parts) for i in range(len(mix.variants)))
-    by_check: dict[str, int] = {}
     for i, v in enumerate(mix.variants):
         vs = [p["variants"][i] for p in parts]
         n = sum(x["requests"] for x in vs)
@@ -164,10 +158,7 @@ def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
         if n:
             latency["mean"] = sum(x["sum_ns"] for x in vs) / n / 1e3
         errors = {k: sum(x["errors"].get(k, 0) for x in vs) for k in ERROR_CLASSES}
-        status: dict[str, int] = {}
-        for x in vs:
-            for code, c in x["status_codes"].items():
-                status[code] = status.get(code, 0) + c
+        status = sum_counts(x["status_codes"] for x in vs)
         mine = [e for e, (vi, _, _) in enumerate(mix.entries) if vi == i]
         entry = {
             "method": v.method,
@@ -190,20 +181,29 @@ def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
         if v.checks:
             checked = sum(p.get("checked", [0] * (i + 1))[i] for p in parts)
             failed = sum(p.get("failed", [0] * (i + 1))[i] for p in parts)
-            names: dict[str, int] = {}
-            for p in parts:
-                for name, c in (p.get("by_check") or [{}] * (i + 1))[i].items():
-                    names[name] = names.get(name, 0) + c
-                    by_check[name] = by_check.get(name, 0) + c
+            names = sum_counts((p.get("by_check") or [{}] * (i + 1))[i] for p in parts)
             entry["checks"] = {"checked": checked, "failed": failed, "by_check": dict(sorted(names.items()))}
         by[v.name] = entry
     doc["by_request"] = by
     if mix.has_checks:
-        checked = sum(e["checks"]["checked"] for e in by.values() if "checks" in e)
-        failed = sum(e["checks"]["failed"] for e in by.values() if "checks" in e)
-        doc["checks"] = {"sample": mix.sample, "checked": checked, "failed": failed,
-                         "failure_rate": failed / checked if checked else 0.0,
-                         "by_check": dict(sorted(by_check.items()))}
+        doc["checks"] = {"sample": mix.sample, **checks_totals([e["checks"] for e in by.values() if "checks" in e])}
+
+
+def sum_counts(maps: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Counters by name (status codes, failed checks, ...) summed over workers, variants or hosts."""
+    out: dict[str, int] = {}
+    for m in maps:
+        for k, v in m.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def checks_totals(parts: list[dict]) -> dict:
+    """checked, failed, failure_rate and by_check of several checks sections (variants, hosts)."""
+    checked = sum(c["checked"] for c in parts)
+    failed = sum(c["failed"] for c in parts)
+    return {"checked": checked, "failed": failed, "failure_rate": failed / checked if checked else 0.0,
+            "by_check": dict(sorted(sum_counts(c.get("by_check", {}) for c in parts).items()))}
 
 
 def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: int, cpu_s: float,
