@@ -82,12 +82,23 @@ class Plan:
     def paced(self) -> bool:
         return bool(self.stages)
 
+    @property
+    def replay(self) -> bool:
+        return self.mix is not None and self.mix.replay
+
+    def worker_trace(self, index: int) -> tuple[list[int], list[int]]:
+        """This worker's share of a replayed trace (offsets, entries): every w-th request, so
+        the workers' shares interleave in time."""
+        assert self.mix is not None
+        return (list(self.mix.offsets_ns[index::self.workers]),
+                list(self.mix.schedule[index::self.workers]))
+
     def worker_stages(self, index: int) -> list[tuple[int, float, float]]:
         """This worker's share of the schedule: every worker runs the same shape at 1/w the rate."""
         return [(d, r0 / self.workers, r1 / self.workers) for d, r0, r1 in self.stages]
 
     def with_protocol(self, protocol: str) -> Plan:
-        streams = self.streams if self.streams_given else (1 if protocol == "h1" else 10)
+        streams = self.streams if self.streams_given else default_streams(protocol)
         return dataclasses.replace(self, protocol=protocol, streams=streams)
 
     def worker_connections(self, index: int) -> int:
@@ -133,6 +144,11 @@ class Plan:
             "server_pid": self.server_pid,
             **({"scenario": self.mix.config()} if self.mix is not None else {}),
         }
+
+
+def default_streams(protocol: str) -> int:
+    """Concurrent requests per connection without --streams: HTTP/1.1 has one at a time."""
+    return 1 if protocol == "h1" else 10
 
 
 def parse_target(url: str) -> Target:
@@ -445,7 +461,7 @@ def build_plan(
         protocol_forced=protocol is not None,
         h2c=h2c,
         connections=n_conn,
-        streams=n_streams if n_streams is not None else (1 if resolved_protocol == "h1" else 10),
+        streams=n_streams if n_streams is not None else default_streams(resolved_protocol),
         streams_given=n_streams is not None,
         pipeline=n_pipe,
         duration_ns=duration_ns,

@@ -131,7 +131,7 @@ def build_result(out: RunOutput) -> dict:
     service = merge([w["service_histogram"] for w in ws])
     doc["service_time_us"] = summary_us(service)
     doc["service_time_histogram"] = encode(service)
-    if plan.paced or (plan.mix is not None and plan.mix.replay):
+    if plan.paced or plan.replay:
         _open_model(doc, plan, ws, duration_s, requests, cpu_s, wait_s)
     if plan.mix is not None:
         _by_request(doc, plan, ws, duration_s)
@@ -215,7 +215,7 @@ def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: in
     total_ns = sum(d for d, _, _ in measured)
     planned = sum(d / 1e9 * (r0 + r1) / 2 for d, r0, r1 in measured)
     target = planned / (total_ns / 1e9) if total_ns else 0.0
-    if plan.mix is not None and plan.mix.replay:
+    if plan.replay:
         # The trace's own average rate over its span (as scaled by --replay-speed).
         span_s = plan.mix.offsets_ns[-1] / 1e9
         target = len(plan.mix.offsets_ns) / span_s if span_s > 0 else 0.0
@@ -243,8 +243,7 @@ def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: in
     if saturated:
         warnings.append(f"generator saturated: workers busy {busy:.0%} of the time, schedule lag "
                         f"p99 {lag['p99'] / 1e3:.1f} ms; add workers or CPUs")
-    replay = plan.mix is not None and plan.mix.replay
     # A replay's duration includes waiting for the last responses: its average is not a rate test.
-    if backlog > 0.001 * max(doc["rate"]["scheduled"], 1) or (achieved < 0.98 * target and not replay):
+    if backlog > 0.001 * max(doc["rate"]["scheduled"], 1) or (achieved < 0.98 * target and not plan.replay):
         warnings.append(f"target rate {target:.0f}/s not reached ({achieved:.0f}/s, {backlog} requests"
                         " never sent): not enough connections/streams, or the server is too slow")

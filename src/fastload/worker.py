@@ -54,12 +54,11 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
                perf: perfstat.Session | None) -> dict:
     stats = _core.WorkerStats()
     quota = plan.worker_requests(index)
-    replay = plan.mix is not None and plan.mix.replay
     if plan.mix is not None:
         stats.mix = build_mix(plan, index)
-    if replay:
-        # This worker's share of the trace: every w-th request, so shares interleave in time.
-        quota = len(plan.mix.offsets_ns[index::plan.workers])
+    trace = plan.worker_trace(index) if plan.replay else None
+    if trace is not None:
+        quota = len(trace[0])
     engine = Engine(loop, plan, plan.worker_connections(index), stats)
     finished = loop.create_future()
     if quota is not None:
@@ -109,9 +108,8 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
         pass
     start_ns = max(start_ns, time.monotonic_ns())
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
-    if replay:
-        stats.set_replay(start_ns, list(plan.mix.offsets_ns[index::plan.workers]),
-                         list(plan.mix.schedule[index::plan.workers]))
+    if trace is not None:
+        stats.set_replay(start_ns, *trace)
     elif plan.paced:
         stages = plan.worker_stages(index)
         if plan.warmup_ns:
