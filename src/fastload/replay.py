@@ -19,9 +19,19 @@ import json
 import math
 from typing import Any
 
-from .checks import CheckSpec, capture_limit
+from .checks import CheckSpec
 from .errors import UsageError, read_input_text
-from .scenario import MAX_VARIANTS, Entry, Mix, Variant, check_method, merge_headers, parse_headers
+from .scenario import (
+    MAX_VARIANTS,
+    Entry,
+    Mix,
+    Variant,
+    check_method,
+    check_path,
+    checked_mix,
+    merge_headers,
+    parse_headers,
+)
 
 MAX_TRACE = 10_000_000
 _COLUMNS = {"offset", "offset_ms", "method", "path", "body", "size", "headers"}
@@ -95,9 +105,7 @@ def parse_replay(path: str, speed: float, default_method: str, cli_headers: tupl
             raise UsageError(f"{where}: offset {off!r} must be a number >= 0")
         off_ns = int(round(off * (1e9 if "offset" in rec else 1e6) / speed))
         method = check_method(rec.get("method", default_method), where)
-        p = rec.get("path")
-        if not isinstance(p, str) or not p.startswith("/") or any(c.isspace() for c in p):
-            raise UsageError(f"{where}: path {p!r} must start with '/' and contain no spaces")
+        p = check_path(rec.get("path"), where)
         headers = merge_headers(cli_headers, parse_headers(rec.get("headers"), where))
         if "body" in rec and "size" in rec:
             raise UsageError(f"{where}: body and size are exclusive")
@@ -130,12 +138,10 @@ def parse_replay(path: str, speed: float, default_method: str, cli_headers: tupl
     counts = [0] * len(variant_of)
     for _, e in timed:
         counts[entries[new_index[e]][0]] += 1
-    variants = tuple(
+    variants = [
         Variant(name=f"{m} {p}", method=m, path=p, weight=float(counts[v]),
                 headers=cli_headers, checks=checks, body_kind="trace")
-        for (m, p), v in sorted(variant_of.items(), key=lambda kv: kv[1]))
-    return Mix(source="replay", path=path, variants=variants, entries=entries,
-               sample=sample if checks else 0.0,
-               capture_limit=capture_limit([checks]) if checks else 0,
-               offsets_ns=tuple(t for t, _ in timed), schedule=tuple(new_index[e] for _, e in timed),
-               speed=float(speed))
+        for (m, p), v in sorted(variant_of.items(), key=lambda kv: kv[1])]
+    return checked_mix(variants, sample, source="replay", path=path, entries=entries,
+                       offsets_ns=tuple(t for t, _ in timed),
+                       schedule=tuple(new_index[e] for _, e in timed), speed=float(speed))

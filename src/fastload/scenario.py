@@ -154,7 +154,10 @@ def resolve_path(spec: dict, target, where: str) -> str:
             raise UsageError(f"{where}: url {spec['url']!r} is not on the target's origin "
                              f"{target.scheme}://{target.authority} (one run, one server)")
         return t.path
-    path = spec.get("path", "/")
+    return check_path(spec.get("path", "/"), where)
+
+
+def check_path(path: Any, where: str) -> str:
     if not isinstance(path, str) or not path.startswith("/") or any(c.isspace() for c in path):
         raise UsageError(f"{where}: path {path!r} must start with '/' and contain no spaces")
     return path
@@ -276,20 +279,22 @@ def parse_scenario(path: str, target, default_method: str, cli_headers: tuple[tu
     import dataclasses
 
     variants = [dataclasses.replace(v, name=n) for v, n in zip(variants, names, strict=True)]
-    has_checks = any(v.checks for v in variants)
-    from .checks import capture_limit
-
-    return Mix(source="scenario", path=path, variants=tuple(variants), entries=tuple(entries),
-               sample=sample if has_checks else 0.0,
-               capture_limit=capture_limit([v.checks for v in variants]) if has_checks else 0)
+    return checked_mix(variants, sample, source="scenario", path=path, entries=tuple(entries))
 
 
 def single(method: str, path: str, headers: tuple[tuple[str, str], ...], body: bytes,
            checks: CheckSpec, sample: float) -> Mix:
     """The run's one request as a one-variant mix: how --check-* work without a scenario."""
-    from .checks import capture_limit
-
     v = Variant(name=f"{method} {path}", method=method, path=path, weight=1.0, headers=headers,
                 checks=checks, body_kind="inline" if body else "none")
-    return Mix(source="checks", path=None, variants=(v,), entries=((0, headers, body),),
-               sample=sample, capture_limit=capture_limit([checks]))
+    return checked_mix([v], sample, source="checks", path=None, entries=((0, headers, body),))
+
+
+def checked_mix(variants: list[Variant], sample: float, **fields: Any) -> Mix:
+    """A Mix whose check sampling and response capture follow from its variants' checks:
+    none at all when no variant has any."""
+    from .checks import capture_limit
+
+    has_checks = any(v.checks for v in variants)
+    return Mix(variants=tuple(variants), sample=sample if has_checks else 0.0,
+               capture_limit=capture_limit([v.checks for v in variants]) if has_checks else 0, **fields)
