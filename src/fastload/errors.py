@@ -24,6 +24,12 @@ class ProtocolError(FastloadError):
     """The peer sent bytes that violate HTTP/1.1, HTTP/2 or HPACK."""
 
 
+def certificate_rejected(host: str, reason: str) -> str:
+    """The one line for a server certificate that failed verification (TCP TLS or QUIC)."""
+    return (f"TLS certificate verification failed for {host}: {reason}"
+            " (use --ca FILE to trust it, or --insecure to skip verification)")
+
+
 def read_input(path: str, label: str) -> bytes:
     """A file the user named (--body-file, --scenario, ...): its bytes, or a UsageError that
     names the option and the reason."""

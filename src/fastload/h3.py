@@ -28,6 +28,7 @@ from aioquic.quic.events import (
 )
 
 from . import _core
+from .errors import certificate_rejected
 from .plan import Plan
 from .request import h2_header_list
 
@@ -117,8 +118,7 @@ def handshake_error(event: ConnectionTerminated, host: str, port: int) -> str:
     if event.frame_type is not None and 0x100 <= event.error_code <= 0x1FF:
         alert = event.error_code - 0x100
         if alert in _CERT_ALERTS:
-            return (f"TLS certificate verification failed for {host}: {reason}"
-                    " (use --ca FILE to trust it, or --insecure to skip verification)")
+            return certificate_rejected(host, reason)
         if alert == _ALERT_NO_APPLICATION_PROTOCOL:
             return f"server at {host}:{port} did not negotiate h3 by ALPN"
     return f"QUIC handshake with {host}:{port} failed: {reason}"

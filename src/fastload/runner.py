@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
 from .engine import alpn_for, make_ssl_context
-from .errors import RunError, UsageError
+from .errors import RunError, UsageError, certificate_rejected
 from .histogram import encode, percentiles_us
 from .host import ServerCPU
 from .placement import wrapper_argv
@@ -116,8 +116,7 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
         try:
             tls = ctx.wrap_socket(sock, server_hostname=t.host)
         except ssl.SSLCertVerificationError as e:
-            raise RunError(f"TLS certificate verification failed for {t.host}: {e.verify_message}"
-                           " (use --ca FILE to trust it, or --insecure to skip verification)") from None
+            raise RunError(certificate_rejected(t.host, e.verify_message)) from None
         except (ssl.SSLError, OSError) as e:
             raise RunError(f"TLS handshake with {t.host}:{t.port} failed: {e}") from None
         sock = tls
