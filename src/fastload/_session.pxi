@@ -265,11 +265,16 @@ cdef class WorkerStats:
         return self.paced and self.next_intended_ns <= now and \
             self.next_intended_ns < self.schedule_end_ns
 
+    cdef inline bint in_window(self, int64_t intended, int64_t now) noexcept:
+        """A request's outcome is recorded: intended (sent) from record_from_ns on, and
+        finished before stop_ns. Every per-request record (whole-run or per variant) uses this."""
+        return intended >= self.record_from_ns and now < self.stop_ns
+
     cdef inline bint on_response(self, int status, int64_t intended, int64_t now,
                                  int64_t sent) noexcept:
         """Records a completed response; False when it falls outside the measured window."""
         cdef int64_t lat
-        if intended < self.record_from_ns or now >= self.stop_ns:
+        if not self.in_window(intended, now):
             return False
         self.service_hist.record((now - sent) // 1000)
         lat = now - intended
@@ -311,7 +316,7 @@ cdef class WorkerStats:
         """k events of one stream arrived at `now`; prev_ns is its previous event's arrival
         (-1: these include its first). Events that arrive in one read are 0 apart: that is what
         the client saw."""
-        if k <= 0 or intended < self.record_from_ns or now >= self.stop_ns:
+        if k <= 0 or not self.in_window(intended, now):
             return
         if prev_ns < 0:
             self.ttfe_hist.record((now - intended) // 1000 if now > intended else 0)
@@ -334,7 +339,7 @@ cdef class WorkerStats:
     cdef inline void on_failure(self, int cls, int64_t intended, int64_t now, int64_t n) noexcept:
         """n requests (intended for `intended`, == their send time in the closed model) failed
         with error class cls."""
-        if intended >= self.record_from_ns and now < self.stop_ns:
+        if self.in_window(intended, now):
             self.errors[cls] += n
             self.interval_errors += n
         if intended >= self.record_from_ns:
@@ -598,8 +603,7 @@ cdef class H1Session(_Session):
             self.cap_len += n
 
     cdef void mix_failed(self, int slot, int cls, int64_t now) noexcept:
-        # The same window as WorkerStats.on_failure.
-        if self.intended[slot] >= self.stats.record_from_ns and now < self.stats.stop_ns:
+        if self.stats.in_window(self.intended[slot], now):
             self.mix.on_failure(self.entry[slot] >> 1, cls)
 
     def data_received(self, bytes data):
@@ -829,34 +833,11 @@ cdef class H2Session(_Session):
                     e, self.core.ev_status[i], <const char*>self.core.ev_capture[i],
                     self.core.ev_capture_len[i], self.core.ev_body_bytes[i]):
                 self.stats.on_check_failed()
-        elif self.core.ev_intended_ns[i] >= self.stats.record_from_ns and now < self.stats.stop_ns:
+        elif self.stats.in_window(self.core.ev_intended_ns[i], now):
             self.mix.on_failure(e, cls)
 
-    cdef void handle_events(self, int64_t now) noexcept:
-        cdef int i, kind
-        if self.core.n_obs:
-            self.handle_observations(now)
-        for i in range(self.core.n_events):
-            kind = self.core.ev_kind[i]
-            if kind == EV_DONE:
-                if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                          self.core.ev_sent_ns[i]):
-                    self.stats.on_stream_done(self.core.ev_intended_ns[i], self.core.ev_first_ns[i],
-                                              self.core.ev_events[i])
-                    if self.grpc:
-                        self.stats.on_grpc(self.core.ev_grpc[i])
-                    if self.mix is not None:
-                        self.mix_event(i, -1, now)
-            elif kind == EV_TIMEOUT:
-                self.stats.on_failure(ERR_TIMEOUT, self.core.ev_intended_ns[i], now, 1)
-                if self.mix is not None:
-                    self.mix_event(i, ERR_TIMEOUT, now)
-            else:
-                # EV_RESET and EV_REFUSED: the stream produced no response.
-                self.stats.on_failure(ERR_RESET, self.core.ev_intended_ns[i], now, 1)
-                if self.mix is not None:
-                    self.mix_event(i, ERR_RESET, now)
-        self.core.clear_events()
+    cdef inline void handle_events(self, int64_t now) noexcept:
+        self.handle_events_as(-1, now)
 
     def buffer_updated(self, Py_ssize_t nbytes):
         cdef int64_t now = now_ns()
@@ -885,11 +866,15 @@ cdef class H2Session(_Session):
         self.drop()
 
     cdef void handle_events_as(self, int cls, int64_t now) noexcept:
-        cdef int i
+        """Records the core's events: responses as responses; streams that produced none as
+        their kind says (EV_TIMEOUT: timeout; EV_RESET, EV_REFUSED: reset) or, with cls >= 0,
+        all as cls (the connection failed)."""
+        cdef int i, kind, failed
         if self.core.n_obs:
             self.handle_observations(now)
         for i in range(self.core.n_events):
-            if self.core.ev_kind[i] == EV_DONE:
+            kind = self.core.ev_kind[i]
+            if kind == EV_DONE:
                 if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
                                           self.core.ev_sent_ns[i]):
                     self.stats.on_stream_done(self.core.ev_intended_ns[i], self.core.ev_first_ns[i],
@@ -898,10 +883,11 @@ cdef class H2Session(_Session):
                         self.stats.on_grpc(self.core.ev_grpc[i])
                     if self.mix is not None:
                         self.mix_event(i, -1, now)
-            else:
-                self.stats.on_failure(cls, self.core.ev_intended_ns[i], now, 1)
-                if self.mix is not None:
-                    self.mix_event(i, cls, now)
+                continue
+            failed = cls if cls >= 0 else (ERR_TIMEOUT if kind == EV_TIMEOUT else ERR_RESET)
+            self.stats.on_failure(failed, self.core.ev_intended_ns[i], now, 1)
+            if self.mix is not None:
+                self.mix_event(i, failed, now)
         self.core.clear_events()
 
     cdef on_lost(self, exc):
