@@ -74,3 +74,7 @@ def test_slo_file_yaml_and_json(tmp_path):
         load_file(str(bad))
     with pytest.raises(UsageError, match="cannot read"):
         load_file(str(tmp_path / "missing.yaml"))
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("- p99<800ms # d\xe9lai\n".encode("latin-1"))
+    with pytest.raises(UsageError, match="--slo-file .*not UTF-8 text"):
+        load_file(str(latin1))

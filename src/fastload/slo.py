@@ -10,7 +10,7 @@ import operator
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError, attempts
+from .errors import UsageError, attempts, read_input_text
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
         "<": operator.lt, ">": operator.gt}
@@ -150,11 +150,7 @@ def load_file(path: str) -> list[str]:
     """A YAML or JSON list of expressions (a mapping with an 'slo' list is accepted too)."""
     import json
 
-    try:
-        with open(path) as f:
-            text = f.read()
-    except OSError as e:
-        raise UsageError(f"--slo-file: cannot read {path!r}: {e.strerror}") from None
+    text = read_input_text(path, "--slo-file")
     try:
         data = json.loads(text)
     except ValueError:
