@@ -14,7 +14,7 @@ import statistics
 import time
 
 from fastload import _core
-from fastload.checks import CheckRunner, from_flags
+from fastload.workload.checks import CheckRunner, from_flags
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n"
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: fastload\r\nAccept: */*\r\n\r\n"

@@ -13,7 +13,7 @@ import atheris
 with atheris.instrument_imports():
     from fastload import _core
     from fastload.errors import ProtocolError
-    from fastload.hpack_encode import encode_block
+    from fastload.workload.hpack import encode_block
 
 
 def fuzz_h1(data: bytes) -> None:

@@ -32,7 +32,7 @@ from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ProtocolNegotiated, QuicEvent
 
-from fastload.serve import held_summary
+from fastload.serve.server import held_summary
 
 BODY = b"hello world\n"
 

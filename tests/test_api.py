@@ -12,7 +12,7 @@ import pytest
 
 import fastload
 from fastload import Result, RunError, UsageError
-from fastload.histogram import PERCENTILES
+from fastload.results.histogram import PERCENTILES
 
 
 def test_run_counts_exactly_and_result_gives_the_numbers(nginx_h1, tmp_path):

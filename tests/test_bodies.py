@@ -11,8 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload import _core, bodies
+from fastload import _core
 from fastload.errors import UsageError
+from fastload.results.sizes import size_summary
+from fastload.workload import bodies
 
 N = 20000
 
@@ -93,9 +95,9 @@ def test_reproducible_by_seed():
 
 
 def test_size_summary_weighted():
-    s = bodies.size_summary([10, 20, 30], [1, 0, 3])
+    s = size_summary([10, 20, 30], [1, 0, 3])
     assert s == {"count": 4, "mean": 25.0, "min": 10, "max": 30, "p50": 30, "p90": 30, "p99": 30}
-    assert bodies.size_summary([5], [0]) == {"count": 0}
+    assert size_summary([5], [0]) == {"count": 0}
 
 
 def test_filler_length_and_content():

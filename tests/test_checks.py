@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from fastload import checks, slo
 from fastload.errors import UsageError
+from fastload.results import slo
+from fastload.workload import checks
 
 RUN_TIMEOUT_S = 120
 

@@ -11,7 +11,7 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from test_run import fastload, run_json
 
-from fastload.compare import compare, mann_whitney_greater
+from fastload.results.compare import compare, mann_whitney_greater
 
 TWO_CPUS = {0, 1} <= os.sched_getaffinity(0)
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import grpc
 import pytest
 
-from fastload.grpc_call import frame_message
+from fastload.grpc.call import frame_message
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

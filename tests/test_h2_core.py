@@ -736,7 +736,7 @@ def test_peer_max_frame_size_rebuilds_the_template():
 # ---- request blocks that use the server's dynamic table -------------------------------------
 
 def _session_core(headers=REQUEST_HEADERS, max_streams=8):
-    from fastload.hpack_encode import encode_block, encode_session_blocks
+    from fastload.workload.hpack import encode_block, encode_session_blocks
 
     first, steady, need = encode_session_blocks(headers)
     return _core.H2ClientCore(steady, b"", max_streams, first, need, encode_block(headers)), need

@@ -13,8 +13,8 @@ from aioquic.quic.events import ConnectionTerminated
 from test_run import check_document, fastload, run_json
 
 from fastload import _core
-from fastload.h3 import handshake_error, termination_class
-from fastload.plan import build_plan
+from fastload.config.plan import build_plan
+from fastload.h3.session import handshake_error, termination_class
 
 H3 = ("--protocol", "h3")
 
@@ -275,7 +275,7 @@ def test_cached_header_checks_still_reject_bad_headers():
     from aioquic.h3 import connection as h3c
     from aioquic.h3.connection import MessageError
 
-    from fastload.h3 import cache_header_checks
+    from fastload.h3.session import cache_header_checks
 
     cache_header_checks()
     cache_header_checks()  # idempotent: wraps once

@@ -7,8 +7,8 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload import histogram
 from fastload._core import Histogram
+from fastload.results import histogram
 
 HIGH = 60_000_000
 

@@ -16,10 +16,11 @@ import peers
 import pytest
 from click.testing import CliRunner
 
-from fastload import host, placement
 from fastload.cli import main
 from fastload.errors import UsageError
-from fastload.report import summary
+from fastload.host import info as host
+from fastload.host import placement
+from fastload.report.summary import summary
 
 TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0),
                               reason="needs CPUs 0 and 1")

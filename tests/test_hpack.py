@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fastload import _core
 from fastload.errors import ProtocolError
-from fastload.hpack_encode import STATIC_TABLE, _encode_int, encode_block, huffman_encode
+from fastload.workload.hpack import STATIC_TABLE, _encode_int, encode_block, huffman_encode
 
 HpackDecoder = _core.HpackDecoder
 _ref_huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)

@@ -16,7 +16,7 @@ import peers
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastload.metrics import Snapshot, WorkerView, render
+from fastload.runtime.metrics import Snapshot, WorkerView, render
 
 # One sample line of the text format: name, optional {label="value",...}, a float.
 _SAMPLE_RE = re.compile(

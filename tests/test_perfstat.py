@@ -12,9 +12,10 @@ import time
 
 import pytest
 
-from fastload import perfstat
 from fastload.errors import UsageError
-from fastload.perfstat import DEFAULT_EVENTS, SOFTWARE_EVENTS, PerfSpec
+from fastload.host import perfstat
+from fastload.host.perfstat import DEFAULT_EVENTS, SOFTWARE_EVENTS, PerfSpec
+from fastload.results import perf
 
 RUN_TIMEOUT_S = 120
 
@@ -154,12 +155,12 @@ def test_totals_sum_the_workers_and_null_when_one_has_no_count():
     a = perfstat.worker_document(perfstat.parse_csv(WITH_PMU, events), events)
     b = {"counters": {"cycles": 3_000_000_000, "instructions": 900_000_000, "task-clock": 1.5},
          "units": {"task-clock": "msec"}}
-    t = perfstat.total([a, b], spec)
+    t = perf.total([a, b], spec.events, spec.note)
     assert t["counters"] == {"cycles": 10_000_000_000, "instructions": 10_000_000_000,
                              "task-clock": 2105.83}
     assert t["ipc"] == 1.0 and t["events"] == list(events) and "note" not in t
     c = {"counters": {"cycles": None, "instructions": None, "task-clock": 1.0}}
-    t = perfstat.total([a, c], PerfSpec(events=events, custom=False, note="n"))
+    t = perf.total([a, c], events, "n")
     assert t["counters"]["cycles"] is None and t["ipc"] is None and t["note"] == "n"
     assert t["counters"]["task-clock"] == 2105.33
 

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
+from fastload.config.plan import build_plan, parse_target
 from fastload.errors import UsageError
-from fastload.plan import build_plan, parse_target
 from fastload.units import parse_count, parse_cpu_list, parse_duration_ns
 
 

@@ -16,10 +16,10 @@ import pytest
 from hdrh.histogram import HdrHistogram
 from test_run import fastload
 
-from fastload.compare import compare as compare_results
-from fastload.compare import format_row
-from fastload.histogram import percentile_points
-from fastload.report_html import render_page
+from fastload.report.html import render_page
+from fastload.results.compare import compare as compare_results
+from fastload.results.compare import format_row
+from fastload.results.histogram import percentile_points
 from fastload.units import format_us
 
 EVIL_TAG = "<script>alert('x')</script>&"

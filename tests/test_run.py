@@ -59,8 +59,8 @@ def test_nginx_h1_exact_count_matches_access_log(nginx_h1):
     assert nginx_h1.count_requests() - before == 3000
     assert doc["status_codes"] == {"200": 3000}
     assert doc["errors"]["total"] == 0
-    from fastload.plan import build_plan
-    from fastload.request import build_h1_request
+    from fastload.config.plan import build_plan
+    from fastload.workload.wire import build_h1_request
 
     request = build_h1_request(build_plan(nginx_h1.url))
     assert doc["bytes_out"] == 3000 * len(request)
@@ -232,9 +232,9 @@ def test_soft_fd_limit_is_raised_for_many_connections(h2o_server):
 
 
 def test_not_enough_ephemeral_ports_is_refused(tmp_path):
+    from fastload.config.plan import build_plan
     from fastload.errors import UsageError
-    from fastload.plan import build_plan
-    from fastload.runner import ensure_ports
+    from fastload.runtime.preflight import ensure_ports
 
     rng = tmp_path / "range"
     rng.write_text("60000\t60099\n")

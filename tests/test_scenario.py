@@ -196,7 +196,7 @@ def test_h2c_scenario_counts_match_the_access_log(nginx_h2c, tmp_path):
 
 
 def test_readme_scenario_example_is_valid(tmp_path):
-    from fastload.plan import build_plan
+    from fastload.config.plan import build_plan
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     block = readme.split("```yaml\n", 1)[1].split("```", 1)[0]

@@ -3,7 +3,7 @@
 import pytest
 
 from fastload.errors import UsageError
-from fastload.slo import check_all, parse
+from fastload.results.slo import check_all, parse
 
 DOC = {
     "requests": 1000,
@@ -60,7 +60,7 @@ def test_check_all_verdict():
 
 
 def test_slo_file_yaml_and_json(tmp_path):
-    from fastload.slo import load_file
+    from fastload.results.slo import load_file
 
     y = tmp_path / "gates.yaml"
     y.write_text("- p99<800ms\n- errors<0.5%\n")

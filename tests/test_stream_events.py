@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from test_h2_core import SETTINGS_EMPTY, frame, request_block
 
 from fastload import _core
-from fastload.stream_events import grpc_messages, sse_events
+from fastload.native.stream_events import grpc_messages, sse_events
 
 SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"id: 1", b"dat", b"x",
               b" ", b"\r", b"\n", b"\r\n", b"\n\n", b"\xef\xbb\xbf", b"\xef\xbb", b"retry: 5", b"Data:"]

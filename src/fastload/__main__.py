@@ -1,3 +1,3 @@
-from .cli import main
+from fastload.cli import main
 
 main()

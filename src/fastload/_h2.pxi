@@ -137,7 +137,7 @@ DEF BLOCK_STEADY = 1
 DEF BLOCK_UPDATE = 2
 DEF BLOCK_STATELESS = 3
 
-from fastload.hpack_encode import size_update as _hp_size_update
+from fastload.workload.hpack import size_update as _hp_size_update
 
 ctypedef struct _H2Slot:
     uint32_t sid

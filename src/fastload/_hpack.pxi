@@ -47,8 +47,8 @@ from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
 from fastload.errors import ProtocolError as _HpProtocolError
-from fastload.hpack_encode import HUFFMAN_CODES as _HP_HUFFMAN_CODES
-from fastload.hpack_encode import STATIC_TABLE as _HP_STATIC_TABLE
+from fastload.workload.hpack import HUFFMAN_CODES as _HP_HUFFMAN_CODES
+from fastload.workload.hpack import STATIC_TABLE as _HP_STATIC_TABLE
 
 cdef enum:
     _HP_STATIC_LEN = 61

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import traceback
 
 import click
 
-from . import __version__
-from .errors import FastloadError, UsageError
+from fastload import __version__
+from fastload.errors import FastloadError, UsageError, check_writable
+from fastload.units import format_bytes
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FASTLOAD",
            "max_content_width": 100}
@@ -175,8 +178,11 @@ grpc_cmd.params.extend(p for p in run.params
 
 def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], slo_file: str | None,
          metrics_port: int | None, options: dict) -> int:
-    from . import report
-    from .execute import execute
+    # Loaded when the command runs: merge, compare and report must work without the engine.
+    from fastload.config.options import RunOptions
+    from fastload.report import summary as report
+    from fastload.results.document import to_json
+    from fastload.runtime.execute import execute
 
     live = not quiet and sys.stderr.isatty()
 
@@ -185,9 +191,9 @@ def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], sl
         sys.stderr.write("\r" + line)
         sys.stderr.flush()
 
-    outcome = execute(url, slo=slos, slo_file=slo_file, json_path=json_path,
-                      metrics_port=metrics_port, quiet=quiet, on_warning=_warn,
-                      on_progress=on_progress if live else None, **options)
+    opts = RunOptions(url=url, slo=slos, slo_file=slo_file, json_path=json_path,
+                      metrics_port=metrics_port, quiet=quiet, **options)
+    outcome = execute(opts, on_warning=_warn, on_progress=on_progress if live else None)
     if live:
         sys.stderr.write("\r\033[K")
     for warning in outcome.late_warnings:
@@ -197,19 +203,13 @@ def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], sl
         stream = sys.stderr if json_path == "-" else sys.stdout
         stream.write(report.summary(doc))
     if json_path == "-":
-        sys.stdout.write(report.to_json(doc))
+        sys.stdout.write(to_json(doc))
     if outcome.no_results:
         click.echo("fastload: error: no worker produced results", err=True)
         return 3
     if outcome.failed_workers:
         _warn(f"{outcome.failed_workers} worker(s) failed; results are from the others")
     return 0 if outcome.passed else 1
-
-
-def _check_writable(path: str, flag: str = "--json") -> None:
-    from .execute import check_writable
-
-    check_writable(path, flag)
 
 
 def _warn(text: str) -> None:
@@ -224,8 +224,9 @@ def _warn(text: str) -> None:
 def merge_cmd(results: tuple[str, ...], json_path: str, force: bool) -> None:
     """Merge results of several hosts or runs into one (exact histogram merge, summed
     counters, timelines aligned by wall time)."""
-    from . import combine, report
-    from .execute import check_writable
+    from fastload.report import summary as report
+    from fastload.results import merge as combine
+    from fastload.results.document import to_json
 
     try:
         docs = [combine.load(p) for p in results]
@@ -236,7 +237,7 @@ def merge_cmd(results: tuple[str, ...], json_path: str, force: bool) -> None:
     except FastloadError as e:
         click.echo(f"fastload: error: {e}", err=True)
         sys.exit(e.exit_code if isinstance(e, UsageError) else 3)
-    text = report.to_json(merged)
+    text = to_json(merged)
     if json_path == "-":
         sys.stdout.write(text)
     else:
@@ -256,19 +257,17 @@ def compare_cmd(baseline: str, current: str, max_regression: str, force: bool,
                 json_path: str | None) -> None:
     """Did CURRENT get slower than BASELINE? Exit 0: no significant regression, 1: regression,
     2: bad input."""
-    import json as _json
-
-    from . import api
+    from fastload.results.view import compare
 
     try:
-        verdict = api.compare(baseline, current, max_regression, force=force)
+        verdict = compare(baseline, current, max_regression, force=force)
     except FastloadError as e:
         click.echo(f"fastload: error: {e}", err=True)
         sys.exit(2)
     sys.stdout.write(verdict.table())
     if json_path is not None:
         with open(json_path, "w") as f:
-            _json.dump(verdict.data, f, indent=2)
+            json.dump(verdict.data, f, indent=2)
     sys.exit(1 if verdict.regression else 0)
 
 
@@ -288,23 +287,21 @@ def report_cmd(result: str, baseline: str | None, html_path: str | None,
     time, status codes, SLOs, warnings, config and tags. With BASELINE.json its curves are overlaid and a side-by-side table shows the relative
     changes, decided as `fastload compare` does (--max-regression). Exit 0: written,
     2: bad input."""
-    import os
-
-    from . import combine, report_html, report_plots
+    from fastload.report import html as report_html
+    from fastload.report import plots as report_plots
+    from fastload.report import png as report_png
+    from fastload.results import merge as combine
+    from fastload.results.compare import parse_max_regression
 
     try:
         if html_path is None and png_path is None:
             raise UsageError("nothing to write: give --html PATH and/or --png PATH")
-        from .compare import parse_max_regression
-
         limit = parse_max_regression(max_regression)
         if png_path is not None:
-            from . import report_png
-
             report_png.check_available()
         for flag, path in (("--html", html_path), ("--png", png_path)):
             if path is not None:
-                _check_writable(path, flag)
+                check_writable(path, flag)
         doc = combine.load(result)
         report_plots.check(doc, result)
         base = None
@@ -333,7 +330,7 @@ def report_cmd(result: str, baseline: str | None, html_path: str | None,
 @click.option("--body-size", default=None, type=int, help="Response body size in bytes.")
 def serve(host: str, port: int, delay: str, status: int, body_size: int | None) -> None:
     """Run the built-in test server (HTTP/1.1 and h2c prior knowledge) on HOST:PORT."""
-    from . import serve as serve_mod
+    from fastload.serve import server as serve_mod
 
     argv = ["--host", host, "--port", str(port), "--delay", delay, "--status", str(status)]
     if body_size is not None:
@@ -347,17 +344,14 @@ def info_cmd(as_json: bool) -> None:
     """Describe this host as a load generator sees it: CPUs, NUMA nodes, SMT siblings, affinity,
     frequency governor, file descriptor limit, ephemeral ports, somaxconn, perf/taskset/numactl
     and whether hardware counters are readable."""
-    import json as _json
-
-    from . import host
+    from fastload.host import info as host
 
     facts = host.info()
-    sys.stdout.write(_json.dumps(facts, indent=2) + "\n" if as_json else _info_text(facts))
+    sys.stdout.write(json.dumps(facts, indent=2) + "\n" if as_json else _info_text(facts))
 
 
 def _info_text(f: dict) -> str:
-    from .host import format_cpulist
-    from .units import format_bytes
+    from fastload.host.info import format_cpulist
 
     def show(v: object) -> str:
         return "unknown" if v is None else str(v)

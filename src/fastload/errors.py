@@ -3,6 +3,8 @@
 Plain Python so that it imports without the extension being built.
 """
 
+import os
+
 
 class FastloadError(Exception):
     """Base class of every error fastload raises on purpose."""
@@ -30,14 +32,14 @@ def certificate_rejected(host: str, reason: str) -> str:
             " (use --ca FILE to trust it, or --insecure to skip verification)")
 
 
-def read_input(path: str, label: str) -> bytes:
+def read_input(path: str, label: str, shown: str | None = None) -> bytes:
     """A file the user named (--body-file, --scenario, ...): its bytes, or a UsageError that
-    names the option and the reason."""
+    names the option and the reason. shown: how to name the file (default: its path)."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise UsageError(f"{label}: cannot read {path!r}: {e.strerror}") from None
+        raise UsageError(f"{label}: cannot read {shown or repr(path)}: {e.strerror}") from None
 
 
 def read_input_text(path: str, label: str) -> str:
@@ -64,3 +66,11 @@ def error_rate(doc: dict) -> float:
     """errors.total / attempts(doc)."""
     n = attempts(doc)
     return doc.get("errors", {}).get("total", 0) / n if n else 0.0
+
+
+def check_writable(path: str, flag: str = "--json") -> None:
+    """An output file the user named (--json, --hdr-log, merge --json, report --html): its
+    directory must exist and be writable, checked before any work."""
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d) or not os.access(d, os.W_OK):
+        raise UsageError(f"{flag}: cannot write {path!r} (directory missing or not writable)")

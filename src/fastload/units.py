@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import UsageError
+from fastload.errors import UsageError
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ns|us|µs|ms|s|m|h)?\s*$")
 _DURATION_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
@@ -49,20 +49,36 @@ def parse_count(text: str | int, what: str = "count", minimum: int = 1) -> int:
     return value
 
 
-def parse_cpu_list(text: str, what: str = "--cpus") -> list[int]:
-    """'1', '2-7', '0,2,4', '0-3,8' -> sorted unique CPU numbers (the kernel's cpulist format)."""
-    cpus: set[int] = set()
-    for part in str(text).split(","):
-        part = part.strip()
+def parse_cpulist(text: str) -> list[int]:
+    """The kernel's list format ('0-3,8,10-11'; '' for none) -> sorted unique CPU or node
+    numbers. ValueError for anything else: the one parser behind --cpus and /sys, /proc reads."""
+    out: set[int] = set()
+    parts = [p.strip() for p in str(text).strip().split(",")]
+    if parts == [""]:
+        return []
+    for part in parts:
         m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise UsageError(f"{what}: {text!r} is not a CPU list (examples: 1, 2-7, 0,2,4)")
+        if m is None:
+            raise ValueError(f"not a CPU list: {text!r}")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise UsageError(f"{what}: range {part!r} is backwards")
-        cpus.update(range(lo, hi + 1))
-    return sorted(cpus)
+            raise ValueError(f"range {part!r} is backwards")
+        out.update(range(lo, hi + 1))
+    return sorted(out)
+
+
+def parse_cpu_list(text: str, what: str = "--cpus") -> list[int]:
+    """'1', '2-7', '0,2,4', '0-3,8' given by the user -> sorted unique CPU numbers."""
+    try:
+        cpus = parse_cpulist(text)
+    except ValueError as e:
+        if "backwards" in str(e):
+            raise UsageError(f"{what}: {e}") from None
+        cpus = []
+    if not cpus:
+        raise UsageError(f"{what}: {text!r} is not a CPU list (examples: 1, 2-7, 0,2,4)")
+    return cpus
 
 
 def format_us(us: float) -> str:

@@ -1,0 +1,107 @@
+"""One load test from options to the finished result document: the single code path behind
+`fastload run` and `fastload.run()`. Prints nothing and chooses no exit code: warnings and
+progress go to callbacks, bad input is raised as UsageError before any traffic."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastload.config.options import RunOptions
+from fastload.config.plan import Plan, plan_from
+from fastload.errors import UsageError
+from fastload.host import perfstat, placement
+from fastload.report import summary
+from fastload.results import slo
+from fastload.results.document import build_result, to_json
+from fastload.runtime import metrics, preflight, runner
+
+
+@dataclass
+class Outcome:
+    doc: dict
+    plan: Plan
+    passed: bool  # every SLO held (True without SLOs)
+    no_results: bool  # no worker produced results: the CLI exits 3, the API raises RunError
+    failed_workers: int
+    # Found before the run and already given to on_warning; the rest of doc["warnings"] are new.
+    early_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def late_warnings(self) -> list[str]:
+        return [w for w in self.doc.get("warnings", []) if w not in self.early_warnings]
+
+
+def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = None,
+            on_progress: Callable[[Any], None] | None = None) -> Outcome:
+    """Validates everything, runs the workers, builds the result document, checks the SLOs and
+    writes the files asked for (hlog, and the JSON unless json_path is '-', which is the
+    caller's stdout)."""
+    gates = _parse_slos(options.slo, options.slo_file)
+    plan = plan_from(options)
+    if any(g.metric == "checks" for g in gates) and (plan.mix is None or not plan.mix.has_checks):
+        raise UsageError("--slo checks...: no response checks are configured (--check-*, scenario checks)")
+    early = placement.warnings(plan.cpus, plan.server_pid)
+    preflight.ensure_fd_limit(plan)
+    preflight.ensure_ports(plan)
+    if plan.perf_stat is not None:
+        plan = dataclasses.replace(plan, perf_stat=perfstat.check(plan.perf_stat))
+        if plan.perf_stat.note:
+            early.append(plan.perf_stat.note)
+    for warning in early:
+        if on_warning is not None:
+            on_warning(warning)
+    live = server = None
+    if options.metrics_port is not None:
+        live = metrics.LiveMetrics(plan)
+        server = metrics.MetricsServer(live, options.metrics_port)  # binds now: a taken port is exit 2
+    try:
+        plan = preflight.preflight(plan)
+        if live is not None:
+            live.set_plan(plan)
+        out = runner.run(
+            plan,
+            on_progress=_both(on_progress, live.on_progress if live is not None else None),
+            on_tick=live.on_tick if live is not None else None,
+            on_spawned=server.start if server is not None else None,
+        )
+    finally:
+        if server is not None:
+            server.close()
+    out.warnings[:0] = early
+    doc = build_result(out)
+    if plan.hdr_log is not None:
+        with open(plan.hdr_log, "w") as f:
+            f.write(summary.hlog(out.intervals, doc["started_at"], dict(plan.tags)))
+    passed = True
+    if gates:
+        doc["slo"], passed = slo.check_all(gates, doc)
+        doc["passed"] = passed
+    if options.json_path not in (None, "-"):
+        with open(options.json_path, "w") as f:
+            f.write(to_json(doc))
+    return Outcome(doc=doc, plan=plan, passed=passed, no_results=not out.workers,
+                   failed_workers=len(out.failed_workers), early_warnings=early)
+
+
+def _parse_slos(exprs: Sequence[str] | str, path: str | None) -> list[slo.Slo]:
+    if isinstance(exprs, str):  # slo="p99<10ms" from the API: one expression, not characters
+        exprs = [exprs]
+    all_exprs = list(exprs)
+    if path is not None:
+        all_exprs += slo.load_file(path)
+    return [slo.parse(e) for e in all_exprs]
+
+
+def _both(a: Callable[[Any], None] | None, b: Callable[[Any], None] | None
+          ) -> Callable[[Any], None] | None:
+    if a is None or b is None:
+        return a or b
+
+    def call(p: Any) -> None:
+        a(p)
+        b(p)
+
+    return call

@@ -1,0 +1,3 @@
+from fastload.serve.server import main
+
+raise SystemExit(main())
