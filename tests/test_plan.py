@@ -4,7 +4,16 @@ import os
 
 import pytest
 
-from fastload.config.plan import build_plan, parse_target
+from fastload.config.options import RunOptions
+from fastload.config.plan import (
+    build_plan,
+    check_load_shape,
+    check_outputs,
+    check_placement,
+    check_target,
+    check_workload,
+)
+from fastload.config.syntax import parse_target
 from fastload.errors import UsageError
 from fastload.units import parse_count, parse_cpu_list, parse_duration_ns
 
@@ -85,3 +94,66 @@ def test_workers_never_exceed_connections():
     n = len(os.sched_getaffinity(0))
     plan = build_plan("http://127.0.0.1:1/", connections="1", workers=str(max(n, 2)))
     assert plan.workers == 1
+
+
+# Each concern of plan_from() is a validator of its own, usable alone.
+
+def test_check_target_settles_protocol_and_grpc_framing():
+    t = check_target(RunOptions("http://127.0.0.1:1/x", protocol="h2"))
+    assert (t.protocol, t.h2c, t.target.path) == ("h2", True, "/x")
+    g = check_target(RunOptions("http://127.0.0.1:1/", grpc_method="pkg.Svc/Call"))
+    assert (g.grpc, g.protocol, g.method, g.target.path) == (True, "h2", "POST", "/pkg.Svc/Call")
+    assert g.body == b"\0\0\0\0\0"  # an empty message, framed
+    with pytest.raises(UsageError, match="needs an https:// URL"):
+        check_target(RunOptions("http://127.0.0.1:1/", protocol="h3"))
+    with pytest.raises(UsageError, match="--ca applies to https://"):
+        check_target(RunOptions("http://127.0.0.1:1/", ca="/etc/hostname"))
+
+
+def test_check_load_shape_turns_a_rate_into_one_stage():
+    t = check_target(RunOptions("http://127.0.0.1:1/"))
+    s = check_load_shape(RunOptions("http://127.0.0.1:1/", rate="2k", duration="3s"), t)
+    assert s.stages == ((3_000_000_000, 2000.0, 2000.0),) and s.duration_ns == 3_000_000_000
+    s = check_load_shape(RunOptions("http://127.0.0.1:1/", stages="1s:10,2s:0"), t)
+    assert s.duration_ns == 3_000_000_000 and s.stages[1] == (2_000_000_000, 10.0, 0.0)
+    with pytest.raises(UsageError, match="--arrival poisson needs"):
+        check_load_shape(RunOptions("http://127.0.0.1:1/", arrival="poisson"), t)
+
+
+def test_check_workload_builds_the_one_request_or_a_mix(tmp_path):
+    o = RunOptions("http://127.0.0.1:1/a", method="post", headers=["X-A: 1"], body="hi")
+    t = check_target(o)
+    w = check_workload(o, t, check_load_shape(o, t))
+    assert (w.method, w.headers, w.body, w.mix) == ("POST", (("X-A", "1"),), b"hi", None)
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"offset": 0, "path": "/a"}\n{"offset": 2, "path": "/b"}\n')
+    o = RunOptions("http://127.0.0.1:1/", replay=str(trace), timeout="1s")
+    t = check_target(o)
+    w = check_workload(o, t, check_load_shape(o, t))
+    assert w.mix is not None and w.mix.replay and w.duration_ns == 2_000_000_000 + 1_000_000_000 + 1_000_000_000
+
+
+def test_check_placement_caps_workers_by_connections_requests_and_trace():
+    cpus = sorted(os.sched_getaffinity(0))
+    o = RunOptions("http://127.0.0.1:1/", connections=3, requests=2, workers=8)
+    t = check_target(o)
+    shape = check_load_shape(o, t)
+    p = check_placement(o, shape, check_workload(o, t, shape))
+    assert p.workers == 2 and len(p.cpus) == 2 and all(c in cpus for g in p.cpus for c in g)
+    with pytest.raises(UsageError, match="--avoid-cpus"):
+        check_placement(RunOptions("http://127.0.0.1:1/", avoid_cpus="x"), shape,
+                        check_workload(o, t, shape))
+
+
+def test_check_outputs_refuses_unwritable_files_before_the_run(tmp_path):
+    assert check_outputs(RunOptions("http://127.0.0.1:1/", tags=["a=1"])).tags == (("a", "1"),)
+    for field in ("json_path", "hdr_log"):
+        with pytest.raises(UsageError, match="cannot write"):
+            check_outputs(RunOptions("http://127.0.0.1:1/", **{field: "/nonexistent/dir/x"}))
+
+
+def test_run_options_name_an_unknown_option():
+    with pytest.raises(UsageError, match="unknown option: conections"):
+        RunOptions.build("http://127.0.0.1:1/", conections=3)
+    o = RunOptions.build("http://127.0.0.1:1/", headers={"A": "b"}, tags={"k": "v"}, slo="p99<1s")
+    assert (o.headers, o.tags, o.slo) == (["A: b"], ["k=v"], ["p99<1s"])
