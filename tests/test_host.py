@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import peers
 import pytest
 from click.testing import CliRunner
 
@@ -20,6 +19,7 @@ from fastload import host, placement
 from fastload.cli import main
 from fastload.errors import UsageError
 from fastload.report import summary
+from support import peers
 
 TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0),
                               reason="needs CPUs 0 and 1")
@@ -252,13 +252,9 @@ def test_avoid_cpus_keeps_workers_off_them(nginx_h1):
     assert any("2 workers on 1 CPU(s): several workers share a CPU" in w for w in doc["warnings"])
 
 
-def nginx_master_pid(peer: peers.Peer) -> int:
-    return int((peer.dir / "nginx.pid").read_text())
-
-
 @TWO_CPUS
 def test_server_pid_cpu_and_sharing_warning(nginx_h1):
-    master = nginx_master_pid(nginx_h1)
+    master = peers.nginx_master_pid(nginx_h1)
     nginx_workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
     doc, err = run_json(nginx_h1.url, "-n", "20000", "-c", "4", "-w", "1", "--cpus", "0",
                         "--server-pid", str(master))
@@ -279,7 +275,7 @@ def test_server_pid_cpu_and_sharing_warning(nginx_h1):
 @TWO_CPUS
 def test_server_pinned_elsewhere_gives_no_sharing_warning():
     with peers.nginx(cpu=1) as server:
-        master = nginx_master_pid(server)
+        master = peers.nginx_master_pid(server)
         doc, err = run_json(server.url, "-n", "2000", "-c", "2", "-w", "1", "--cpus", "0",
                             "--server-pid", str(master))
         assert doc["server_cpu"]["cpus"] == [1]
