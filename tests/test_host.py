@@ -216,15 +216,18 @@ def test_numactl_numa_node_binds_cpus_and_memory_seen_from_outside(nginx_h1):
     proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", nginx_h1.url, "-d", "3s", "-c", "4",
                              "-w", "2", "--numa-node", "0", "--pin-mode", "numactl", "--json", "-", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # While it runs, read the workers' placement ourselves (the wrapper exec'd Python: same pid).
+    # While it runs, read the workers' placement ourselves. A worker's pid runs three programs
+    # in turn: the generated /bin/sh script, numactl (which pins itself, then execs), and
+    # Python. Only the last one is the worker: before it, the CPUs are still the parent's.
     seen: dict[int, list[int]] = {}
     deadline = time.monotonic() + 20
     while len(seen) < 2 and time.monotonic() < deadline:
         kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         for k in map(int, kids):
             try:
-                # Workers, not the resource tracker that spawn also starts.
-                if b"--multiprocessing-fork" in Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0"):
+                argv = Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0")
+                # Workers (not the resource tracker that spawn also starts), once exec'd.
+                if argv[0] == sys.executable.encode() and b"--multiprocessing-fork" in argv:
                     seen[k] = status_list(k, "Cpus_allowed_list")
             except (FileNotFoundError, ProcessLookupError):
                 pass
