@@ -110,7 +110,7 @@ class Peer:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        # Make `python -m fastload.serve` use this checkout even if an older fastload is installed.
+        # Make `python -m fastload serve` use this checkout even if an older fastload is installed.
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
         )
@@ -379,7 +379,7 @@ def nghttpd_tls(cpu: int | None = None) -> TLSPeer:
     return peer.start(pinned(cmd, cpu), port=port)
 
 
-# --------------------------------------------------------------------------- fastload.serve
+# --------------------------------------------------------------------------- fastload serve
 
 
 class FastloadPeer(Peer):
@@ -409,7 +409,7 @@ def fastload_server(
     status: int = 200,
     body_size: int | None = None,
 ) -> FastloadPeer:
-    """``python -m fastload.serve --port 0``; the port is read from its first stdout line.
+    """``python -m fastload serve --port 0``; the port is read from its first stdout line.
 
     The server speaks h1 and h2c on the same port; ``h2c`` is recorded for callers.
     """
@@ -419,7 +419,8 @@ def fastload_server(
     cmd = [
         sys.executable,
         "-m",
-        "fastload.serve",
+        "fastload",
+        "serve",
         "--host",
         "127.0.0.1",
         "--port",
