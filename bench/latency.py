@@ -1,6 +1,6 @@
 """Latency agreement with wrk against a server with a known delay (not a test; ~30 s).
 
-Starts `python -m fastload.serve --delay D` pinned to CPU 0, then alternately runs
+Starts `fastload serve --delay D` pinned to CPU 0, then alternately runs
 `wrk --latency` and `fastload run` pinned to CPU 1 with the same connections and duration,
 and prints each tool's p50/p99, the p50 difference and whether any latency fell below D.
 
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import peers  # noqa: E402
+from servers import Server
 
 _UNITS_US = {"us": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
 
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     pin = ["taskset", "-c", "1"]
     rows = {"wrk": [], "fastload": []}
     min_fastload = []
-    with peers.fastload_server(delay=args.delay, cpu=0) as server:
+    with Server("fastload", "--delay", args.delay, cpu=0) as server:
         for _ in range(args.reps):
             out = subprocess.run(pin + ["wrk", "-t1", f"-c{args.connections}", f"-d{args.duration}s",
                                         "--latency", server.url], capture_output=True, text=True,

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-import peers  # noqa: E402
+from servers import Server
 
 
 def rss_kb(pid: int) -> int | None:
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=60)
     ap.add_argument("--protocol", choices=["h1", "h2"], default="h1")
     args = ap.parse_args(argv)
-    server = peers.nginx(cpu=0, access_log=False) if args.protocol == "h1" else peers.h2o(cpu=0, access_log=False)
+    server = Server("nginx" if args.protocol == "h1" else "h2o", "--no-access-log", cpu=0)
     extra = ["--h2c", "-c", "8", "-m", "32"] if args.protocol == "h2" else ["-c", "64"]
     with server:
         proc = subprocess.Popen(["taskset", "-c", "1", sys.executable, "-m", "fastload", "run", server.url,

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # make `import peers` work everywhere
-
-import peers  # noqa: E402
+from support import peers
 
 
 def _require(*binaries: str) -> None:
@@ -57,16 +53,14 @@ def nghttpd_tls() -> Iterator[peers.TLSPeer]:
 
 @pytest.fixture(scope="session")
 def delay_server() -> Iterator[peers.FastloadPeer]:
-    """``python -m fastload.serve --delay 20ms``: h1 + h2c, counts via /__fastload/stats."""
-    yield from _serve(lambda: peers.fastload_server(delay="20ms", h2c=True))  # type: ignore[misc]
-
-
-DELAY_S = 0.020
+    """``fastload serve --delay 20ms`` (``peers.DELAY_S``): h1 + h2c, counts via
+    /__fastload/stats."""
+    yield from _serve(lambda: peers.fastload_server(delay=f"{peers.DELAY_S * 1000:g}ms", h2c=True))  # type: ignore[misc]
 
 
 @pytest.fixture(scope="session")
 def h3_server() -> Iterator[peers.H3Peer]:
-    """tests/h3_server.py: aioquic HTTP/3 on UDP, self-signed cert at ``.cert_path``, counts
+    """tests/servers/h3_server.py: aioquic HTTP/3 on UDP, self-signed cert at ``.cert_path``, counts
     the responses it sent (``count_requests()``)."""
     _require("openssl")
     yield from _serve(peers.h3_server)  # type: ignore[misc]

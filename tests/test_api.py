@@ -99,7 +99,7 @@ def test_unreachable_target_raises_run_error():
 def test_metrics_server_is_closed_after_an_api_run(nginx_h1):
     import socket
 
-    import peers
+    from support import peers
 
     port = peers.free_port()
     fastload.run(nginx_h1.url, requests=100, connections=1, workers=1, metrics_port=port)

@@ -203,7 +203,7 @@ def test_bad_check_flags_exit_2_before_traffic(args, message):
 
 @pytest.fixture(scope="module")
 def big_body_server():
-    import peers
+    from support import peers
 
     peer = peers.fastload_server(body_size=100_000)
     try:

@@ -60,3 +60,24 @@ def test_live_progress_on_a_tty(nginx_h1):
     assert proc.returncode == 0
     assert b"req/s" in seen and b"p99" in seen and b"errors" in seen
     assert b"Requests/sec:" in out
+
+
+def test_serve_on_a_port_in_use_exits_2_with_one_line():
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        p = subprocess.run([sys.executable, "-m", "fastload", "serve", "--port", str(port)],
+                           capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2
+    assert p.stderr == f"fastload: error: cannot listen on 127.0.0.1:{port}: address already in use\n"
+    assert p.stdout == ""
+
+
+def test_serve_bad_delay_exits_2_with_one_line():
+    p = subprocess.run([sys.executable, "-m", "fastload", "serve", "--port", "0", "--delay", "soon"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2
+    assert p.stderr == "fastload: error: --delay: 'soon' is not a duration (examples: 500ms, 10s, 2m)\n"

@@ -6,12 +6,12 @@ import itertools
 import json
 import os
 
-import peers
 import pytest
 from hdrh.histogram import HdrHistogram
-from test_run import fastload, run_json
 
 from fastload.results.compare import compare, mann_whitney_greater
+from support import peers
+from support.run import fastload, run_json
 
 TWO_CPUS = {0, 1} <= os.sched_getaffinity(0)
 
@@ -141,9 +141,8 @@ def test_a_tail_moved_by_a_few_noisy_seconds_is_not_a_regression():
 
 
 def test_merge_sums_perf_counters_and_keeps_each_server_cpu(nginx_h1, tmp_path):
-    from test_host import nginx_master_pid
 
-    master = str(nginx_master_pid(nginx_h1))
+    master = str(peers.nginx_master_pid(nginx_h1))
     docs = [run_json(nginx_h1.url, "--perf-stat=task-clock,context-switches", "-n", str(n), "-c", "2",
                      "-w", "1", "--server-pid", master) for n in (1000, 1500)]
     p = fastload("merge", *(write(tmp_path, f"{i}.json", d) for i, d in enumerate(docs)))

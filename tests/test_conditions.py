@@ -11,6 +11,8 @@ import time
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 
+from support import SERVERS
+
 
 def children(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -123,8 +125,7 @@ def test_ephemeral_port_exhaustion_is_counted_apart_not_as_server_errors(tmp_pat
         subprocess.run(ns + ["sh", "-c", "ip link set lo up && sysctl -q -w "
                              "net.ipv4.ip_local_port_range='40000 40009' net.ipv4.tcp_tw_reuse=0"],
                        check=True)
-        here = os.path.dirname(os.path.abspath(__file__))
-        server = subprocess.Popen(ns + [sys.executable, os.path.join(here, "fault_server.py"), "slow", "0"],
+        server = subprocess.Popen(ns + [sys.executable, str(SERVERS / "fault_server.py"), "slow", "0"],
                                   stdout=subprocess.PIPE, text=True)
         port = int(server.stdout.readline().split()[-1])
         out = tmp_path / "r.json"

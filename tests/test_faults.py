@@ -12,14 +12,14 @@ import urllib.request
 from contextlib import contextmanager
 
 import pytest
-from test_run import run_json
 
-HERE = os.path.dirname(__file__)
+from support import SERVERS
+from support.run import run_json
 
 
 @contextmanager
 def fault_server(mode: str, good: int = 3):
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "fault_server.py"), mode, str(good)],
+    proc = subprocess.Popen([sys.executable, str(SERVERS / "fault_server.py"), mode, str(good)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline().split()[-1])
@@ -70,7 +70,7 @@ def test_accept_then_close_counts_every_connection(tmp_path):
 
 @contextmanager
 def h2_fault_server(mode: str, good: int = 3):
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "h2_fault_server.py"), mode, str(good)],
+    proc = subprocess.Popen([sys.executable, str(SERVERS / "h2_fault_server.py"), mode, str(good)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline().split()[-1])

@@ -13,13 +13,14 @@ import grpc
 import pytest
 
 from fastload.grpc.call import frame_message
+from support import SERVERS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @contextmanager
 def grpc_server(fail_every: int = 0):
-    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "grpc_server.py"), str(fail_every)],
+    proc = subprocess.Popen([sys.executable, str(SERVERS / "grpc_server.py"), str(fail_every)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         port = int(proc.stdout.readline().split()[-1])

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastload import _core
+from support.h2frames import REQUEST_HEADERS, SETTINGS_EMPTY, frame, request_block
 
 # On a failure hypothesis imports libcst to print a patch; libcst's import warns, and with the
 # project's filterwarnings=error that hides the failing example behind an INTERNALERROR.
@@ -29,26 +30,6 @@ EV_DONE, EV_RESET, EV_REFUSED, EV_TIMEOUT = 1, 2, 3, 4
 PROTOCOL_ERROR, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, COMPRESSION_ERROR = 1, 3, 6, 9
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
-REQUEST_HEADERS = [
-    (b":method", b"GET"),
-    (b":scheme", b"http"),
-    (b":authority", b"localhost"),
-    (b":path", b"/index.html"),
-    (b"user-agent", b"fastload"),
-]
-
-
-def request_block(headers=REQUEST_HEADERS):
-    """A stateless block: literals without indexing never touch the peer's dynamic table."""
-    enc = hpack.Encoder()
-    return enc.encode([hpack.NeverIndexedHeaderTuple(n, v) for n, v in headers])
-
-
-def frame(ftype, flags, sid, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
-
-
-SETTINGS_EMPTY = frame(4, 0, 0)
 
 
 def split_random(data, rng, max_cut=64):

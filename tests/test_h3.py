@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import socket
 
-import peers
 import pytest
 from aioquic.quic.events import ConnectionTerminated
-from test_run import check_document, fastload, run_json
 
 from fastload import _core
 from fastload.config.plan import build_plan
 from fastload.h3.session import handshake_error, termination_class
+from support import peers
+from support.run import check_document, fastload, run_json
 
 H3 = ("--protocol", "h3")
 

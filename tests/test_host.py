@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import peers
 import pytest
 from click.testing import CliRunner
 
@@ -21,6 +20,7 @@ from fastload.errors import UsageError
 from fastload.host import info as host
 from fastload.host import placement
 from fastload.report.summary import summary
+from support import peers
 
 TWO_CPUS = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0),
                               reason="needs CPUs 0 and 1")
@@ -217,15 +217,18 @@ def test_numactl_numa_node_binds_cpus_and_memory_seen_from_outside(nginx_h1):
     proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", nginx_h1.url, "-d", "3s", "-c", "4",
                              "-w", "2", "--numa-node", "0", "--pin-mode", "numactl", "--json", "-", "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # While it runs, read the workers' placement ourselves (the wrapper exec'd Python: same pid).
+    # While it runs, read the workers' placement ourselves. A worker's pid runs three programs
+    # in turn: the generated /bin/sh script, numactl (which pins itself, then execs), and
+    # Python. Only the last one is the worker: before it, the CPUs are still the parent's.
     seen: dict[int, list[int]] = {}
     deadline = time.monotonic() + 20
     while len(seen) < 2 and time.monotonic() < deadline:
         kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         for k in map(int, kids):
             try:
-                # Workers, not the resource tracker that spawn also starts.
-                if b"--multiprocessing-fork" in Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0"):
+                argv = Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0")
+                # Workers (not the resource tracker that spawn also starts), once exec'd.
+                if argv[0] == sys.executable.encode() and b"--multiprocessing-fork" in argv:
                     seen[k] = status_list(k, "Cpus_allowed_list")
             except (FileNotFoundError, ProcessLookupError):
                 pass
@@ -253,13 +256,9 @@ def test_avoid_cpus_keeps_workers_off_them(nginx_h1):
     assert any("2 workers on 1 CPU(s): several workers share a CPU" in w for w in doc["warnings"])
 
 
-def nginx_master_pid(peer: peers.Peer) -> int:
-    return int((peer.dir / "nginx.pid").read_text())
-
-
 @TWO_CPUS
 def test_server_pid_cpu_and_sharing_warning(nginx_h1):
-    master = nginx_master_pid(nginx_h1)
+    master = peers.nginx_master_pid(nginx_h1)
     nginx_workers = [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
     doc, err = run_json(nginx_h1.url, "-n", "20000", "-c", "4", "-w", "1", "--cpus", "0",
                         "--server-pid", str(master))
@@ -280,7 +279,7 @@ def test_server_pid_cpu_and_sharing_warning(nginx_h1):
 @TWO_CPUS
 def test_server_pinned_elsewhere_gives_no_sharing_warning():
     with peers.nginx(cpu=1) as server:
-        master = nginx_master_pid(server)
+        master = peers.nginx_master_pid(server)
         doc, err = run_json(server.url, "-n", "2000", "-c", "2", "-w", "1", "--cpus", "0",
                             "--server-pid", str(master))
         assert doc["server_cpu"]["cpus"] == [1]

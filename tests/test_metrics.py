@@ -12,11 +12,11 @@ import sys
 import time
 import urllib.request
 
-import peers
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastload.runtime.metrics import Snapshot, WorkerView, render
+from fastload.report.prometheus import Snapshot, WorkerView, render
+from support import peers
 
 # One sample line of the text format: name, optional {label="value",...}, a float.
 _SAMPLE_RE = re.compile(

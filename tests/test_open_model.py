@@ -12,18 +12,18 @@ import sys
 import time
 import urllib.request
 
-import peers
 import pytest
 from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
-from test_run import fastload, run_json
+
+from support import SERVERS, peers
+from support.run import fastload, run_json
 
 
 @pytest.fixture()
 def stall_server():
     """Holds every response from 1.5 s to 2.0 s after the first request."""
-    here = os.path.dirname(__file__)
-    proc = subprocess.Popen([sys.executable, os.path.join(here, "stall_server.py"), "1.5", "0.5"],
+    proc = subprocess.Popen([sys.executable, str(SERVERS / "stall_server.py"), "1.5", "0.5"],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
     try:
         line = proc.stdout.readline()

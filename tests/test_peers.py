@@ -18,12 +18,12 @@ import urllib.request
 import h2.config
 import h2.connection
 import h2.events
-import peers
 import pytest
-from conftest import DELAY_S
+
+from support import peers
 
 HELLO = peers.HELLO
-DELAY_NS = int(DELAY_S * 1e9)
+DELAY_NS = int(peers.DELAY_S * 1e9)
 
 
 # --------------------------------------------------------------------------- tiny clients
@@ -265,7 +265,7 @@ def test_delay_server_h1_never_early(delay_server: peers.FastloadPeer) -> None:
     seq = h1_sequential(delay_server, path, 12)
     assert all(s == 200 and b == HELLO for s, b, _ in seq)
     early = [ns for _, _, ns in seq if ns < DELAY_NS]
-    assert not early, f"answered before {DELAY_S * 1e3} ms: {early}"
+    assert not early, f"answered before {peers.DELAY_S * 1e3} ms: {early}"
     assert delay_server.count_requests(path) - before == 12
 
 
@@ -310,7 +310,7 @@ def test_delay_server_h2load_count(delay_server: peers.FastloadPeer) -> None:
     t0 = time.perf_counter()
     assert run_h2load(delay_server.url + path.lstrip("/")) == 1000
     # 2 connections x 10 streams = 20 in flight, each >= 20 ms: at least 50 rounds.
-    assert time.perf_counter() - t0 >= 1000 / 20 * DELAY_S
+    assert time.perf_counter() - t0 >= 1000 / 20 * peers.DELAY_S
     assert delay_server.count_requests(path) == 1000
     assert delay_server.stats()["responses"] - before == 1000
 

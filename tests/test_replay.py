@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-from test_run import fastload, run_json
 
 from fastload.errors import UsageError
 from fastload.workload.checks import CheckSpec
 from fastload.workload.replay import parse_replay
+from support.run import fastload, run_json
 
 
 def trace(n: int = 90, span_s: float = 1.5) -> list[dict]:

@@ -11,16 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import peers
 import pytest
 from hdrh.histogram import HdrHistogram
-from test_run import fastload
 
 from fastload.report.html import render_page
 from fastload.results.compare import compare as compare_results
 from fastload.results.compare import format_row
 from fastload.results.histogram import percentile_points
 from fastload.units import format_us
+from support import peers
+from support.run import fastload
 
 EVIL_TAG = "<script>alert('x')</script>&"
 CURRENT_RGB = (0x1F, 0x77, 0xB4)  # the report's colours (report_html.CSS, report_png.COLORS)

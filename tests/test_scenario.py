@@ -8,9 +8,10 @@ import json
 import math
 from pathlib import Path
 
-import peers
 import pytest
-from test_run import fastload, run_json
+
+from support import peers
+from support.run import fastload, run_json
 
 
 def write(tmp_path: Path, text: str, name: str = "scenario.yaml") -> str:

@@ -8,10 +8,10 @@ import random
 import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_h2_core import SETTINGS_EMPTY, frame, request_block
 
 from fastload import _core
 from fastload.native.stream_events import grpc_messages, sse_events
+from support.h2frames import SETTINGS_EMPTY, frame, request_block
 
 SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"id: 1", b"dat", b"x",
               b" ", b"\r", b"\n", b"\r\n", b"\n\n", b"\xef\xbb\xbf", b"\xef\xbb", b"retry: 5", b"Data:"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
-import peers
 import pytest
 from hdrh.histogram import HdrHistogram
-from test_run import fastload, run_json
+
+from support import peers
+from support.run import fastload, run_json
 
 DELAY_US, FIRST_US, GAP_US, EVENTS = 5_000, 30_000, 10_000, 5
 SSE = f"sse?events={EVENTS}&first={FIRST_US // 1000}ms&gap={GAP_US // 1000}ms"

@@ -12,7 +12,7 @@ import click
 
 from fastload import __version__
 from fastload.errors import FastloadError, UsageError, check_writable
-from fastload.units import format_bytes
+from fastload.units import format_bytes, parse_duration_ns
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "FASTLOAD",
            "max_content_width": 100}
@@ -324,18 +324,21 @@ def report_cmd(result: str, baseline: str | None, html_path: str | None,
 
 @main.command(context_settings=CONTEXT)
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--port", default=8080, show_default=True, type=int, help="0 picks a free port.")
 @click.option("--delay", default="0", show_default=True, help="Delay before each response (e.g. 5ms).")
 @click.option("--status", default=200, show_default=True, type=int)
-@click.option("--body-size", default=None, type=int, help="Response body size in bytes.")
+@click.option("--body-size", default=None, type=int,
+              help="Response body size in bytes (default: the 12 bytes 'hello world\\n').")
 def serve(host: str, port: int, delay: str, status: int, body_size: int | None) -> None:
     """Run the built-in test server (HTTP/1.1 and h2c prior knowledge) on HOST:PORT."""
     from fastload.serve import server as serve_mod
 
-    argv = ["--host", host, "--port", str(port), "--delay", delay, "--status", str(status)]
-    if body_size is not None:
-        argv += ["--body-size", str(body_size)]
-    sys.exit(serve_mod.main(argv) or 0)
+    try:
+        delay_s = parse_duration_ns(delay, "--delay", allow_zero=True) / 1e9
+        serve_mod.serve_forever(host, port, delay_s, status, body_size)
+    except UsageError as e:
+        click.echo(f"fastload: error: {e}", err=True)
+        sys.exit(e.exit_code)
 
 
 @main.command("info", context_settings=CONTEXT)

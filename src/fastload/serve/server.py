@@ -13,19 +13,17 @@ token-streaming API: headers after the server's delay, event i at (first + i * g
 request arrived (never earlier), each event in its own chunk (HTTP/1.1) or DATA frame (h2),
 then the end of the response.
 
-Run: ``python -m fastload.serve --host 127.0.0.1 --port 0 --delay 5ms``.
+Run: ``fastload serve --host 127.0.0.1 --port 0 --delay 5ms``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
-import re
+import os
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -38,6 +36,10 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import uvloop
+
+from fastload.errors import UsageError
+from fastload.units import parse_duration_ns
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 STATS_PATH = "/__fastload/stats"
@@ -104,15 +106,6 @@ def make_body(body_size: int | None) -> bytes:
     if body_size <= 0:
         return b""
     return b"x" * (body_size - 1) + b"\n"
-
-
-def parse_duration(text: str) -> float:
-    """'5ms' / '200us' / '1.5s' / '0.01' (seconds) -> seconds."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s|m)?\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"bad duration: {text!r}")
-    scale = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
-    return float(m.group(1)) * scale
 
 
 def reason(status: int) -> str:
@@ -194,10 +187,10 @@ def sse_spec(target: str) -> SseSpec | None:
             if key == "events":
                 spec.events = max(0, int(value))
             elif key == "first":
-                spec.first_s = parse_duration(value)
+                spec.first_s = parse_duration_ns(value, allow_zero=True) / 1e9
             elif key == "gap":
-                spec.gap_s = parse_duration(value)
-        except (ValueError, argparse.ArgumentTypeError):
+                spec.gap_s = parse_duration_ns(value, allow_zero=True) / 1e9
+        except (ValueError, UsageError):
             pass
     return spec
 
@@ -609,9 +602,14 @@ class Server:
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
         handler = Handler(loop, self.config, self.stats)
-        self._server = await loop.create_server(
-            lambda: ServeProtocol(handler), self.host, self.port, backlog=1024, reuse_address=True
-        )
+        try:
+            self._server = await loop.create_server(
+                lambda: ServeProtocol(handler), self.host, self.port, backlog=1024,
+                reuse_address=True
+            )
+        except OSError as e:  # port in use, address not on this host, port below 1024, ...
+            why = os.strerror(e.errno).lower() if e.errno else str(e)
+            raise UsageError(f"cannot listen on {self.address}: {why}") from None
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -664,36 +662,14 @@ def _announce(address: str) -> None:
 
 
 def run(coro_factory: Callable[[], object]) -> None:
+    uvloop.run(coro_factory())  # type: ignore[arg-type]
+
+
+def serve_forever(host: str, port: int, delay_s: float, status: int,
+                  body_size: int | None) -> None:
+    """`fastload serve`: announce the address on stdout, serve until SIGTERM/SIGINT. A port
+    that cannot be listened on raises UsageError."""
     try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro_factory())  # type: ignore[arg-type]
-    else:
-        uvloop.run(coro_factory())  # type: ignore[arg-type]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fastload serve", description=__doc__.split("\n\n")[0])
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080, help="0 picks a free port")
-    p.add_argument("--delay", type=parse_duration, default=0.0, help="e.g. 5ms, 200us, 0.01")
-    p.add_argument("--status", type=int, default=200)
-    p.add_argument("--body-size", type=int, default=None, help="default: 'hello world\\n'")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(
-            lambda: serve(
-                args.host, args.port, args.delay, args.status, args.body_size, announce=_announce
-            )
-        )
+        run(lambda: serve(host, port, delay_s, status, body_size, announce=_announce))
     except KeyboardInterrupt:
         pass
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

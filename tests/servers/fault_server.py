@@ -1,6 +1,6 @@
 """A project-owned HTTP/1.1 server that misbehaves on purpose, for exact error accounting.
 
-    python tests/fault_server.py MODE [GOOD]
+    python tests/servers/fault_server.py MODE [GOOD]
 
 On every connection it answers GOOD (default 3) requests properly, then misbehaves once in the
 way MODE says. It prints "listening on PORT"; GET /__stats (on a fresh connection) returns

@@ -1,7 +1,7 @@
 """A project-owned HTTP/2 (h2c prior knowledge) server that misbehaves on purpose, built on the
 h2 library.
 
-    python tests/h2_fault_server.py MODE [GOOD]
+    python tests/servers/h2_fault_server.py MODE [GOOD]
 
 Modes (GOOD streams are answered properly first, per connection unless noted):
   goaway      then GOAWAY naming the last answered stream, leaving the new one unanswered

@@ -1,13 +1,19 @@
-"""Launchers for real reference servers (nginx, h2o, nghttpd, fastload.serve).
+"""Launchers for real reference servers (nginx, h2o, nghttpd, caddy, `fastload serve`, the
+aioquic server in tests/servers/).
 
-Shared by the pytest fixtures and bench/compare.py. Each launcher writes its
-config into a private temp dir, starts the server in its own process group on a
-free loopback port (optionally pinned with ``taskset -c CPU``), waits until the
+Each launcher writes its config into a private temp dir, starts the server in its own process
+group on a free loopback port (optionally pinned with ``taskset -c CPU``), waits until the
 port accepts, and returns a :class:`Peer` (also a context manager).
+
+The pytest fixtures import this module (as ``support.peers``). The benchmarks in bench/ do not
+import test code: they run this file as a program (``python tests/support/peers.py nginx
+--cpu 0``), which starts one server, prints one JSON line ``{"url", "pid", "cert"}`` and
+stops the server when its stdin closes or it gets SIGTERM.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -22,7 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 HELLO = b"hello world\n"
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+SERVERS = REPO / "tests" / "servers"
+DELAY_S = 0.020  # the delay of the session's delay_server fixture (conftest.py)
 
 
 class PeerError(RuntimeError):
@@ -102,7 +110,7 @@ class Peer:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        # Make `python -m fastload.serve` use this checkout even if an older fastload is installed.
+        # Make `python -m fastload serve` use this checkout even if an older fastload is installed.
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])
         )
@@ -269,6 +277,10 @@ def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True) ->
     return peer.start(pinned(cmd, cpu), port=port)
 
 
+def nginx_master_pid(peer: Peer) -> int:
+    return int((peer.dir / "nginx.pid").read_text())
+
+
 # --------------------------------------------------------------------------- h2o
 
 H2O_CONF = """\
@@ -367,7 +379,7 @@ def nghttpd_tls(cpu: int | None = None) -> TLSPeer:
     return peer.start(pinned(cmd, cpu), port=port)
 
 
-# --------------------------------------------------------------------------- fastload.serve
+# --------------------------------------------------------------------------- fastload serve
 
 
 class FastloadPeer(Peer):
@@ -397,7 +409,7 @@ def fastload_server(
     status: int = 200,
     body_size: int | None = None,
 ) -> FastloadPeer:
-    """``python -m fastload.serve --port 0``; the port is read from its first stdout line.
+    """``python -m fastload serve --port 0``; the port is read from its first stdout line.
 
     The server speaks h1 and h2c on the same port; ``h2c`` is recorded for callers.
     """
@@ -407,7 +419,8 @@ def fastload_server(
     cmd = [
         sys.executable,
         "-m",
-        "fastload.serve",
+        "fastload",
+        "serve",
         "--host",
         "127.0.0.1",
         "--port",
@@ -426,7 +439,7 @@ def fastload_server(
 
 
 class H3Peer(TLSPeer):
-    """tests/h3_server.py: HTTP/3 on UDP ``port``, counters over TCP ``stats_port``."""
+    """tests/servers/h3_server.py: HTTP/3 on UDP ``port``, counters over TCP ``stats_port``."""
 
     stats_port: int = 0
 
@@ -469,15 +482,87 @@ class H3Peer(TLSPeer):
 def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
               close_after: int = 0, no_status_every: int = 0, bad_length_every: int = 0,
               sse: str | None = None) -> H3Peer:
-    """tests/h3_server.py (aioquic, 1 process) with a self-signed cert at ``.cert_path``."""
+    """tests/servers/h3_server.py (aioquic, 1 process) with a self-signed cert at ``.cert_path``."""
     tmp = _workdir("h3")
     peer = H3Peer("h3-server", tmp, scheme="https")
     d = peer.dir
     peer.cert_path, peer.key_path = make_cert(d)
-    cmd = [sys.executable, str(REPO / "tests" / "h3_server.py"), "--cert", str(peer.cert_path),
+    cmd = [sys.executable, str(SERVERS / "h3_server.py"), "--cert", str(peer.cert_path),
            "--key", str(peer.key_path), "--host", peer.host, "--port", "0", "--delay", delay,
            "--reset-every", str(reset_every), "--close-after", str(close_after),
            "--no-status-every", str(no_status_every), "--bad-length-every", str(bad_length_every)]
     if sse:
         cmd += ["--sse", sse]
     return peer.start(pinned(cmd, cpu), port=None)
+
+
+# --------------------------------------------------------------------------- caddy (bench/h3.py)
+
+CADDYFILE = """\
+{{
+	admin off
+	auto_https disable_redirects
+	storage file_system {d}/storage
+	servers {{
+		protocols h1 h2 h3
+	}}
+}}
+https://127.0.0.1:{port} {{
+	tls {d}/cert.pem {d}/key.pem
+	respond "hello world
+" 200
+}}
+"""
+
+
+def caddy(cpu: int | None = None) -> TLSPeer:
+    """caddy, 1 Go thread (GOMAXPROCS=1), h1/h2 on TCP and h3 on UDP of the same port."""
+    tmp = _workdir("caddy")
+    peer = TLSPeer("caddy", tmp, scheme="https")
+    d = peer.dir
+    peer.cert_path, peer.key_path = make_cert(d)
+    port = free_port()
+    (d / "Caddyfile").write_text(CADDYFILE.format(d=d, port=port))
+    os.environ["GOMAXPROCS"] = "1"  # one Go thread: caddy stays on its one CPU (Python ignores it)
+    cmd = ["caddy", "run", "--config", str(d / "Caddyfile"), "--adapter", "caddyfile"]
+    return peer.start(pinned(cmd, cpu), port=port)
+
+
+# --------------------------------------------------------------------------- as a program (bench/)
+
+LAUNCHERS: dict[str, Callable[[argparse.Namespace], Peer]] = {
+    "nginx": lambda a: nginx(h2c=False, cpu=a.cpu, access_log=not a.no_access_log),
+    "nginx-h2c": lambda a: nginx(h2c=True, cpu=a.cpu, access_log=not a.no_access_log),
+    "h2o": lambda a: h2o(cpu=a.cpu, access_log=not a.no_access_log),
+    "nghttpd-tls": lambda a: nghttpd_tls(cpu=a.cpu),
+    "fastload": lambda a: fastload_server(delay=a.delay, cpu=a.cpu),
+    "h3": lambda a: h3_server(cpu=a.cpu, delay=a.delay),
+    "caddy": lambda a: caddy(cpu=a.cpu),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Start one reference server; print "
+                                 '{"url", "pid", "cert"} as one JSON line; stop it when stdin '
+                                 "closes or on SIGTERM.")
+    ap.add_argument("kind", choices=sorted(LAUNCHERS))
+    ap.add_argument("--cpu", type=int, default=None, help="pin the server with taskset -c CPU")
+    ap.add_argument("--no-access-log", action="store_true", help="nginx, h2o: no access log")
+    ap.add_argument("--delay", default="0", help="fastload, h3: response delay (e.g. 5ms)")
+    args = ap.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on the way out
+    try:
+        peer = LAUNCHERS[args.kind](args)
+    except (PeerError, OSError, subprocess.CalledProcessError) as e:
+        print(f"{args.kind}: {e}", file=sys.stderr)
+        return 1
+    with peer:
+        assert peer.proc is not None
+        print(json.dumps({"url": peer.url, "pid": peer.proc.pid,
+                          "cert": str(getattr(peer, "cert_path", "")) or None}), flush=True)
+        sys.stdin.read()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

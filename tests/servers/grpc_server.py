@@ -1,7 +1,7 @@
 """A project-owned gRPC server on grpcio (the reference implementation's Python binding), for
 exact call accounting.
 
-    python tests/grpc_server.py [FAIL_EVERY]
+    python tests/servers/grpc_server.py [FAIL_EVERY]
 
 test.Echo/Unary answers with the request message; every FAIL_EVERY-th call (0: never) fails
 with UNAVAILABLE instead. test.Echo/Stream is server-streaming: a request b"N,GAP_MS" gets N

@@ -1,7 +1,7 @@
 """A project-owned HTTP/1.1 server that holds every response during one fixed window of the
 run: the reference for coordinated-omission tests. Responses are otherwise immediate.
 
-python tests/stall_server.py STALL_AFTER_S STALL_FOR_S  -> prints "listening on PORT"; the
+python tests/servers/stall_server.py STALL_AFTER_S STALL_FOR_S  -> prints "listening on PORT"; the
 clock starts at the first request. GET /__stats returns the number of responses served.
 """
 

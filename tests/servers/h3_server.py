@@ -1,7 +1,7 @@
 """The project's HTTP/3 test server (aioquic): answers every request with 200 and
 'hello world\\n' after an optional delay, and counts what it served.
 
-    python tests/h3_server.py --cert cert.pem --key key.pem [--port 0] [--delay 20ms]
+    python tests/servers/h3_server.py --cert cert.pem --key key.pem [--port 0] [--delay 20ms]
         [--reset-every N] [--close-after N] [--no-status-every N] [--bad-length-every N]
 
 It prints 'listening on 127.0.0.1:PORT' (UDP, HTTP/3) and 'stats on 127.0.0.1:PORT' (TCP,

@@ -1,3 +1,0 @@
-from fastload.serve.server import main
-
-raise SystemExit(main())
