@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check . 2>&1 | grep -v -e "Running pip as" -e "is ignored" || true
-python3 -c "import fastload._core" || { echo "fastload did not install" >&2; exit 1; }
+python3 -c "import fastload.native" || { echo "fastload did not install" >&2; exit 1; }
 port=${FASTLOAD_DEMO_PORT:-18080}
 # With two CPUs or more, the server gets CPU 0 and the generator the others, so neither waits
 # for the other's CPU (fastload warns when its workers do).

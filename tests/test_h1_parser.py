@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload._core import H1ResponseParser
 from fastload.errors import ProtocolError
+from fastload.native import H1ResponseParser
 
 
 def feed_in_pieces(data: bytes, cuts: list[int]) -> list[tuple[int, int, bool]]:

@@ -12,7 +12,7 @@ import pytest
 from aioquic.quic.events import ConnectionTerminated
 from test_run import check_document, fastload, run_json
 
-from fastload import _core
+from fastload import native
 from fastload.h3 import handshake_error, termination_class
 from fastload.plan import build_plan
 
@@ -239,14 +239,14 @@ def test_plan_defaults_and_config():
 
 @pytest.mark.parametrize(
     "code,frame_type,cls",
-    [(0x100, None, _core.ERROR_RESET),        # H3_NO_ERROR: the server closed
-     (0x10C, None, _core.ERROR_RESET),        # H3_REQUEST_CANCELLED
-     (0x10E, None, _core.ERROR_PROTOCOL),     # H3_MESSAGE_ERROR
-     (0x105, None, _core.ERROR_PROTOCOL),     # H3_FRAME_UNEXPECTED
-     (0x200, None, _core.ERROR_PROTOCOL),     # QPACK_DECOMPRESSION_FAILED
-     (0x0, 0x1C, _core.ERROR_RESET),          # transport NO_ERROR
-     (0x1, 0x0, _core.ERROR_RESET),           # idle timeout (aioquic: INTERNAL_ERROR)
-     (0xA, 0x8, _core.ERROR_PROTOCOL)],       # PROTOCOL_VIOLATION
+    [(0x100, None, native.ERROR_RESET),        # H3_NO_ERROR: the server closed
+     (0x10C, None, native.ERROR_RESET),        # H3_REQUEST_CANCELLED
+     (0x10E, None, native.ERROR_PROTOCOL),     # H3_MESSAGE_ERROR
+     (0x105, None, native.ERROR_PROTOCOL),     # H3_FRAME_UNEXPECTED
+     (0x200, None, native.ERROR_PROTOCOL),     # QPACK_DECOMPRESSION_FAILED
+     (0x0, 0x1C, native.ERROR_RESET),          # transport NO_ERROR
+     (0x1, 0x0, native.ERROR_RESET),           # idle timeout (aioquic: INTERNAL_ERROR)
+     (0xA, 0x8, native.ERROR_PROTOCOL)],       # PROTOCOL_VIOLATION
 )
 def test_termination_classes(code, frame_type, cls):
     ev = ConnectionTerminated(error_code=code, frame_type=frame_type, reason_phrase="")

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastload import histogram
-from fastload._core import Histogram
+from fastload.native import Histogram
 
 HIGH = 60_000_000
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_h2_core import SETTINGS_EMPTY, frame, request_block
 
-from fastload import _core
+from fastload import native
 from fastload.stream_events import grpc_messages, sse_events
 
 SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"id: 1", b"dat", b"x",
@@ -19,7 +19,7 @@ SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"i
 
 def feed_cumulative(kind: str, data: bytes, cuts: list[int]) -> list[tuple[int, int]]:
     """(offset, events so far) after each piece, from the native scanner."""
-    scanner = _core.StreamScanner(kind)
+    scanner = native.StreamScanner(kind)
     points = sorted({c % (len(data) + 1) for c in cuts} | {len(data)})
     out, total, prev = [], 0, 0
     for p in points:
@@ -51,7 +51,7 @@ def test_sse_examples_from_the_spec():
     assert sse_events(b"data\n\ndata\ndata\n\ndata:\n") == 2
     assert sse_events(b"event: add\n\n") == 0
     assert sse_events(b"\xef\xbb\xbfdata: x\r\n\r\n") == 1
-    assert _core.StreamScanner("sse").feed(b"data: a\r\rdata: b\n\n") == 2
+    assert native.StreamScanner("sse").feed(b"data: a\r\rdata: b\n\n") == 2
 
 
 def grpc_stream(lengths: list[int]) -> bytes:
@@ -80,7 +80,7 @@ def chunked(body: bytes, rng: random.Random) -> bytes:
 
 
 def h1_feed(raw: bytes, rng: random.Random, eof: bool = False) -> list[tuple]:
-    parser = _core.H1ResponseParser()
+    parser = native.H1ResponseParser()
     out, i = [], 0
     while i < len(raw):
         n = rng.randint(1, 50)
@@ -132,7 +132,7 @@ def response_headers(sid: int, ctype: bytes, enc: hpack.Encoder, end: bool = Fal
 def test_h2_sse_observations_match_the_reference(pieces, seed):
     body = b"".join(pieces)
     rng = random.Random(seed)
-    core = _core.H2ClientCore(request_block(), b"", 4)
+    core = native.H2ClientCore(request_block(), b"", 4)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     assert core.submit_py(100) is not None
@@ -158,7 +158,7 @@ def test_h2_sse_observations_match_the_reference(pieces, seed):
 
 def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
     enc = hpack.Encoder()
-    core = _core.H2ClientCore(request_block(), b"", 4)
+    core = native.H2ClientCore(request_block(), b"", 4)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)
@@ -166,7 +166,7 @@ def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
         response_headers(1, b"text/plain", enc) + frame(0, 1, 1, b"data: x\n\n"), 500)
     assert ev == [(1, 200, 100, 500, -1)] and obs == []
 
-    core = _core.H2ClientCore(request_block(), b"", 4, grpc=True)
+    core = native.H2ClientCore(request_block(), b"", 4, grpc=True)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)

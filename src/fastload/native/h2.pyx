@@ -1,6 +1,6 @@
 # HTTP/2 client connection core (RFC 9113), sans-I/O: frames in, frames and stream events out.
 #
-# CONTRACT (the session in _session.pxi relies on it):
+# CONTRACT (sessions.pyx relies on it; declarations in h2.pxd):
 # cdef class H2ClientCore:
 #     __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
 #               bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
@@ -84,185 +84,18 @@
 #     next_stream_id (settable, for tests reaching the end of the id space).
 #   - _h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response for the
 #     session's loop (submit n_streams, receive one recorded server flight, clear), all in C.
-from libc.stdlib cimport malloc, realloc, calloc, free
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
 
-DEF EV_DONE = 1
-DEF EV_RESET = 2
-DEF EV_REFUSED = 3
-DEF EV_TIMEOUT = 4
-
-DEF MODE_PLAIN = 0
-DEF MODE_SSE = 1
-DEF MODE_GRPC = 2
-
-DEF H2_NO_ERROR = 0
-DEF H2_PROTOCOL_ERROR = 1
-DEF H2_INTERNAL_ERROR = 2
-DEF H2_FLOW_CONTROL_ERROR = 3
-DEF H2_STREAM_CLOSED = 5
-DEF H2_FRAME_SIZE_ERROR = 6
-DEF H2_REFUSED_STREAM = 7
-DEF H2_CANCEL = 8
-DEF H2_COMPRESSION_ERROR = 9
-
-DEF F_DATA = 0
-DEF F_HEADERS = 1
-DEF F_PRIORITY = 2
-DEF F_RST_STREAM = 3
-DEF F_SETTINGS = 4
-DEF F_PUSH_PROMISE = 5
-DEF F_PING = 6
-DEF F_GOAWAY = 7
-DEF F_WINDOW_UPDATE = 8
-DEF F_CONTINUATION = 9
-
-DEF FL_END_STREAM = 0x1
-DEF FL_ACK = 0x1
-DEF FL_END_HEADERS = 0x4
-DEF FL_PADDED = 0x8
-DEF FL_PRIORITY = 0x20
-
-# Our SETTINGS_MAX_FRAME_SIZE is never raised: 16 KiB frames keep the pending buffer small.
-DEF OUR_MAX_FRAME = 16384
-DEF MAX_WINDOW = 2147483647
-DEF MAX_SID = 2147483647
-# A header block larger than this (joined across CONTINUATION) is refused rather than buffered
-# without bound: a peer streaming CONTINUATION forever is a known DoS pattern.
-DEF MAX_HEADER_BLOCK = 1048576
-DEF ST_FREE = 0
-DEF ST_OPEN = 1
-DEF BLOCK_FIRST = 0
-DEF BLOCK_STEADY = 1
-DEF BLOCK_UPDATE = 2
-DEF BLOCK_STATELESS = 3
+from fastload.native.h1 cimport event_stream_type
+from fastload.native.hpack cimport HpackDecoder
+from fastload.native.stream cimport grpc_feed, grpc_reset, sse_feed, sse_reset
 
 from fastload.hpack_encode import size_update as _hp_size_update
 
-ctypedef struct _H2Slot:
-    uint32_t sid
-    int state
-    int status            # 0 until the final (non-1xx) response HEADERS arrived
-    int64_t sent_ns
-    int64_t intended_ns   # open model: when the schedule wanted it sent (== sent_ns otherwise)
-    int64_t body_bytes
-    int64_t send_win
-    int64_t recv_consumed
-    int64_t body_off      # request body bytes sent; < body length while flow control holds it
-    int grpc_status       # -1 until a block with grpc-status arrived
-    int64_t first_ns      # arrival of the first HEADERS (0: none yet)
-    int mode              # MODE_PLAIN, MODE_SSE or MODE_GRPC: what counts as an event
-    int64_t events
-    int64_t last_event_ns # -1 before the first event
-    SseScan sse
-    GrpcScan gscan
-    int entry             # request variant entry (submit_entry), -1 for the run's one request
-    const uint8_t* req_body   # this stream's request body (owned by the core or the mix)
-    int64_t req_body_len
-    uint8_t* cap          # sampled for checks: the response body so far (malloc'd), else NULL
-    Py_ssize_t cap_len
-
-
-cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 16) | (<uint32_t>p[1] << 8) | p[2]
-
-
-cdef inline uint32_t _rd32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
-
-
-cdef inline void _wr32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>(v >> 24)
-    p[1] = <uint8_t>(v >> 16)
-    p[2] = <uint8_t>(v >> 8)
-    p[3] = <uint8_t>v
-
-
-cdef inline void _wr_fh(uint8_t* p, uint32_t length, uint8_t ftype, uint8_t flags,
-                        uint32_t sid) noexcept nogil:
-    p[0] = <uint8_t>(length >> 16)
-    p[1] = <uint8_t>(length >> 8)
-    p[2] = <uint8_t>length
-    p[3] = ftype
-    p[4] = flags
-    _wr32(p + 5, sid & 0x7FFFFFFF)
-
-
 cdef class H2ClientCore:
-    cdef uint8_t* out
-    cdef Py_ssize_t out_len
-    cdef Py_ssize_t out_cap
-
-    cdef int n_events
-    cdef int ev_cap
-    cdef int* ev_kind
-    cdef int* ev_status
-    cdef int64_t* ev_sent_ns
-    cdef int64_t* ev_intended_ns
-    cdef int64_t* ev_body_bytes
-    cdef int* ev_grpc
-    cdef int64_t* ev_first_ns
-    cdef int64_t* ev_events
-    cdef bint _grpc
-    cdef public int64_t rx_ns
-    cdef int n_obs
-    cdef int ob_cap
-    cdef int64_t* ob_intended_ns
-    cdef int64_t* ob_prev_ns
-    cdef int64_t* ob_count
-
-    cdef public int in_flight
-    cdef public bint goaway_received
-    cdef public bint exhausted
-    cdef public int error_code
-    cdef const char* _err
-    cdef bint _dead
-
-    cdef bytes _block            # the block the template currently holds
-    cdef bytes _steady_block     # indexed references to what the first block inserted
-    cdef bytes _stateless_block  # fallback when the peer's table is too small
-    cdef int64_t _table_need
-    cdef int _phase              # BLOCK_FIRST, BLOCK_STEADY, BLOCK_UPDATE, BLOCK_STATELESS
-    cdef bytes _body
-    cdef uint8_t* _tmpl          # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
-    cdef Py_ssize_t _tmpl_len
-    cdef Py_ssize_t _hdr_len     # the HEADERS [+CONTINUATION...] part of the template
-    cdef int _n_pending          # open streams whose body waits for flow-control window
-    cdef uint32_t _pump_next     # slot where the next round of window sharing starts
-    cdef Py_ssize_t _body_len
-
-    cdef _H2Slot* _slots
-    cdef uint32_t _mask
-    cdef uint32_t _next_sid
-    cdef int _max_streams
-
-    cdef readonly int64_t peer_max_concurrent
-    cdef readonly int64_t peer_initial_window
-    cdef readonly int64_t peer_max_frame_size
-    cdef readonly int64_t conn_send_window
-    cdef readonly int64_t last_stream_id
-    cdef readonly int64_t goaway_code
-    cdef int64_t _conn_recv_window
-    cdef int64_t _conn_recv_consumed
-    cdef bint _got_settings
-
-    cdef uint8_t* _pend          # incomplete tail of the input: at most one frame
-    cdef Py_ssize_t _pend_len
-
-    cdef uint8_t* _hbuf          # header block joined across CONTINUATION
-    cdef Py_ssize_t _hlen
-    cdef Py_ssize_t _hcap
-    cdef uint32_t _cont_sid      # != 0 while CONTINUATION frames are expected
-    cdef bint _cont_end_stream
-
-    cdef HpackDecoder hpack
-    cdef int* ev_entry           # the entry of each event's stream (request variants)
-    cdef int ev_entry_cap
-    cdef uint8_t** ev_capture    # ... its captured response body (sampled streams), else NULL
-    cdef Py_ssize_t* ev_capture_len
-    cdef int n_ev_caps           # events holding a capture (freed by clear_events)
-    cdef public Py_ssize_t capture_limit
-
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
                   bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
                   bint grpc=False):
@@ -1320,49 +1153,3 @@ cdef class H2ClientCore:
 
         def __set__(self, uint32_t v):
             self._next_sid = v | 1
-
-
-def _h2_bench(bytes header_block, bytes flight, int n_streams, int rounds):
-    """ns per response of the session loop: submit n_streams, receive a recorded flight, clear.
-
-    flight answers streams 1, 3, ... 2*n_streams-1 after the handshake; its stream ids are
-    rebased before every round (a few ns, included in the result).
-    """
-    import time
-    cdef H2ClientCore core = H2ClientCore(header_block, b"", n_streams)
-    cdef bytes settings = b"\0\0\0\x04\0\0\0\0\0"
-    cdef Py_ssize_t n = len(flight), off = 0, nf = 0
-    cdef uint8_t* buf = <uint8_t*>malloc(n)
-    cdef Py_ssize_t* offs = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (n // 9 + 1))
-    cdef uint32_t* sids = <uint32_t*>malloc(sizeof(uint32_t) * (n // 9 + 1))
-    cdef uint32_t base
-    cdef int r, i, j
-    cdef int64_t t0, t1
-    if buf == NULL or offs == NULL or sids == NULL:
-        free(buf); free(offs); free(sids)
-        raise MemoryError()
-    memcpy(buf, <const uint8_t*>flight, n)
-    while off + 9 <= n:
-        if _rd32(buf + off + 5):
-            offs[nf] = off
-            sids[nf] = _rd32(buf + off + 5)
-            nf += 1
-        off += 9 + _rd24(buf + off)
-    core.start()
-    core.receive(settings, 9)
-    core.clear_out()
-    t0 = time.perf_counter_ns()
-    for r in range(rounds):
-        base = core._next_sid - 1
-        for i in range(n_streams):
-            core.submit(i)
-        for j in range(nf):
-            _wr32(buf + offs[j] + 5, sids[j] + base)
-        if core.receive(buf, n) < 0 or core.n_events != n_streams:
-            free(buf); free(offs); free(sids)
-            raise RuntimeError(f"bench round {r}: {core.error_msg()} events={core.n_events}")
-        core.clear_events()
-        core.clear_out()
-    t1 = time.perf_counter_ns()
-    free(buf); free(offs); free(sids)
-    return (t1 - t0) / (<double>rounds * n_streams)

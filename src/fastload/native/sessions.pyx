@@ -6,406 +6,17 @@
 # engine and these classes compare timestamps directly.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from libc.math cimport log, sqrt
-from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 
-DEF READ_BUFFER_SIZE = 65536
-DEF MAX_STATUS = 600
-# gRPC status codes 0..16; a call that ended without grpc-status is counted at GRPC_MISSING.
-DEF GRPC_CODES = 17
-DEF GRPC_MISSING = 17
-
-# Error classes; indexes into WorkerStats.errors. Names match errors.ERROR_CLASSES.
-DEF ERR_CONNECT = 0
-DEF ERR_TIMEOUT = 1
-DEF ERR_RESET = 2
-DEF ERR_PROTOCOL = 3
-DEF ERR_CHECK = 4      # a sampled response failed a check (--check-*, scenario checks)
-DEF N_ERR = 5
-
-ERROR_CONNECT = ERR_CONNECT
-ERROR_TIMEOUT = ERR_TIMEOUT
-ERROR_RESET = ERR_RESET
-ERROR_PROTOCOL = ERR_PROTOCOL
-ERROR_CHECK = ERR_CHECK
-
-
-def monotonic_ns():
-    """The clock the sessions stamp requests with."""
-    return now_ns()
-
-
-cdef class WorkerStats:
-    """Everything one worker measures. Written by the sessions on the hot path, read by the
-    worker's 1 s timer and at the end. Recording rules:
-    - a response counts only if its request was sent at/after record_from_ns (warm-up excluded)
-      and it completed before stop_ns (the deadline);
-    - with a quota (-n), requests that fail do not use up the quota, so exactly `quota`
-      responses complete unless the run is stopped."""
-
-    cdef public Histogram hist           # latency: from the intended send time in the open model
-    cdef public Histogram interval_hist
-    cdef public Histogram service_hist   # from the actual send time (== hist in the closed model)
-    cdef public Histogram lag_hist       # actual minus intended send time (open model)
-    # Streaming metrics, all from the intended send time like `hist`.
-    cdef public Histogram ttfb_hist      # first response byte (h1) / first HEADERS (h2)
-    cdef public Histogram ttfe_hist      # first event of a stream (SSE event, gRPC message, chunk)
-    cdef public Histogram gap_hist       # between consecutive events of one stream
-    cdef public Histogram events_hist    # events per streamed response
-    cdef public int64_t streams          # responses that were streams
-    cdef public int64_t stream_events    # their events
-    cdef public int64_t requests
-    cdef public int64_t bytes_in
-    cdef public int64_t bytes_out
-    cdef int64_t errors[N_ERR]
-    cdef int64_t status[MAX_STATUS]
-    cdef int64_t grpc[GRPC_CODES + 1]
-    cdef public double sum_ns
-    cdef public double sumsq_ns
-    cdef public int64_t min_ns
-    cdef public int64_t max_ns
-    cdef public int64_t record_from_ns
-    cdef public int64_t stop_ns
-    cdef public bint running
-    cdef public int64_t quota
-    cdef public int64_t counted
-    cdef public int64_t interval_requests
-    cdef public int64_t interval_errors
-    cdef public object on_quota_done
-    # Open model: a schedule of intended send times, piecewise-linear rate (stages).
-    cdef public bint paced
-    cdef bint poisson
-    cdef uint64_t rng
-    cdef int n_stages
-    cdef int stage
-    cdef int64_t stage_start_ns[64]
-    cdef int64_t stage_len_ns[64]
-    cdef double stage_r0[64]          # requests per ns at the stage start
-    cdef double stage_r1[64]          # ... and at its end
-    cdef int64_t stage_k               # requests issued in the current stage (constant/ramp)
-    cdef double poisson_t              # ns into the current stage of the next Poisson arrival
-    cdef public int64_t next_intended_ns
-    cdef public int64_t schedule_end_ns
-    cdef public int64_t scheduled       # intended sends issued
-    cdef public int64_t max_queue_delay_ns
-    # --scenario/--replay: the pre-encoded requests and per-variant results (None: one request).
-    cdef public RequestMix mix
-    # --replay: the schedule is an explicit list of intended times, each with its entry.
-    cdef int64_t* replay_t
-    cdef int* replay_e
-    cdef Py_ssize_t replay_n
-    cdef Py_ssize_t replay_k
-    cdef int next_entry
-    cdef int taken_entry
-
-    def __cinit__(self):
-        self.hist = Histogram(1, 60_000_000, 3)
-        self.interval_hist = Histogram(1, 60_000_000, 3)
-        self.service_hist = Histogram(1, 60_000_000, 3)
-        self.lag_hist = Histogram(1, 60_000_000, 3)
-        self.ttfb_hist = Histogram(1, 60_000_000, 3)
-        self.ttfe_hist = Histogram(1, 60_000_000, 3)
-        self.gap_hist = Histogram(1, 60_000_000, 3)
-        self.events_hist = Histogram(1, 60_000_000, 3)
-        self.min_ns = -1
-        self.record_from_ns = 1 << 62
-        self.stop_ns = 1 << 62
-        self.quota = -1
-
-    def __dealloc__(self):
-        free(self.replay_t)
-        free(self.replay_e)
-
-    cdef inline bint may_start(self, int64_t now) noexcept:
-        if not self.running or now >= self.stop_ns:
-            # The deadline timer may run a little late: nothing is sent past the deadline.
-            return False
-        if self.quota < 0 or now < self.record_from_ns:
-            return True
-        return self.counted < self.quota
-
-    cdef inline void on_sent(self, int64_t now, int64_t n) noexcept:
-        if now >= self.record_from_ns:
-            self.counted += n
-
-    def set_schedule(self, int64_t start_ns, list stages, bint poisson=False, uint64_t seed=1):
-        """Open model. stages: [(duration_ns, rate_from, rate_to)] in requests/s for this worker;
-        intended send times are laid out from start_ns, independent of responses."""
-        cdef int i
-        cdef int64_t t = start_ns
-        if not stages or len(stages) > 64:
-            raise ValueError("1 to 64 stages")
-        self.n_stages = len(stages)
-        for i, (dur, r0, r1) in enumerate(stages):
-            self.stage_start_ns[i] = t
-            self.stage_len_ns[i] = dur
-            self.stage_r0[i] = r0 / 1e9
-            self.stage_r1[i] = r1 / 1e9
-            t += dur
-        self.schedule_end_ns = t
-        self.poisson = poisson
-        self.rng = seed * <uint64_t>0x9E3779B97F4A7C15ULL + 1
-        self.paced = True
-        self.stage = 0
-        self.stage_k = 0
-        self.poisson_t = 0.0
-        self.next_intended_ns = start_ns
-        self.advance_schedule(True)
-
-    def set_replay(self, int64_t start_ns, list offsets_ns, list entries):
-        """Open model from a trace: request i is intended at start_ns + offsets_ns[i] (sorted)
-        and sends entry entries[i] of the mix."""
-        cdef Py_ssize_t i, n = len(offsets_ns)
-        if n == 0 or len(entries) != n:
-            raise ValueError("a non-empty schedule with one entry per request")
-        free(self.replay_t)
-        free(self.replay_e)
-        self.replay_t = <int64_t*>malloc(sizeof(int64_t) * n)
-        self.replay_e = <int*>malloc(sizeof(int) * n)
-        if self.replay_t == NULL or self.replay_e == NULL:
-            raise MemoryError()
-        for i in range(n):
-            self.replay_t[i] = start_ns + offsets_ns[i]
-            self.replay_e[i] = entries[i]
-        self.replay_n = n
-        self.replay_k = 0
-        self.schedule_end_ns = self.replay_t[n - 1] + 1
-        self.paced = True
-        self.next_intended_ns = start_ns
-        self.advance_schedule(True)
-
-    cdef inline int pick_entry(self) noexcept:
-        """The mix entry of the request just taken by take_due: the trace's, or a weighted pick."""
-        if self.replay_n:
-            return self.taken_entry
-        return self.mix.pick()
-
-    cdef inline void on_check_failed(self) noexcept:
-        # Only for responses on_response recorded: same window, so no second test here.
-        self.errors[ERR_CHECK] += 1
-        self.interval_errors += 1
-
-    cdef inline double uniform(self) noexcept:
-        # xorshift64*: reproducible per seed, no Python objects.
-        self.rng ^= self.rng >> 12
-        self.rng ^= self.rng << 25
-        self.rng ^= self.rng >> 27
-        return ((self.rng * <uint64_t>0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0)
-
-    cdef void advance_schedule(self, bint first) noexcept:
-        """Sets next_intended_ns to the next arrival (1 << 62 when the schedule is over)."""
-        cdef double r0, r1, length, a, t, k, rate_now
-        if self.replay_n:
-            if self.replay_k < self.replay_n:
-                self.next_intended_ns = self.replay_t[self.replay_k]
-                self.next_entry = self.replay_e[self.replay_k]
-                self.replay_k += 1
-            else:
-                self.next_intended_ns = 1 << 62
-            return
-        while self.stage < self.n_stages:
-            r0 = self.stage_r0[self.stage]
-            r1 = self.stage_r1[self.stage]
-            length = <double>self.stage_len_ns[self.stage]
-            a = (r1 - r0) / length if length > 0 else 0.0
-            if self.poisson:
-                rate_now = r0 + a * self.poisson_t
-                if first and self.stage == 0 and self.poisson_t == 0.0:
-                    t = 0.0
-                elif rate_now > 1e-15:
-                    t = self.poisson_t - log(1.0 - self.uniform()) / rate_now
-                else:
-                    t = length + 1.0
-                if t < length:
-                    self.poisson_t = t
-                    self.next_intended_ns = self.stage_start_ns[self.stage] + <int64_t>t
-                    return
-                self.stage += 1
-                self.poisson_t = 0.0
-                continue
-            # Request k of a stage is due when the integral of the rate reaches k:
-            # r0 t + a t^2 / 2 = k, solved exactly (no accumulated rounding over long runs).
-            k = <double>self.stage_k
-            if a == 0.0:
-                t = k / r0 if r0 > 0 else length + 1.0
-            else:
-                t = r0 * r0 + 2.0 * a * k
-                t = (-r0 + sqrt(t)) / a if t >= 0 else length + 1.0
-            if t < length:
-                self.next_intended_ns = self.stage_start_ns[self.stage] + <int64_t>t
-                self.stage_k += 1
-                return
-            self.stage += 1
-            self.stage_k = 0
-        self.next_intended_ns = 1 << 62
-
-    cdef inline int64_t take_due(self, int64_t now) noexcept:
-        """Intended send time of the next request that may go now, or -1 if none is due.
-        Closed model: every request is due at once and intended == now."""
-        cdef int64_t t
-        if not self.paced:
-            return now
-        t = self.next_intended_ns
-        if t > now or t >= self.schedule_end_ns:
-            return -1
-        self.scheduled += 1
-        self.taken_entry = self.next_entry
-        self.advance_schedule(False)
-        if now >= self.record_from_ns and now < self.stop_ns:
-            self.lag_hist.record((now - t) // 1000)
-            if now - t > self.max_queue_delay_ns:
-                self.max_queue_delay_ns = now - t
-        return t
-
-    def take_due_py(self, int64_t now):
-        return self.take_due(now)
-
-    def due(self, int64_t now):
-        """Whether a scheduled request is due and not yet sent (the open model's queue)."""
-        return self.paced and self.next_intended_ns <= now and \
-            self.next_intended_ns < self.schedule_end_ns
-
-    cdef inline bint in_window(self, int64_t intended, int64_t now) noexcept:
-        """A request's outcome is recorded: intended (sent) from record_from_ns on, and
-        finished before stop_ns. Every per-request record (whole-run or per variant) uses this."""
-        return intended >= self.record_from_ns and now < self.stop_ns
-
-    cdef inline bint on_response(self, int status, int64_t intended, int64_t now,
-                                 int64_t sent) noexcept:
-        """Records a completed response; False when it falls outside the measured window."""
-        cdef int64_t lat
-        if not self.in_window(intended, now):
-            return False
-        self.service_hist.record((now - sent) // 1000)
-        lat = now - intended
-        if lat < 0:
-            lat = 0
-        self.requests += 1
-        self.interval_requests += 1
-        self.sum_ns += <double>lat
-        self.sumsq_ns += <double>lat * <double>lat
-        if self.min_ns < 0 or lat < self.min_ns:
-            self.min_ns = lat
-        if lat > self.max_ns:
-            self.max_ns = lat
-        # µs in the histogram, truncated: a latency is never reported below what was measured
-        # by more than the histogram's own 3-digit resolution.
-        self.hist.record(lat // 1000)
-        self.interval_hist.record(lat // 1000)
-        if status < 0 or status >= MAX_STATUS:
-            status = 0
-        self.status[status] += 1
-        if self.quota >= 0 and self.requests >= self.quota and self.running:
-            self.running = False
-            if self.on_quota_done is not None:
-                self.on_quota_done()
-        return True
-
-    cdef inline void on_stream_done(self, int64_t intended, int64_t first_ns, int64_t events) noexcept:
-        """After on_response accepted a response: its time to first byte, and its event count
-        when it was a stream (events >= 0)."""
-        if first_ns > 0:
-            self.ttfb_hist.record((first_ns - intended) // 1000 if first_ns > intended else 0)
-        if events >= 0:
-            self.streams += 1
-            self.stream_events += events
-            self.events_hist.record(events)
-
-    cdef inline void on_events(self, int64_t intended, int64_t now, int64_t prev_ns,
-                               int64_t k) noexcept:
-        """k events of one stream arrived at `now`; prev_ns is its previous event's arrival
-        (-1: these include its first). Events that arrive in one read are 0 apart: that is what
-        the client saw."""
-        if k <= 0 or not self.in_window(intended, now):
-            return
-        if prev_ns < 0:
-            self.ttfe_hist.record((now - intended) // 1000 if now > intended else 0)
-        else:
-            self.gap_hist.record((now - prev_ns) // 1000)
-        k -= 1
-        while k > 0:
-            self.gap_hist.record(0)
-            k -= 1
-
-    cdef inline void on_grpc(self, int code) noexcept:
-        """The grpc-status of a recorded call (-1: none was sent; other values as gRPC says:
-        a code it does not know is UNKNOWN)."""
-        if code == -1:
-            code = GRPC_MISSING
-        elif code < 0 or code >= GRPC_CODES:
-            code = 2
-        self.grpc[code] += 1
-
-    cdef inline void on_failure(self, int cls, int64_t intended, int64_t now, int64_t n) noexcept:
-        """n requests (intended for `intended`, == their send time in the closed model) failed
-        with error class cls."""
-        if self.in_window(intended, now):
-            self.errors[cls] += n
-            self.interval_errors += n
-        if intended >= self.record_from_ns:
-            # They did not complete: with a quota, other requests take their place.
-            self.counted -= n
-
-    def count_error(self, int cls, int64_t n=1):
-        """Connection-level errors seen by the engine (connect failures)."""
-        cdef int64_t now = now_ns()
-        if now >= self.record_from_ns and now < self.stop_ns:
-            self.errors[cls] += n
-            self.interval_errors += n
-
-    def error_counts(self):
-        return {"connect": self.errors[ERR_CONNECT], "timeout": self.errors[ERR_TIMEOUT],
-                "reset": self.errors[ERR_RESET], "protocol": self.errors[ERR_PROTOCOL],
-                "check_failed": self.errors[ERR_CHECK]}
-
-    def grpc_counts(self):
-        cdef int i
-        out = {str(i): self.grpc[i] for i in range(GRPC_CODES) if self.grpc[i]}
-        if self.grpc[GRPC_MISSING]:
-            out["missing"] = self.grpc[GRPC_MISSING]
-        return out
-
-    def status_counts(self):
-        cdef int i
-        return {str(i): self.status[i] for i in range(MAX_STATUS) if self.status[i]}
-
-    def take_interval(self):
-        """(requests, errors, encoded histogram) since the last call; resets the interval."""
-        blob = self.interval_hist.encode()
-        out = (self.interval_requests, self.interval_errors, blob)
-        self.interval_hist.reset()
-        self.interval_requests = 0
-        self.interval_errors = 0
-        return out
-
-    # Python-level entry points for sessions written in Python (HTTP/3 on aioquic). Same rules
-    # as the inline methods above; the native sessions keep calling those directly.
-    def py_may_start(self, int64_t now):
-        return self.may_start(now)
-
-    def py_take_due(self, int64_t now):
-        return self.take_due(now)
-
-    def py_on_sent(self, int64_t now, int64_t n=1):
-        self.on_sent(now, n)
-
-    def py_on_response(self, int status, int64_t intended, int64_t now, int64_t sent):
-        return self.on_response(status, intended, now, sent)
-
-    def py_on_failure(self, int cls, int64_t intended, int64_t now, int64_t n=1):
-        self.on_failure(cls, intended, now, n)
-
-    def py_on_events(self, int64_t intended, int64_t now, int64_t prev_ns, int64_t k):
-        self.on_events(intended, now, prev_ns, k)
-
-    def py_on_stream_done(self, int64_t intended, int64_t first_ns, int64_t events):
-        self.on_stream_done(intended, first_ns, events)
-
-    def py_count_bytes(self, int64_t now, int64_t n_in, int64_t n_out):
-        """bytes_in/bytes_out, counted only inside the measured window like the native sessions."""
-        if self.record_from_ns <= now < self.stop_ns:
-            self.bytes_in += n_in
-            self.bytes_out += n_out
+from fastload.native.clock cimport now_ns
+from fastload.native.h1 cimport H1ResponseParser
+from fastload.native.h2 cimport EV_DONE, EV_REFUSED, EV_RESET, EV_TIMEOUT, H2ClientCore
+from fastload.native.mix cimport RequestMix
+from fastload.native.outcomes cimport ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT
+from fastload.native.stats cimport WorkerStats
 
 
 cdef class _Session:
@@ -624,7 +235,7 @@ cdef class H1Session(_Session):
                 self.head_first_ns = now
             c = self.parser.feed(p, n)
             if c < 0:
-                self.fail(ERR_PROTOCOL, now)
+                self.fail(ERROR_PROTOCOL, now)
                 return
             ev = self.parser.done_events if self.parser.complete else self.parser.events
             if ev > self.head_events and self.inflight:
@@ -649,7 +260,7 @@ cdef class H1Session(_Session):
         cdef int64_t sent
         if self.inflight == 0:
             # A response nobody asked for.
-            self.fail(ERR_PROTOCOL, now)
+            self.fail(ERROR_PROTOCOL, now)
             return False
         sent = self.sent[self.head]
         if self.stats.on_response(self.parser.status, self.intended[self.head], now, sent):
@@ -666,7 +277,7 @@ cdef class H1Session(_Session):
             self.must_close = True
             if self.inflight:
                 # Requests pipelined behind a closing response were never answered.
-                self.fail(ERR_RESET, now)
+                self.fail(ERROR_RESET, now)
                 return False
         return True
 
@@ -696,12 +307,12 @@ cdef class H1Session(_Session):
         if self.inflight:
             # Closed before or in the middle of a response (a Content-Length longer than what
             # came, half a status line): the connection failed, the bytes were not malformed.
-            self.fail(ERR_RESET, now)
+            self.fail(ERROR_RESET, now)
         return False
 
     cdef on_lost(self, exc):
         if self.inflight and not self.stopping:
-            self.fail(ERR_RESET, now_ns())
+            self.fail(ERROR_RESET, now_ns())
         self.inflight = 0
 
     def oldest_sent_ns(self):
@@ -715,9 +326,9 @@ cdef class H1Session(_Session):
         if self.inflight == 0 or self.sent[self.head] >= older_than_ns:
             return 0
         for i in range(self.inflight):
-            self.stats.on_failure(ERR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
+            self.stats.on_failure(ERROR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
             if self.mix is not None:
-                self.mix_failed((self.head + i) % self.pipeline, ERR_TIMEOUT, now)
+                self.mix_failed((self.head + i) % self.pipeline, ERROR_TIMEOUT, now)
             n += 1
         self.inflight = 0
         self.head_reset()
@@ -850,7 +461,7 @@ cdef class H2Session(_Session):
         rc = self.core.receive(self.rptr, nbytes)
         self.handle_events(now)
         if rc < 0:
-            self.fail_all(ERR_PROTOCOL, now)
+            self.fail_all(ERROR_PROTOCOL, now)
             return
         if self.core.exhausted:
             self.flush()
@@ -884,7 +495,7 @@ cdef class H2Session(_Session):
                     if self.mix is not None:
                         self.mix_event(i, -1, now)
                 continue
-            failed = cls if cls >= 0 else (ERR_TIMEOUT if kind == EV_TIMEOUT else ERR_RESET)
+            failed = cls if cls >= 0 else (ERROR_TIMEOUT if kind == EV_TIMEOUT else ERROR_RESET)
             self.stats.on_failure(failed, self.core.ev_intended_ns[i], now, 1)
             if self.mix is not None:
                 self.mix_event(i, failed, now)
@@ -893,7 +504,7 @@ cdef class H2Session(_Session):
     cdef on_lost(self, exc):
         if not self.stopping and self.core.in_flight:
             self.core.fail_open_streams()
-            self.handle_events_as(ERR_RESET, now_ns())
+            self.handle_events_as(ERROR_RESET, now_ns())
 
     def oldest_sent_ns(self):
         return self.core.oldest_sent_ns()

@@ -23,63 +23,65 @@
 #     def feed_py(self, bytes data) -> list[tuple[int, int, bool]]  # (status, body_bytes, keep_alive)
 #     def eof_py(self) -> tuple | None
 
+from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memchr, memcmp
 
-# Error codes
-DEF H1_ERR_STATUS_LINE = 1
-DEF H1_ERR_HEADER = 2
-DEF H1_ERR_TOO_LARGE = 3
-DEF H1_ERR_CONTENT_LENGTH = 4
-DEF H1_ERR_CHUNK = 5
-DEF H1_ERR_TRUNCATED = 6
+from fastload.errors import ProtocolError
+from fastload.native.stream cimport sse_feed, sse_reset
 
 H1_ERR_MESSAGES = {
-    1: "malformed status line",
-    2: "malformed header line",
-    3: "response header section larger than 64 KiB",
-    4: "invalid or conflicting Content-Length",
-    5: "malformed chunked encoding",
-    6: "connection closed before the response was complete",
+    H1_ERR_STATUS_LINE: "malformed status line",
+    H1_ERR_HEADER: "malformed header line",
+    H1_ERR_TOO_LARGE: "response header section larger than 64 KiB",
+    H1_ERR_CONTENT_LENGTH: "invalid or conflicting Content-Length",
+    H1_ERR_CHUNK: "malformed chunked encoding",
+    H1_ERR_TRUNCATED: "connection closed before the response was complete",
 }
 
-DEF MAX_HEADER_BYTES = 65536
-DEF MAX_CHUNK_SIZE = 0x7FFFFFFFFFFFFFF   # 60 bits: overflow-safe for hex accumulation
+cdef extern from *:
+    """
+    #define FASTLOAD_H1_MAX_CHUNK_SIZE 0x7FFFFFFFFFFFFFFLL
+    """
+    # 60 bits: overflow-safe for hex accumulation (an int64, so not an enum).
+    const int64_t MAX_CHUNK_SIZE "FASTLOAD_H1_MAX_CHUNK_SIZE"
 
 # States
-DEF S_START = 0          # before the status line (tolerates stray CR/LF)
-DEF S_VER = 1            # inside "HTTP/"
-DEF S_VER_MAJOR = 2
-DEF S_VER_DOT = 3
-DEF S_VER_MINOR = 4
-DEF S_VER_SP = 5
-DEF S_STATUS = 6
-DEF S_STATUS_END = 7     # after 3 digits: SP or end of line
-DEF S_REASON = 8
-DEF S_LINE_LF = 9        # saw CR at the end of the status line
-DEF S_HDR_START = 10
-DEF S_HDR_NAME = 11
-DEF S_HDR_VALUE_WS = 12
-DEF S_HDR_VALUE = 13
-DEF S_HDR_LF = 14
-DEF S_HDRS_END_LF = 15
-DEF S_BODY_CL = 16
-DEF S_BODY_EOF = 17
-DEF S_CHUNK_SIZE = 18
-DEF S_CHUNK_SIZE_WS = 19
-DEF S_CHUNK_EXT = 20
-DEF S_CHUNK_SIZE_LF = 21
-DEF S_CHUNK_DATA = 22
-DEF S_CHUNK_DATA_CR = 23
-DEF S_CHUNK_DATA_LF = 24
-DEF S_TRAILER_START = 25
-DEF S_TRAILER_LINE = 26
-DEF S_TRAILER_END_LF = 27
+cdef enum:
+    S_START = 0          # before the status line (tolerates stray CR/LF)
+    S_VER = 1            # inside "HTTP/"
+    S_VER_MAJOR = 2
+    S_VER_DOT = 3
+    S_VER_MINOR = 4
+    S_VER_SP = 5
+    S_STATUS = 6
+    S_STATUS_END = 7     # after 3 digits: SP or end of line
+    S_REASON = 8
+    S_LINE_LF = 9        # saw CR at the end of the status line
+    S_HDR_START = 10
+    S_HDR_NAME = 11
+    S_HDR_VALUE_WS = 12
+    S_HDR_VALUE = 13
+    S_HDR_LF = 14
+    S_HDRS_END_LF = 15
+    S_BODY_CL = 16
+    S_BODY_EOF = 17
+    S_CHUNK_SIZE = 18
+    S_CHUNK_SIZE_WS = 19
+    S_CHUNK_EXT = 20
+    S_CHUNK_SIZE_LF = 21
+    S_CHUNK_DATA = 22
+    S_CHUNK_DATA_CR = 23
+    S_CHUNK_DATA_LF = 24
+    S_TRAILER_START = 25
+    S_TRAILER_LINE = 26
+    S_TRAILER_END_LF = 27
 
 # Header names we act on; bit flags of candidates while matching a name.
-DEF HN_CL = 1      # content-length
-DEF HN_TE = 2      # transfer-encoding
-DEF HN_CONN = 4    # connection
-DEF HN_CT = 8      # content-type
+cdef enum:
+    HN_CL = 1      # content-length
+    HN_TE = 2      # transfer-encoding
+    HN_CONN = 4    # connection
+    HN_CT = 8      # content-type
 
 cdef const char* NAME_CL = b"content-length"
 cdef const char* NAME_TE = b"transfer-encoding"
@@ -105,69 +107,12 @@ cdef void _init_tchar():
 _init_tchar()
 
 
-cdef inline uint8_t lower(uint8_t c) noexcept nogil:
-    return c + 32 if 65 <= c <= 90 else c
-
-
-cdef inline bint ci_equal(const uint8_t* p, const char* lowercase, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t k
-    for k in range(n):
-        if lower(p[k]) != <uint8_t>lowercase[k]:
-            return False
-    return True
-
-
-cdef inline bint event_stream_type(const uint8_t* v, Py_ssize_t n) noexcept nogil:
-    """A Content-Type value (without leading whitespace) that is text/event-stream, with or
-    without parameters: the response's events are SSE events. HTTP/1.1, HTTP/2 and HTTP/3
-    all decide by this one rule."""
-    return (n >= 17 and ci_equal(v, LIT_SSE, 17)
-            and (n == 17 or v[17] == 59 or v[17] == 32 or v[17] == 9))
-
-
 def is_event_stream(bytes content_type):
     """event_stream_type() for the Python sessions (HTTP/3)."""
     return event_stream_type(<const uint8_t*>(<char*>content_type), len(content_type))
 
 
 cdef class H1ResponseParser:
-    cdef public int status
-    cdef public int64_t body_bytes
-    cdef public bint keep_alive
-    cdef public bint complete
-    cdef public int error
-    cdef public bint expect_no_body
-    cdef public int64_t events
-    cdef public int64_t done_events
-    cdef public bint done_streaming
-
-    cdef int state
-    cdef int minor
-    cdef int major
-    cdef int idx                 # position inside a literal ("HTTP/") or a header name
-    cdef int cand                # candidate header names still matching
-    cdef int hdr                 # header whose value is being read (0: ignored)
-    cdef int64_t header_bytes
-    cdef int64_t content_length  # -1: none
-    cdef int64_t cl_value
-    cdef bint cl_digits
-    cdef bint cl_done            # trailing whitespace seen after the digits
-    cdef bint chunked
-    cdef bint has_te
-    cdef bint conn_close
-    cdef bint conn_keep_alive
-    # token matcher for Transfer-Encoding / Connection values
-    cdef int tok_len
-    cdef bint tok_ws             # whitespace after the token: only ',' or more whitespace may follow
-    cdef int tok_match           # bit 1: "chunked", 2: "close", 4: "keep-alive" still possible
-    cdef int64_t remaining
-    cdef int64_t chunk_size
-    cdef bint chunk_digits
-    cdef bint sse                # Content-Type: text/event-stream
-    cdef int ct_pos
-    cdef bint ct_match
-    cdef SseScan sse_scan
-
     def __cinit__(self):
         self.reset()
 
@@ -755,18 +700,3 @@ cdef class H1ResponseParser:
             t = (self.status, self.body_bytes, False)
             return t + (self.done_events, bool(self.done_streaming)) if with_events else t
         return None
-
-    def _bench_parse(self, bytes data, int reps):
-        """ns per response for `data` holding one complete response (a measurement)."""
-        cdef const uint8_t* p = data
-        cdef Py_ssize_t n = len(data), off, c
-        cdef int r
-        cdef int64_t t0 = now_ns()
-        for r in range(reps):
-            off = 0
-            while off < n:
-                c = self.feed(p + off, n - off)
-                if c < 0:
-                    raise ProtocolError(self.error_msg())
-                off += c
-        return (now_ns() - t0) / <double>reps
