@@ -22,6 +22,8 @@ class Outcome:
     failed_workers: int
     # Found before the run and already given to on_warning; the rest of doc["warnings"] are new.
     early_warnings: list[str] = field(default_factory=list)
+    # The traceback of the first exception a response check raised (for --debug), else None.
+    check_traceback: str | None = None
 
     @property
     def late_warnings(self) -> list[str]:
@@ -40,7 +42,7 @@ def execute(url: str, *, slo: Sequence[str] = (), slo_file: str | None = None,
     from . import perfstat, placement, report, runner
     from . import slo as slo_mod
     from .plan import build_plan
-    from .result import build_result
+    from .result import build_result, first_check_error
 
     gates = _parse_slos(slo, slo_file)
     plan = build_plan(url, json_path=json_path, **options)
@@ -89,8 +91,10 @@ def execute(url: str, *, slo: Sequence[str] = (), slo_file: str | None = None,
     if json_path not in (None, "-"):
         with open(json_path, "w") as f:
             f.write(report.to_json(doc))
+    raised = first_check_error(out.workers)
     return Outcome(doc=doc, plan=plan, passed=passed, no_results=not out.workers,
-                   failed_workers=len(out.failed_workers), early_warnings=early)
+                   failed_workers=len(out.failed_workers), early_warnings=early,
+                   check_traceback=raised["traceback"] if raised is not None else None)
 
 
 def _parse_slos(exprs: Sequence[str], path: str | None) -> list:

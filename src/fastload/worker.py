@@ -230,6 +230,10 @@ def _mix_result(mix: native.RequestMix) -> dict:
         out["checked"] = runner.checked
         out["failed"] = runner.failed
         out["by_check"] = runner.by_check
+        if mix.first_check_error is not None:
+            kind, message, tb = mix.first_check_error
+            out["check_error"] = {"responses": mix.check_errors, "type": kind, "message": message,
+                                  "traceback": tb}
     return out
 
 

@@ -15,6 +15,7 @@ from fastload.native.hpack import HpackDecoder
 from fastload.native.mix import RequestMix
 from fastload.native.outcomes import (
     ERROR_CHECK,
+    ERROR_CHECK_ERROR,
     ERROR_CLASS_NAMES,
     ERROR_CONNECT,
     ERROR_PROTOCOL,
@@ -30,6 +31,7 @@ from fastload.native.stream import StreamScanner
 
 __all__ = [
     "ERROR_CHECK",
+    "ERROR_CHECK_ERROR",
     "ERROR_CLASS_NAMES",
     "ERROR_CONNECT",
     "ERROR_PROTOCOL",

@@ -26,6 +26,8 @@ cdef class RequestMix:
     cdef public object checker    # checker(variant, status, raw bytes, body_len) -> bool passed
     cdef public int64_t checked
     cdef public int64_t check_failed
+    cdef public int64_t check_errors        # responses whose check raised
+    cdef public object first_check_error    # (type name, message, traceback) of the first
     # Per variant: responses, errors by class, status codes, latency; per entry: responses.
     cdef int64_t* v_requests
     cdef int64_t* v_errors
@@ -35,8 +37,8 @@ cdef class RequestMix:
     cdef list hists
     cdef PyObject** hist_ptr
 
-    cdef bint run_check(self, int entry, int status, const char* raw, Py_ssize_t n,
-                        int64_t body_len) noexcept
+    cdef int run_check(self, int entry, int status, const char* raw, Py_ssize_t n,
+                       int64_t body_len) noexcept
 
     cdef inline double uniform(self) noexcept:
         # Its own generator state, so that picks do not shift the schedule's arrivals.

@@ -13,7 +13,7 @@ from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 
-from fastload.native.outcomes cimport ERROR_CHECK, MAX_STATUS, N_ERROR_CLASSES
+from fastload.native.outcomes cimport ERROR_CHECK, ERROR_CHECK_ERROR, MAX_STATUS, N_ERROR_CLASSES
 
 
 cdef class RequestMix:
@@ -115,20 +115,26 @@ cdef class RequestMix:
         free(self.entry_body)
         free(self.entry_body_len)
 
-    cdef bint run_check(self, int entry, int status, const char* raw, Py_ssize_t n,
-                        int64_t body_len) noexcept:
-        """True when the response passed its variant's checks. Python, but sampled only."""
+    cdef int run_check(self, int entry, int status, const char* raw, Py_ssize_t n,
+                       int64_t body_len) noexcept:
+        """-1 when the response passed its variant's checks, else the error class to count:
+        ERROR_CHECK (it failed one) or ERROR_CHECK_ERROR (the check raised). Python, but
+        sampled only."""
+        cdef int cls = ERROR_CHECK
         self.checked += 1
         try:
-            ok = self.checker(self.entry_variant[entry], status,
-                              PyBytes_FromStringAndSize(raw, n), body_len)
-        except Exception:
-            ok = False
-        if not ok:
+            if self.checker(self.entry_variant[entry], status,
+                            PyBytes_FromStringAndSize(raw, n), body_len):
+                return -1
             self.check_failed += 1
-            self.v_errors[self.entry_variant[entry] * N_ERROR_CLASSES + ERROR_CHECK] += 1
-            return False
-        return True
+        except Exception as e:
+            # Not the server's fault: counted apart, and the first one is kept for the report.
+            cls = ERROR_CHECK_ERROR
+            self.check_errors += 1
+            if self.first_check_error is None:
+                self.first_check_error = _describe(e)
+        self.v_errors[self.entry_variant[entry] * N_ERROR_CLASSES + cls] += 1
+        return cls
 
     # --- Python side: tests and the worker's result
 
@@ -155,3 +161,14 @@ cdef class RequestMix:
                 "histogram": self.hists[v].encode(),
             })
         return out, [self.e_requests[c] for c in range(self.n_entries)]
+
+
+def _describe(BaseException e):
+    """(type name, message, formatted traceback) of an exception a check raised."""
+    import traceback
+
+    try:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    except Exception:
+        tb = ""
+    return (type(e).__name__, str(e), tb)

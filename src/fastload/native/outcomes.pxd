@@ -9,12 +9,13 @@ cpdef enum:
     ERROR_TIMEOUT = 1
     ERROR_RESET = 2
     ERROR_PROTOCOL = 3
-    ERROR_CHECK = 4         # a sampled response failed a check (--check-*, scenario checks)
-    N_ERROR_CLASSES = 5
+    ERROR_CHECK = 4         # check_failed: a sampled response failed a check (--check-*, scenario)
+    ERROR_CHECK_ERROR = 5   # check_error: the check itself raised (a defect in the check)
+    N_ERROR_CLASSES = 6
 
 
 cdef inline tuple error_class_names():
-    return ("connect", "timeout", "reset", "protocol", "check_failed")
+    return ("connect", "timeout", "reset", "protocol", "check_failed", "check_error")
 
 
 cpdef enum:

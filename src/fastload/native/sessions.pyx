@@ -282,11 +282,13 @@ cdef class H1Session(_Session):
         return True
 
     cdef void mix_response(self, int64_t now) noexcept:
-        cdef int e = self.entry[self.head]
+        cdef int e = self.entry[self.head], cls
         self.mix.on_response(e >> 1, self.parser.status, now - self.intended[self.head])
-        if e & 1 and not self.mix.run_check(e >> 1, self.parser.status, self.cap, self.cap_len,
-                                            self.parser.body_bytes):
-            self.stats.on_check_failed()
+        if e & 1:
+            cls = self.mix.run_check(e >> 1, self.parser.status, self.cap, self.cap_len,
+                                     self.parser.body_bytes)
+            if cls >= 0:
+                self.stats.on_check_failed(cls)
 
     cdef void fail(self, int cls, int64_t now) noexcept:
         """Count every in-flight request as failed with `cls` and drop the connection."""
@@ -432,7 +434,7 @@ cdef class H2Session(_Session):
 
     cdef inline void mix_event(self, int i, int cls, int64_t now) noexcept:
         """Per-variant record of event i: cls < 0 for a recorded response."""
-        cdef int e
+        cdef int e, checked
         if i >= self.core.ev_entry_cap:
             return  # the entry array could not grow (out of memory): the core fails the connection
         e = self.core.ev_entry[i]
@@ -440,10 +442,12 @@ cdef class H2Session(_Session):
             return
         if cls < 0:
             self.mix.on_response(e, self.core.ev_status[i], now - self.core.ev_intended_ns[i])
-            if self.core.ev_capture[i] != NULL and not self.mix.run_check(
+            if self.core.ev_capture[i] != NULL:
+                checked = self.mix.run_check(
                     e, self.core.ev_status[i], <const char*>self.core.ev_capture[i],
-                    self.core.ev_capture_len[i], self.core.ev_body_bytes[i]):
-                self.stats.on_check_failed()
+                    self.core.ev_capture_len[i], self.core.ev_body_bytes[i])
+                if checked >= 0:
+                    self.stats.on_check_failed(checked)
         elif self.stats.in_window(self.core.ev_intended_ns[i], now):
             self.mix.on_failure(e, cls)
 

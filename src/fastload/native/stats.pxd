@@ -2,7 +2,7 @@ from libc.stdint cimport int64_t
 
 from fastload.native.hdr cimport Histogram
 from fastload.native.mix cimport RequestMix
-from fastload.native.outcomes cimport ERROR_CHECK, GRPC_CODES, GRPC_MISSING, MAX_STATUS, N_ERROR_CLASSES
+from fastload.native.outcomes cimport GRPC_CODES, GRPC_MISSING, MAX_STATUS, N_ERROR_CLASSES
 from fastload.native.schedule cimport Schedule
 
 
@@ -60,9 +60,11 @@ cdef class WorkerStats:
             return self.schedule.taken_entry
         return self.mix.pick()
 
-    cdef inline void on_check_failed(self) noexcept:
-        # Only for responses on_response recorded: same window, so no second test here.
-        self.errors[ERROR_CHECK] += 1
+    cdef inline void on_check_failed(self, int cls) noexcept:
+        """A recorded response failed its check (cls: ERROR_CHECK, or ERROR_CHECK_ERROR when
+        the check raised). Only for responses on_response recorded: same window, so no second
+        test here."""
+        self.errors[cls] += 1
         self.interval_errors += 1
 
     cdef inline int64_t take_due(self, int64_t now) noexcept:
