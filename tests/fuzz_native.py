@@ -14,6 +14,7 @@ with atheris.instrument_imports():
     from fastload import native
     from fastload.errors import ProtocolError
     from fastload.hpack_encode import encode_block
+    from fastload.native.testing import H2TestCore
 
 
 def fuzz_h1(data: bytes) -> None:
@@ -44,7 +45,7 @@ BLOCK = encode_block([(b":method", b"GET"), (b":scheme", b"http"), (b":authority
 
 
 def fuzz_h2(data: bytes) -> None:
-    core = native.H2ClientCore(BLOCK, b"", 8)
+    core = H2TestCore(BLOCK, b"", 8)
     core.start_py()
     for _ in range(4):
         core.submit_py(1)

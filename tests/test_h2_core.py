@@ -14,8 +14,7 @@ from h2.settings import SettingCodes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload import native
-from fastload.native.testing import h2_bench
+from fastload.native.testing import H2TestCore, h2_bench
 
 # On a failure hypothesis imports libcst to print a patch; libcst's import warns, and with the
 # project's filterwarnings=error that hides the failing example behind an INTERNALERROR.
@@ -112,7 +111,7 @@ def handshake(core, server):
 
 
 def test_start_preface_settings_window():
-    core = native.H2ClientCore(request_block())
+    core = H2TestCore(request_block())
     out = core.start_py()
     assert out.startswith(PREFACE)
     server = H2Server()
@@ -223,7 +222,7 @@ def drive(core, server, rng, plans, body=b"", max_streams=100):
 def test_random_responses_against_h2(plans, seed, max_streams, body_size, window):
     rng = random.Random(seed)
     body = bytes(range(251)) * (body_size // 251) + b"hello"[: body_size % 251]
-    core = native.H2ClientCore(request_block(), body, max_streams)
+    core = H2TestCore(request_block(), body, max_streams)
     server = H2Server(INITIAL_WINDOW_SIZE=window)
     submitted, results = drive(core, server, rng, plans, body, max_streams)
     assert core.in_flight == 0
@@ -236,7 +235,7 @@ def test_random_responses_against_h2(plans, seed, max_streams, body_size, window
 
 def test_request_body_and_small_server_windows():
     body = bytes(range(256)) * 120  # 30720 bytes
-    core = native.H2ClientCore(request_block(), body, 32)
+    core = H2TestCore(request_block(), body, 32)
     server = H2Server(INITIAL_WINDOW_SIZE=40000)
     handshake(core, server)
     # The connection window (65535) takes two whole bodies and the start of a third.
@@ -254,7 +253,7 @@ def test_request_body_and_small_server_windows():
 
 def test_request_body_flow_control_round_trip():
     body = bytes(range(256)) * 120
-    core = native.H2ClientCore(request_block(), body, 32)
+    core = H2TestCore(request_block(), body, 32)
     server = H2Server(INITIAL_WINDOW_SIZE=40000)
     plans = [dict(status=200, extra=[], body=5, chunks=1, pad=None, trailers=False,
                   informational=False, content_length=True)] * 9
@@ -265,7 +264,7 @@ def test_request_body_flow_control_round_trip():
 
 def test_body_larger_than_stream_window_goes_out_as_the_window_opens():
     body = bytes(range(200)) * 10
-    core = native.H2ClientCore(request_block(), body, 8)
+    core = H2TestCore(request_block(), body, 8)
     server = H2Server(INITIAL_WINDOW_SIZE=1000)
     handshake(core, server)
     out = core.submit_py(1)
@@ -280,7 +279,7 @@ def test_body_larger_than_stream_window_goes_out_as_the_window_opens():
 
 def test_zero_window_holds_the_body_until_updates_arrive():
     body = b"0123456789"
-    core = native.H2ClientCore(request_block(), body, 8)
+    core = H2TestCore(request_block(), body, 8)
     core.start_py()
     core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=0))
     out = core.submit_py(100) + core.submit_py(101)
@@ -302,7 +301,7 @@ def test_zero_window_holds_the_body_until_updates_arrive():
 
 
 def test_response_before_the_whole_body_closes_our_half():
-    core = native.H2ClientCore(request_block(), b"b" * 100, 8)
+    core = H2TestCore(request_block(), b"b" * 100, 8)
     core.start_py()
     core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=10))
     out = core.submit_py(7)
@@ -317,7 +316,7 @@ def test_response_before_the_whole_body_closes_our_half():
 
 def test_body_split_by_peer_max_frame_size():
     body = b"z" * 40000
-    core = native.H2ClientCore(request_block(), body, 4)
+    core = H2TestCore(request_block(), body, 4)
     server = H2Server(INITIAL_WINDOW_SIZE=100000)
     handshake(core, server)
     out = core.submit_py(1)
@@ -327,7 +326,7 @@ def test_body_split_by_peer_max_frame_size():
 
 
 def test_max_concurrent_streams_one():
-    core = native.H2ClientCore(request_block(), b"", 32)
+    core = H2TestCore(request_block(), b"", 32)
     server = H2Server(MAX_CONCURRENT_STREAMS=1)
     handshake(core, server)
     assert core.submit_py(1) is not None
@@ -336,13 +335,13 @@ def test_max_concurrent_streams_one():
     assert core.submit_py(2) is None
     plans = [dict(status=204, extra=[], body=0, chunks=1, pad=None, trailers=False,
                   informational=False, content_length=False)] * 5
-    core2 = native.H2ClientCore(request_block(), b"", 32)
+    core2 = H2TestCore(request_block(), b"", 32)
     submitted, results = drive(core2, H2Server(MAX_CONCURRENT_STREAMS=1), random.Random(2), plans)
     assert sorted(results.values()) == [(204, 0)] * 5
 
 
 def test_goaway_refuses_streams_above_last_stream_id():
-    core = native.H2ClientCore(request_block(), b"", 32)
+    core = H2TestCore(request_block(), b"", 32)
     server = H2Server()
     handshake(core, server)
     out = b"".join(core.submit_py(t) for t in range(10, 20))
@@ -372,7 +371,7 @@ def test_goaway_refuses_streams_above_last_stream_id():
 
 
 def test_rst_stream_refused_and_reset():
-    core = native.H2ClientCore(request_block(), b"", 32)
+    core = H2TestCore(request_block(), b"", 32)
     server = H2Server()
     handshake(core, server)
     server.feed(core.submit_py(1) + core.submit_py(2) + core.submit_py(3))
@@ -387,7 +386,7 @@ def test_rst_stream_refused_and_reset():
 
 
 def test_ping_ack_payload():
-    core = native.H2ClientCore(request_block())
+    core = H2TestCore(request_block())
     server = H2Server()
     handshake(core, server)
     server.conn.ping(b"12345678")
@@ -405,7 +404,7 @@ def test_continuation_big_header_blocks_both_ways():
     big_req = [*REQUEST_HEADERS, *[(f"x-req-{i}".encode(), b"v" * 200) for i in range(150)]]
     block = request_block(big_req)
     assert len(block) > 16384
-    core = native.H2ClientCore(block, b"", 8)
+    core = H2TestCore(block, b"", 8)
     server = H2Server()
     handshake(core, server)
     out = core.submit_py(7)
@@ -425,7 +424,7 @@ def test_continuation_big_header_blocks_both_ways():
 
 
 def test_large_body_needs_no_flow_control_stall():
-    core = native.H2ClientCore(request_block(), b"", 4)
+    core = H2TestCore(request_block(), b"", 4)
     server = H2Server()
     handshake(core, server)
     server.feed(core.submit_py(1))
@@ -464,7 +463,7 @@ def test_receive_windows_replenished_in_batches():
 
 
 def raw_core(max_streams=8, n_submit=2):
-    core = native.H2ClientCore(request_block(), b"", max_streams)
+    core = H2TestCore(request_block(), b"", max_streams)
     core.start_py()
     events, out = core.receive_py(SETTINGS_EMPTY)
     assert out == frame(4, 1, 0)
@@ -525,7 +524,7 @@ def test_expire_cancels_and_late_frames_are_ignored():
 
 
 def test_stream_ids_increase_and_skip_busy_slots():
-    core = native.H2ClientCore(request_block(), b"", 2)  # 4 slots
+    core = H2TestCore(request_block(), b"", 2)  # 4 slots
     core.start_py()
     core.receive_py(SETTINGS_EMPTY)
     enc = hpack.Encoder()
@@ -594,7 +593,7 @@ def test_invalid_frames_are_connection_errors(data, code):
 
 
 def test_preface_must_be_settings():
-    core = native.H2ClientCore(request_block())
+    core = H2TestCore(request_block())
     core.start_py()
     core.receive_py(frame(6, 0, 0, b"12345678"))
     assert core.error_code == PROTOCOL_ERROR
@@ -649,7 +648,7 @@ def test_fuzz_structured_frames(frames):
 
 def _record_server_flight(n_streams, body_size=612):
     """Bytes of one realistic server flight (h2o-like headers) answering n_streams requests."""
-    core = native.H2ClientCore(request_block(), b"", n_streams)
+    core = H2TestCore(request_block(), b"", n_streams)
     server = H2Server()
     handshake(core, server)
     server.feed(b"".join(core.submit_py(i) for i in range(n_streams)))
@@ -705,7 +704,7 @@ def test_peer_max_frame_size_rebuilds_the_template():
     big = [*REQUEST_HEADERS, *[(f"x-h-{i}".encode(), b"w" * 100) for i in range(250)]]
     block = request_block(big)
     assert 16384 < len(block) < 65536
-    core = native.H2ClientCore(block, b"p" * 70000, 4)
+    core = H2TestCore(block, b"p" * 70000, 4)
     core.start_py()
     events, out = core.receive_py(
         settings_frame(MAX_FRAME_SIZE=65536, INITIAL_WINDOW_SIZE=1 << 20)
@@ -725,7 +724,7 @@ def test_peer_max_frame_size_rebuilds_the_template():
     server.conn.update_settings(
         {SettingCodes.MAX_FRAME_SIZE: 65536, SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20}
     )
-    core2 = native.H2ClientCore(block, b"p" * 70000, 4)
+    core2 = H2TestCore(block, b"p" * 70000, 4)
     server.feed(core2.start_py())
     server.conn.increment_flow_control_window(1 << 20)
     events, out = core2.receive_py(server.out())
@@ -740,7 +739,7 @@ def _session_core(headers=REQUEST_HEADERS, max_streams=8):
     from fastload.hpack_encode import encode_block, encode_session_blocks
 
     first, steady, need = encode_session_blocks(headers)
-    return native.H2ClientCore(steady, b"", max_streams, first, need, encode_block(headers)), need
+    return H2TestCore(steady, b"", max_streams, first, need, encode_block(headers)), need
 
 
 def test_indexed_blocks_decode_to_the_same_request_on_every_stream():
@@ -783,7 +782,7 @@ def test_server_shrinking_its_table_gets_a_size_update_then_stateless_blocks(tab
 # ---- gRPC: grpc-status from trailers ---------------------------------------------------------
 
 def test_grpc_status_from_trailers_and_trailers_only_responses():
-    core = native.H2ClientCore(request_block(), b"\0\0\0\0\x02hi", 8, grpc=True)
+    core = H2TestCore(request_block(), b"\0\0\0\0\x02hi", 8, grpc=True)
     server = H2Server()
     handshake(core, server)
     out = b"".join(core.submit_py(t) for t in range(10, 15))
@@ -818,7 +817,7 @@ def test_variants_and_captured_bodies(streams, limit):
     """submit_entry: each stream's own header block and body reach the server; events carry the
     stream's entry, and a sampled stream's response body (DATA payloads, padding excluded,
     across frames, up to capture_limit)."""
-    core = native.H2ClientCore(request_block(), b"", 100)
+    core = H2TestCore(request_block(), b"", 100)
     core.capture_limit = limit
     server = H2Server()
     handshake(core, server)

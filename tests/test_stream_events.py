@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from test_h2_core import SETTINGS_EMPTY, frame, request_block
 
 from fastload import native
+from fastload.native.testing import H2TestCore
 from fastload.stream_events import grpc_messages, sse_events
 
 SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"id: 1", b"dat", b"x",
@@ -132,7 +133,7 @@ def response_headers(sid: int, ctype: bytes, enc: hpack.Encoder, end: bool = Fal
 def test_h2_sse_observations_match_the_reference(pieces, seed):
     body = b"".join(pieces)
     rng = random.Random(seed)
-    core = native.H2ClientCore(request_block(), b"", 4)
+    core = H2TestCore(request_block(), b"", 4)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     assert core.submit_py(100) is not None
@@ -158,7 +159,7 @@ def test_h2_sse_observations_match_the_reference(pieces, seed):
 
 def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
     enc = hpack.Encoder()
-    core = native.H2ClientCore(request_block(), b"", 4)
+    core = H2TestCore(request_block(), b"", 4)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)
@@ -166,7 +167,7 @@ def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
         response_headers(1, b"text/plain", enc) + frame(0, 1, 1, b"data: x\n\n"), 500)
     assert ev == [(1, 200, 100, 500, -1)] and obs == []
 
-    core = native.H2ClientCore(request_block(), b"", 4, grpc=True)
+    core = H2TestCore(request_block(), b"", 4, grpc=True)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)

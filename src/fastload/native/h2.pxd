@@ -91,6 +91,30 @@ ctypedef struct _H2Slot:
     int64_t req_body_len
     uint8_t* cap          # sampled for checks: the response body so far (malloc'd), else NULL
     Py_ssize_t cap_len
+    Py_ssize_t cap_size   # its allocated size
+
+
+# One stream's outcome; the session reads ev[0:n_events] after receive() and expire().
+ctypedef struct H2Event:
+    int kind              # EV_*
+    int status            # :status for EV_DONE; -1 for a malformed response (EV_RESET); else 0
+    int grpc              # grpc-status (grpc=True): 0..99, -1 none sent, -2 malformed
+    int entry             # request variant entry, -1 for the run's one request
+    int64_t sent_ns
+    int64_t intended_ns
+    int64_t body_bytes    # DATA payload received (padding excluded)
+    int64_t first_ns      # arrival of the stream's first HEADERS (0: none)
+    int64_t events        # events of a streamed response, -1 for other responses
+    uint8_t* capture      # sampled for checks: the response body, else NULL (pooled buffer)
+    Py_ssize_t capture_len
+    Py_ssize_t capture_size
+
+
+# Events of a stream that arrived in one DATA frame (streaming metrics).
+ctypedef struct H2Observation:
+    int64_t intended_ns
+    int64_t prev_ns       # the stream's previous event time, -1 before its first
+    int64_t count
 
 
 cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
@@ -118,6 +142,24 @@ cdef inline void _wr_fh(uint8_t* p, uint32_t length, uint8_t ftype, uint8_t flag
     _wr32(p + 5, sid & 0x7FFFFFFF)
 
 
+cdef class RequestTemplate:
+    cdef bytes block             # the block the frames currently carry
+    cdef bytes steady_block      # indexed references to what the first block inserted
+    cdef bytes stateless_block   # fallback when the peer's table is too small
+    cdef int64_t table_need
+    cdef int phase               # BLOCK_FIRST, BLOCK_STEADY, BLOCK_UPDATE, BLOCK_STATELESS
+    cdef bytes body
+    cdef Py_ssize_t body_len
+    cdef uint8_t* frames         # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
+    cdef Py_ssize_t frames_len
+    cdef Py_ssize_t hdr_len      # the HEADERS [+CONTINUATION...] part
+
+    cdef int build(self, Py_ssize_t fmax) noexcept
+    cdef void switch(self, bytes block, int phase, Py_ssize_t fmax) noexcept
+    cdef void sent(self, Py_ssize_t fmax) noexcept
+    cdef void peer_table_size(self, int64_t size, Py_ssize_t fmax) noexcept
+
+
 cdef class H2ClientCore:
     cdef uint8_t* out
     cdef Py_ssize_t out_len
@@ -125,21 +167,12 @@ cdef class H2ClientCore:
 
     cdef int n_events
     cdef int ev_cap
-    cdef int* ev_kind
-    cdef int* ev_status
-    cdef int64_t* ev_sent_ns
-    cdef int64_t* ev_intended_ns
-    cdef int64_t* ev_body_bytes
-    cdef int* ev_grpc
-    cdef int64_t* ev_first_ns
-    cdef int64_t* ev_events
+    cdef H2Event* ev
     cdef bint _grpc
     cdef public int64_t rx_ns
     cdef int n_obs
     cdef int ob_cap
-    cdef int64_t* ob_intended_ns
-    cdef int64_t* ob_prev_ns
-    cdef int64_t* ob_count
+    cdef H2Observation* obs
 
     cdef public int in_flight
     cdef public bint goaway_received
@@ -148,18 +181,9 @@ cdef class H2ClientCore:
     cdef const char* _err
     cdef bint _dead
 
-    cdef bytes _block            # the block the template currently holds
-    cdef bytes _steady_block     # indexed references to what the first block inserted
-    cdef bytes _stateless_block  # fallback when the peer's table is too small
-    cdef int64_t _table_need
-    cdef int _phase              # BLOCK_FIRST, BLOCK_STEADY, BLOCK_UPDATE, BLOCK_STATELESS
-    cdef bytes _body
-    cdef uint8_t* _tmpl          # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
-    cdef Py_ssize_t _tmpl_len
-    cdef Py_ssize_t _hdr_len     # the HEADERS [+CONTINUATION...] part of the template
+    cdef RequestTemplate _tmpl
     cdef int _n_pending          # open streams whose body waits for flow-control window
     cdef uint32_t _pump_next     # slot where the next round of window sharing starts
-    cdef Py_ssize_t _body_len
 
     cdef _H2Slot* _slots
     cdef uint32_t _mask
@@ -186,20 +210,20 @@ cdef class H2ClientCore:
     cdef bint _cont_end_stream
 
     cdef HpackDecoder hpack
-    cdef int* ev_entry           # the entry of each event's stream (request variants)
-    cdef int ev_entry_cap
-    cdef uint8_t** ev_capture    # ... its captured response body (sampled streams), else NULL
-    cdef Py_ssize_t* ev_capture_len
-    cdef int n_ev_caps           # events holding a capture (freed by clear_events)
+    cdef int n_ev_caps           # events holding a capture (returned by clear_events)
+    cdef uint8_t** _cap_free     # capture buffers of ended streams, for the next ones
+    cdef int _cap_free_n
+    cdef int _cap_free_cap
+    cdef Py_ssize_t _cap_size    # the size of the pooled buffers
     cdef public Py_ssize_t capture_limit
 
     cdef uint8_t* _reserve(self, Py_ssize_t n) noexcept
-    cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body,
-                   int64_t intended_ns, int grpc, int64_t first_ns, int64_t events) noexcept
+    cdef H2Event* _emit(self, _H2Slot* s, int kind, int status) noexcept
     cdef int _observe(self, _H2Slot* s, int64_t k) noexcept
+    cdef uint8_t* _cap_take(self) noexcept
+    cdef void _cap_give(self, uint8_t* buf, Py_ssize_t size) noexcept
     cdef void clear_out(self) noexcept
     cdef void clear_events(self) noexcept
-    cdef int _build_template(self) noexcept
     cdef int _put_frame(self, uint8_t ftype, uint8_t flags, uint32_t sid,
                         const uint8_t* payload, uint32_t n) noexcept
     cdef int _put_u32(self, uint8_t ftype, uint32_t sid, uint32_t v) noexcept
@@ -211,13 +235,15 @@ cdef class H2ClientCore:
     cdef void start(self) noexcept
     cdef bint can_submit(self) noexcept
     cdef int submit(self, int64_t sent_ns) noexcept
+    cdef _H2Slot* _open(self, int64_t sent_ns, int64_t intended_ns, int entry,
+                        const uint8_t* body, Py_ssize_t body_len) noexcept
+    cdef int _opened(self, _H2Slot* s) noexcept
     cdef int submit_at(self, int64_t sent_ns, int64_t intended_ns) noexcept
     cdef int submit_entry(self, int64_t sent_ns, int64_t intended_ns, int entry,
                           const uint8_t* block, Py_ssize_t blen, const uint8_t* body,
                           Py_ssize_t body_len, bint capture=*) noexcept
     cdef int _pump(self, _H2Slot* s) noexcept
     cdef int _pump_all(self) noexcept
-    cdef void _switch_block(self, bytes block, int phase) noexcept
     cdef int expire(self, int64_t older_than_ns) noexcept
     cdef void fail_open_streams(self) noexcept
     cdef int64_t oldest_sent_ns(self) noexcept
@@ -240,5 +266,3 @@ cdef class H2ClientCore:
     cdef int _window_update(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept
     cdef int _rst(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept
     cdef int _goaway(self, uint32_t sid, const uint8_t* p, uint32_t length) noexcept
-    cdef bytes _take_out(self)
-    cdef list _take_events(self)

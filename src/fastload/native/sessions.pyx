@@ -410,8 +410,8 @@ cdef class H2Session(_Session):
     cdef void handle_observations(self, int64_t now) noexcept:
         cdef int i
         for i in range(self.core.n_obs):
-            self.stats.on_events(self.core.ob_intended_ns[i], now, self.core.ob_prev_ns[i],
-                                 self.core.ob_count[i])
+            self.stats.on_events(self.core.obs[i].intended_ns, now, self.core.obs[i].prev_ns,
+                                 self.core.obs[i].count)
 
     cdef void fill_mix(self, int64_t now) noexcept:
         """fill() with a variant per request: its header block and body."""
@@ -435,20 +435,18 @@ cdef class H2Session(_Session):
     cdef inline void mix_event(self, int i, int cls, int64_t now) noexcept:
         """Per-variant record of event i: cls < 0 for a recorded response."""
         cdef int e, checked
-        if i >= self.core.ev_entry_cap:
-            return  # the entry array could not grow (out of memory): the core fails the connection
-        e = self.core.ev_entry[i]
+        e = self.core.ev[i].entry
         if e < 0:
             return
         if cls < 0:
-            self.mix.on_response(e, self.core.ev_status[i], now - self.core.ev_intended_ns[i])
-            if self.core.ev_capture[i] != NULL:
+            self.mix.on_response(e, self.core.ev[i].status, now - self.core.ev[i].intended_ns)
+            if self.core.ev[i].capture != NULL:
                 checked = self.mix.run_check(
-                    e, self.core.ev_status[i], <const char*>self.core.ev_capture[i],
-                    self.core.ev_capture_len[i], self.core.ev_body_bytes[i])
+                    e, self.core.ev[i].status, <const char*>self.core.ev[i].capture,
+                    self.core.ev[i].capture_len, self.core.ev[i].body_bytes)
                 if checked >= 0:
                     self.stats.on_check_failed(checked)
-        elif self.stats.in_window(self.core.ev_intended_ns[i], now):
+        elif self.stats.in_window(self.core.ev[i].intended_ns, now):
             self.mix.on_failure(e, cls)
 
     cdef inline void handle_events(self, int64_t now) noexcept:
@@ -488,19 +486,19 @@ cdef class H2Session(_Session):
         if self.core.n_obs:
             self.handle_observations(now)
         for i in range(self.core.n_events):
-            kind = self.core.ev_kind[i]
+            kind = self.core.ev[i].kind
             if kind == EV_DONE:
-                if self.stats.on_response(self.core.ev_status[i], self.core.ev_intended_ns[i], now,
-                                          self.core.ev_sent_ns[i]):
-                    self.stats.on_stream_done(self.core.ev_intended_ns[i], self.core.ev_first_ns[i],
-                                              self.core.ev_events[i])
+                if self.stats.on_response(self.core.ev[i].status, self.core.ev[i].intended_ns, now,
+                                          self.core.ev[i].sent_ns):
+                    self.stats.on_stream_done(self.core.ev[i].intended_ns, self.core.ev[i].first_ns,
+                                              self.core.ev[i].events)
                     if self.grpc:
-                        self.stats.on_grpc(self.core.ev_grpc[i])
+                        self.stats.on_grpc(self.core.ev[i].grpc)
                     if self.mix is not None:
                         self.mix_event(i, -1, now)
                 continue
             failed = cls if cls >= 0 else (ERROR_TIMEOUT if kind == EV_TIMEOUT else ERROR_RESET)
-            self.stats.on_failure(failed, self.core.ev_intended_ns[i], now, 1)
+            self.stats.on_failure(failed, self.core.ev[i].intended_ns, now, 1)
             if self.mix is not None:
                 self.mix_event(i, failed, now)
         self.core.clear_events()
