@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from test_h2_core import SETTINGS_EMPTY, frame, request_block
 
 from fastload import native
+from fastload.native.h2 import F_DATA, F_HEADERS, FL_END_HEADERS, FL_END_STREAM
 from fastload.native.testing import H2TestCore
 from fastload.stream_events import grpc_messages, sse_events
 
@@ -125,7 +126,7 @@ def test_h1_plain_chunked_counts_chunks_and_plain_bodies_are_not_streams():
 
 def response_headers(sid: int, ctype: bytes, enc: hpack.Encoder, end: bool = False) -> bytes:
     block = enc.encode([(b":status", b"200"), (b"content-type", ctype)])
-    return frame(1, 0x4 | (0x1 if end else 0), sid, block)
+    return frame(F_HEADERS, FL_END_HEADERS | (FL_END_STREAM if end else 0), sid, block)
 
 
 @settings(max_examples=150, deadline=None)
@@ -145,7 +146,7 @@ def test_h2_sse_observations_match_the_reference(pieces, seed):
     while i < len(body):
         n = rng.randint(1, 30)
         t += 10
-        ev, obs, _ = core.receive_stream_py(frame(0, 0, 1, body[i:i + n]), t)
+        ev, obs, _ = core.receive_stream_py(frame(F_DATA, 0, 1, body[i:i + n]), t)
         i += n
         expect = sse_events(body[:i]) - seen
         assert ev == []
@@ -153,7 +154,7 @@ def test_h2_sse_observations_match_the_reference(pieces, seed):
         if expect:
             seen += expect
             last = t
-    ev, obs, _ = core.receive_stream_py(frame(0, 1, 1), t + 10)
+    ev, obs, _ = core.receive_stream_py(frame(F_DATA, FL_END_STREAM, 1), t + 10)
     assert ev == [(1, 200, 100, 1000, sse_events(body))] and obs == []
 
 
@@ -164,7 +165,7 @@ def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)
     ev, obs, _ = core.receive_stream_py(
-        response_headers(1, b"text/plain", enc) + frame(0, 1, 1, b"data: x\n\n"), 500)
+        response_headers(1, b"text/plain", enc) + frame(F_DATA, FL_END_STREAM, 1, b"data: x\n\n"), 500)
     assert ev == [(1, 200, 100, 500, -1)] and obs == []
 
     core = H2TestCore(request_block(), b"", 4, grpc=True)
@@ -174,10 +175,10 @@ def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
     msgs = grpc_stream([3, 0, 20])
     enc = hpack.Encoder()
     ev, obs, _ = core.receive_stream_py(response_headers(1, b"application/grpc", enc), 200)
-    ev, obs, _ = core.receive_stream_py(frame(0, 0, 1, msgs[:15]), 300)  # 8 + 5 + 2 bytes
+    ev, obs, _ = core.receive_stream_py(frame(F_DATA, 0, 1, msgs[:15]), 300)  # 8 + 5 + 2 bytes
     assert obs == [(100, -1, 2)]
-    ev, obs, _ = core.receive_stream_py(frame(0, 0, 1, msgs[15:]), 400)
+    ev, obs, _ = core.receive_stream_py(frame(F_DATA, 0, 1, msgs[15:]), 400)
     assert obs == [(100, 300, 1)]
     trailers = enc.encode([(b"grpc-status", b"0")])
-    ev, obs, _ = core.receive_stream_py(frame(1, 0x5, 1, trailers), 450)
+    ev, obs, _ = core.receive_stream_py(frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 1, trailers), 450)
     assert ev == [(1, 200, 100, 200, 3)] and obs == []
