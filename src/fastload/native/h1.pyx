@@ -78,6 +78,9 @@ cdef enum:
 
 # Header names we act on; bit flags of candidates while matching a name.
 cdef enum:
+    STEP_BYTES = -2      # _line_step: leave this line to the byte-level machine
+
+cdef enum:
     HN_CL = 1      # content-length
     HN_TE = 2      # transfer-encoding
     HN_CONN = 4    # connection
@@ -110,6 +113,317 @@ _init_tchar()
 def is_event_stream(bytes content_type):
     """event_stream_type() for the Python sessions (HTTP/3)."""
     return event_stream_type(<const uint8_t*>(<char*>content_type), len(content_type))
+
+
+# The steps of H1ResponseParser.feed(): each consumes from data[i] on and returns where parsing
+# goes on, or -1 on an error (error set); a step that completes a response sets complete and
+# returns the bytes it consumed. Module functions rather than methods: methods declared in
+# h1.pxd are also vtable entries, and GCC then keeps the large ones out of line.
+
+cdef inline Py_ssize_t _body_step(H1ResponseParser self, int st, const uint8_t* data,
+                                  Py_ssize_t i, Py_ssize_t n) noexcept:
+    """Body bytes, taken as a run: Content-Length, a chunk's data, or read-until-close."""
+    cdef Py_ssize_t take = n - i
+    if st == S_BODY_EOF:
+        self.body_bytes += take
+        if self.sse:
+            self.events += sse_feed(&self.sse_scan, data + i, take)
+        return n
+    if take > self.remaining:
+        take = self.remaining
+    self.remaining -= take
+    self.body_bytes += take
+    if self.sse:
+        self.events += sse_feed(&self.sse_scan, data + i, take)
+    i += take
+    if self.remaining == 0:
+        if st == S_BODY_CL:
+            return self.finish(i)
+        self.state = S_CHUNK_DATA_CR
+        if not self.sse:
+            self.events += 1   # a chunk is the unit of a plain chunked stream
+    return i
+
+cdef inline Py_ssize_t _line_step(H1ResponseParser self, int st, const uint8_t* data,
+                                  Py_ssize_t i, Py_ssize_t n) noexcept:
+    """A whole status or header line in the buffer (the usual case), parsed at once;
+    STEP_BYTES when the byte-level machine must take it (partial line, CR/LF, unusual
+    status line: it also produces the precise error)."""
+    cdef const uint8_t* nl
+    cdef uint8_t c = data[i]
+    cdef int rc
+    if c == 13 or c == 10:
+        return STEP_BYTES
+    nl = <const uint8_t*>memchr(data + i, 10, n - i)
+    if nl == NULL or self.header_bytes + (nl - (data + i)) + 1 > MAX_HEADER_BYTES:
+        return STEP_BYTES
+    if st == S_HDR_START:
+        rc = self.header_line(data + i, nl)
+        if rc:
+            return self.fail(rc)
+    elif not self.status_line(data + i, nl - (data + i) + 1):
+        return STEP_BYTES
+    self.header_bytes += (nl - (data + i)) + 1
+    self.state = S_HDR_START
+    return (nl - data) + 1
+
+cdef inline Py_ssize_t _byte_step(H1ResponseParser self, int st, const uint8_t* data,
+                                  Py_ssize_t i, Py_ssize_t n) noexcept:
+    """One byte of the status line or the header section; or the chunked framing, which
+    _chunk_framing takes as a run."""
+    cdef uint8_t c
+    if st > S_HDRS_END_LF:
+        return _chunk_framing(self, data, i, n)
+    c = data[i]
+    i += 1
+    self.header_bytes += 1
+    if self.header_bytes > MAX_HEADER_BYTES:
+        return self.fail(H1_ERR_TOO_LARGE)
+    if st <= S_LINE_LF:
+        return _status_byte(self, st, c, data, i, n)
+    return _header_byte(self, st, c, data, i, n)
+
+cdef inline Py_ssize_t _status_byte(H1ResponseParser self, int st, uint8_t c,
+                                    const uint8_t* data, Py_ssize_t i, Py_ssize_t n) noexcept:
+    cdef const uint8_t* nl
+    if st == S_START:
+        if c == 13 or c == 10:
+            self.header_bytes -= 1
+            return i
+        if c != 72:  # 'H'
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.idx = 1
+        self.state = S_VER
+    elif st == S_VER:
+        if c != <uint8_t>LIT_HTTP[self.idx]:
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.idx += 1
+        if self.idx == 5:
+            self.state = S_VER_MAJOR
+    elif st == S_VER_MAJOR:
+        if not (48 <= c <= 57):
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.major = c - 48
+        self.state = S_VER_DOT
+    elif st == S_VER_DOT:
+        if c != 46:
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.state = S_VER_MINOR
+    elif st == S_VER_MINOR:
+        if not (48 <= c <= 57):
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.minor = c - 48
+        if self.major != 1:
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.state = S_VER_SP
+        self.idx = 0
+    elif st == S_VER_SP:
+        if c != 32:
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.state = S_STATUS
+        self.status = 0
+        self.idx = 0
+    elif st == S_STATUS:
+        if not (48 <= c <= 57):
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.status = self.status * 10 + (c - 48)
+        self.idx += 1
+        if self.idx == 3:
+            if self.status < 100:
+                return self.fail(H1_ERR_STATUS_LINE)
+            self.state = S_STATUS_END
+    elif st == S_STATUS_END:
+        if c == 32:
+            self.state = S_REASON
+        elif c == 13:
+            self.state = S_LINE_LF
+        elif c == 10:
+            self.state = S_HDR_START
+        else:
+            return self.fail(H1_ERR_STATUS_LINE)
+    elif st == S_REASON:
+        # The reason phrase carries nothing we need: jump to the end of the line.
+        nl = <const uint8_t*>memchr(data + i - 1, 10, n - i + 1)
+        if nl == NULL:
+            self.header_bytes += n - i
+            if self.header_bytes > MAX_HEADER_BYTES:
+                return self.fail(H1_ERR_TOO_LARGE)
+            return n
+        self.header_bytes += (nl - (data + i - 1))
+        if self.header_bytes > MAX_HEADER_BYTES:
+            return self.fail(H1_ERR_TOO_LARGE)
+        self.state = S_HDR_START
+        return (nl - data) + 1
+    else:  # S_LINE_LF
+        if c != 10:
+            return self.fail(H1_ERR_STATUS_LINE)
+        self.state = S_HDR_START
+    return i
+
+cdef inline Py_ssize_t _header_byte(H1ResponseParser self, int st, uint8_t c,
+                                    const uint8_t* data, Py_ssize_t i, Py_ssize_t n) noexcept:
+    cdef const uint8_t* nl
+    cdef int rc
+    if st == S_HDR_START:
+        if c == 13:
+            self.state = S_HDRS_END_LF
+        elif c == 10:
+            return self.headers_done(i)
+        elif TCHAR[c]:
+            self.state = S_HDR_NAME
+            self.cand = HN_CL | HN_TE | HN_CONN | HN_CT
+            self.idx = 0
+            self.match_name(c)
+        else:
+            # Includes obs-fold (a line starting with whitespace), obsolete since RFC 7230.
+            return self.fail(H1_ERR_HEADER)
+    elif st == S_HDR_NAME:
+        if c == 58:  # ':'
+            self.hdr = 0
+            if (self.cand & HN_CL) and self.idx == 14:
+                self.hdr = HN_CL
+            elif (self.cand & HN_TE) and self.idx == 17:
+                self.hdr = HN_TE
+            elif (self.cand & HN_CONN) and self.idx == 10:
+                self.hdr = HN_CONN
+            elif (self.cand & HN_CT) and self.idx == 12:
+                self.hdr = HN_CT
+            self.start_value()
+            self.state = S_HDR_VALUE_WS
+        elif TCHAR[c]:
+            self.match_name(c)
+        else:
+            return self.fail(H1_ERR_HEADER)
+    elif st == S_HDR_VALUE_WS or st == S_HDR_VALUE:
+        if c == 13:
+            self.state = S_HDR_LF
+            return i
+        if c == 10:
+            rc = self.end_value()
+            if rc:
+                return self.fail(rc)
+            self.state = S_HDR_START
+            return i
+        if st == S_HDR_VALUE_WS and (c == 32 or c == 9):
+            return i
+        self.state = S_HDR_VALUE
+        if self.hdr == 0:
+            # Uninteresting value: skip to the line end in one scan.
+            nl = <const uint8_t*>memchr(data + i - 1, 10, n - i + 1)
+            if nl == NULL:
+                self.header_bytes += n - i
+                if self.header_bytes > MAX_HEADER_BYTES:
+                    return self.fail(H1_ERR_TOO_LARGE)
+                return n
+            self.header_bytes += (nl - (data + i - 1))
+            if self.header_bytes > MAX_HEADER_BYTES:
+                return self.fail(H1_ERR_TOO_LARGE)
+            self.header_bytes -= 1
+            return nl - data   # the LF itself is handled by the next step
+        if self.hdr == HN_CT:
+            if c == 0:
+                return self.fail(H1_ERR_HEADER)
+            self.ct_byte(c)
+            return i
+        rc = self.value_byte(c)
+        if rc:
+            return self.fail(rc)
+    elif st == S_HDR_LF:
+        if c != 10:
+            return self.fail(H1_ERR_HEADER)
+        rc = self.end_value()
+        if rc:
+            return self.fail(rc)
+        self.state = S_HDR_START
+    else:  # S_HDRS_END_LF
+        if c != 10:
+            return self.fail(H1_ERR_HEADER)
+        return self.headers_done(i)
+    return i
+
+cdef inline Py_ssize_t _chunk_framing(H1ResponseParser self, const uint8_t* data, Py_ssize_t i,
+                                      Py_ssize_t n) noexcept:
+    """The chunked framing around chunk data (size lines, CRLF after the data) and the
+    trailer section, byte by byte until a chunk's data starts or the response ends."""
+    cdef uint8_t c
+    cdef int st
+    while i < n:
+        st = self.state
+        if st == S_CHUNK_DATA:
+            return i
+        c = data[i]
+        i += 1
+        if st >= S_TRAILER_START:
+            self.header_bytes += 1
+            if self.header_bytes > MAX_HEADER_BYTES:
+                return self.fail(H1_ERR_TOO_LARGE)
+        if st == S_CHUNK_SIZE:
+            if 48 <= c <= 57 or 97 <= c <= 102 or 65 <= c <= 70:
+                if self.chunk_size > (MAX_CHUNK_SIZE >> 4):
+                    return self.fail(H1_ERR_CHUNK)
+                self.chunk_size = (self.chunk_size << 4) + (
+                    c - 48 if c <= 57 else (c - 87 if c >= 97 else c - 55))
+                self.chunk_digits = True
+            elif not self.chunk_digits:
+                return self.fail(H1_ERR_CHUNK)
+            elif c == 59:  # ';' chunk extension
+                self.state = S_CHUNK_EXT
+            elif c == 32 or c == 9:
+                self.state = S_CHUNK_SIZE_WS
+            elif c == 13:
+                self.state = S_CHUNK_SIZE_LF
+            elif c == 10:
+                self.chunk_line_done()
+            else:
+                return self.fail(H1_ERR_CHUNK)
+        elif st == S_CHUNK_SIZE_WS:
+            if c == 59:
+                self.state = S_CHUNK_EXT
+            elif c == 13:
+                self.state = S_CHUNK_SIZE_LF
+            elif c == 10:
+                self.chunk_line_done()
+            elif c != 32 and c != 9:
+                return self.fail(H1_ERR_CHUNK)
+        elif st == S_CHUNK_EXT:
+            if c == 13:
+                self.state = S_CHUNK_SIZE_LF
+            elif c == 10:
+                self.chunk_line_done()
+        elif st == S_CHUNK_SIZE_LF:
+            if c != 10:
+                return self.fail(H1_ERR_CHUNK)
+            self.chunk_line_done()
+        elif st == S_CHUNK_DATA_CR:
+            if c == 13:
+                self.state = S_CHUNK_DATA_LF
+            elif c == 10:
+                self.state = S_CHUNK_SIZE
+                self.chunk_size = 0
+                self.chunk_digits = False
+            else:
+                return self.fail(H1_ERR_CHUNK)
+        elif st == S_CHUNK_DATA_LF:
+            if c != 10:
+                return self.fail(H1_ERR_CHUNK)
+            self.state = S_CHUNK_SIZE
+            self.chunk_size = 0
+            self.chunk_digits = False
+        elif st == S_TRAILER_START:
+            if c == 13:
+                self.state = S_TRAILER_END_LF
+            elif c == 10:
+                return self.finish(i)
+            else:
+                self.state = S_TRAILER_LINE
+        elif st == S_TRAILER_LINE:
+            if c == 10:
+                self.state = S_TRAILER_START
+        elif st == S_TRAILER_END_LF:
+            if c != 10:
+                return self.fail(H1_ERR_CHUNK)
+            return self.finish(i)
+    return i
 
 
 cdef class H1ResponseParser:
@@ -354,289 +668,27 @@ cdef class H1ResponseParser:
         return True
 
     cdef Py_ssize_t feed(self, const uint8_t* data, Py_ssize_t n) noexcept:
-        cdef Py_ssize_t i = 0, take
-        cdef uint8_t c
-        cdef const uint8_t* nl
-        cdef int rc, st
+        cdef Py_ssize_t i = 0, j
+        cdef int st
         self.complete = False
         if self.error:
             return -1
         while i < n:
             st = self.state
-            if st == S_BODY_CL:
-                take = n - i
-                if take > self.remaining:
-                    take = self.remaining
-                self.remaining -= take
-                self.body_bytes += take
-                if self.sse:
-                    self.events += sse_feed(&self.sse_scan, data + i, take)
-                i += take
-                if self.remaining == 0:
-                    return self.finish(i)
-                continue
-            if st == S_CHUNK_DATA:
-                take = n - i
-                if take > self.remaining:
-                    take = self.remaining
-                self.remaining -= take
-                self.body_bytes += take
-                if self.sse:
-                    self.events += sse_feed(&self.sse_scan, data + i, take)
-                i += take
-                if self.remaining == 0:
-                    self.state = S_CHUNK_DATA_CR
-                    if not self.sse:
-                        self.events += 1   # a chunk is the unit of a plain chunked stream
-                continue
-            if st == S_BODY_EOF:
-                self.body_bytes += n - i
-                if self.sse:
-                    self.events += sse_feed(&self.sse_scan, data + i, n - i)
-                return n
             if st == S_HDR_START or st == S_START:
-                # Whole lines in the buffer (the usual case) skip the byte-level machine.
-                c = data[i]
-                if c != 13 and c != 10:
-                    nl = <const uint8_t*>memchr(data + i, 10, n - i)
-                    if nl != NULL and self.header_bytes + (nl - (data + i)) + 1 <= MAX_HEADER_BYTES:
-                        if st == S_HDR_START:
-                            rc = self.header_line(data + i, nl)
-                            if rc:
-                                return self.fail(rc)
-                        elif not self.status_line(data + i, nl - (data + i) + 1):
-                            pass  # fall through to the byte machine
-                        else:
-                            st = S_HDR_START
-                        if st == S_HDR_START:
-                            self.header_bytes += (nl - (data + i)) + 1
-                            i = (nl - data) + 1
-                            self.state = S_HDR_START
-                            continue
-            c = data[i]
-            i += 1
-            if st < S_BODY_CL or st >= S_TRAILER_START:
-                self.header_bytes += 1
-                if self.header_bytes > MAX_HEADER_BYTES:
-                    return self.fail(H1_ERR_TOO_LARGE)
-            if st == S_START:
-                if c == 13 or c == 10:
-                    self.header_bytes -= 1
+                # A whole line never completes a response: no test for that here.
+                j = _line_step(self, st, data, i, n)
+                if j >= 0:
+                    i = j
                     continue
-                if c != 72:  # 'H'
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.idx = 1
-                self.state = S_VER
-            elif st == S_VER:
-                if c != <uint8_t>LIT_HTTP[self.idx]:
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.idx += 1
-                if self.idx == 5:
-                    self.state = S_VER_MAJOR
-            elif st == S_VER_MAJOR:
-                if not (48 <= c <= 57):
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.major = c - 48
-                self.state = S_VER_DOT
-            elif st == S_VER_DOT:
-                if c != 46:
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.state = S_VER_MINOR
-            elif st == S_VER_MINOR:
-                if not (48 <= c <= 57):
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.minor = c - 48
-                if self.major != 1:
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.state = S_VER_SP
-                self.idx = 0
-            elif st == S_VER_SP:
-                if c != 32:
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.state = S_STATUS
-                self.status = 0
-                self.idx = 0
-            elif st == S_STATUS:
-                if not (48 <= c <= 57):
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.status = self.status * 10 + (c - 48)
-                self.idx += 1
-                if self.idx == 3:
-                    if self.status < 100:
-                        return self.fail(H1_ERR_STATUS_LINE)
-                    self.state = S_STATUS_END
-            elif st == S_STATUS_END:
-                if c == 32:
-                    self.state = S_REASON
-                elif c == 13:
-                    self.state = S_LINE_LF
-                elif c == 10:
-                    self.state = S_HDR_START
-                else:
-                    return self.fail(H1_ERR_STATUS_LINE)
-            elif st == S_REASON:
-                # The reason phrase carries nothing we need: jump to the end of the line.
-                nl = <const uint8_t*>memchr(data + i - 1, 10, n - i + 1)
-                if nl == NULL:
-                    self.header_bytes += n - i
-                    if self.header_bytes > MAX_HEADER_BYTES:
-                        return self.fail(H1_ERR_TOO_LARGE)
-                    return n
-                self.header_bytes += (nl - (data + i - 1))
-                if self.header_bytes > MAX_HEADER_BYTES:
-                    return self.fail(H1_ERR_TOO_LARGE)
-                i = (nl - data) + 1
-                self.state = S_HDR_START
-            elif st == S_LINE_LF:
-                if c != 10:
-                    return self.fail(H1_ERR_STATUS_LINE)
-                self.state = S_HDR_START
-            elif st == S_HDR_START:
-                if c == 13:
-                    self.state = S_HDRS_END_LF
-                elif c == 10:
-                    take = self.headers_done(i)
-                    if self.complete:
-                        return take
-                elif TCHAR[c]:
-                    self.state = S_HDR_NAME
-                    self.cand = HN_CL | HN_TE | HN_CONN | HN_CT
-                    self.idx = 0
-                    self.match_name(c)
-                else:
-                    # Includes obs-fold (a line starting with whitespace), obsolete since RFC 7230.
-                    return self.fail(H1_ERR_HEADER)
-            elif st == S_HDR_NAME:
-                if c == 58:  # ':'
-                    self.hdr = 0
-                    if (self.cand & HN_CL) and self.idx == 14:
-                        self.hdr = HN_CL
-                    elif (self.cand & HN_TE) and self.idx == 17:
-                        self.hdr = HN_TE
-                    elif (self.cand & HN_CONN) and self.idx == 10:
-                        self.hdr = HN_CONN
-                    elif (self.cand & HN_CT) and self.idx == 12:
-                        self.hdr = HN_CT
-                    self.start_value()
-                    self.state = S_HDR_VALUE_WS
-                elif TCHAR[c]:
-                    self.match_name(c)
-                else:
-                    return self.fail(H1_ERR_HEADER)
-            elif st == S_HDR_VALUE_WS or st == S_HDR_VALUE:
-                if c == 13:
-                    self.state = S_HDR_LF
-                    continue
-                if c == 10:
-                    rc = self.end_value()
-                    if rc:
-                        return self.fail(rc)
-                    self.state = S_HDR_START
-                    continue
-                if st == S_HDR_VALUE_WS and (c == 32 or c == 9):
-                    continue
-                self.state = S_HDR_VALUE
-                if self.hdr == 0:
-                    # Uninteresting value: skip to the line end in one scan.
-                    nl = <const uint8_t*>memchr(data + i - 1, 10, n - i + 1)
-                    if nl == NULL:
-                        self.header_bytes += n - i
-                        if self.header_bytes > MAX_HEADER_BYTES:
-                            return self.fail(H1_ERR_TOO_LARGE)
-                        return n
-                    self.header_bytes += (nl - (data + i - 1))
-                    if self.header_bytes > MAX_HEADER_BYTES:
-                        return self.fail(H1_ERR_TOO_LARGE)
-                    i = (nl - data)   # the LF itself is handled by the next iteration
-                    self.header_bytes -= 1
-                    continue
-                if self.hdr == HN_CT:
-                    if c == 0:
-                        return self.fail(H1_ERR_HEADER)
-                    self.ct_byte(c)
-                    continue
-                rc = self.value_byte(c)
-                if rc:
-                    return self.fail(rc)
-            elif st == S_HDR_LF:
-                if c != 10:
-                    return self.fail(H1_ERR_HEADER)
-                rc = self.end_value()
-                if rc:
-                    return self.fail(rc)
-                self.state = S_HDR_START
-            elif st == S_HDRS_END_LF:
-                if c != 10:
-                    return self.fail(H1_ERR_HEADER)
-                take = self.headers_done(i)
-                if self.complete:
-                    return take
-            elif st == S_CHUNK_SIZE:
-                if 48 <= c <= 57 or 97 <= c <= 102 or 65 <= c <= 70:
-                    if self.chunk_size > (MAX_CHUNK_SIZE >> 4):
-                        return self.fail(H1_ERR_CHUNK)
-                    self.chunk_size = (self.chunk_size << 4) + (
-                        c - 48 if c <= 57 else (c - 87 if c >= 97 else c - 55))
-                    self.chunk_digits = True
-                elif not self.chunk_digits:
-                    return self.fail(H1_ERR_CHUNK)
-                elif c == 59:  # ';' chunk extension
-                    self.state = S_CHUNK_EXT
-                elif c == 32 or c == 9:
-                    self.state = S_CHUNK_SIZE_WS
-                elif c == 13:
-                    self.state = S_CHUNK_SIZE_LF
-                elif c == 10:
-                    self.chunk_line_done()
-                else:
-                    return self.fail(H1_ERR_CHUNK)
-            elif st == S_CHUNK_SIZE_WS:
-                if c == 59:
-                    self.state = S_CHUNK_EXT
-                elif c == 13:
-                    self.state = S_CHUNK_SIZE_LF
-                elif c == 10:
-                    self.chunk_line_done()
-                elif c != 32 and c != 9:
-                    return self.fail(H1_ERR_CHUNK)
-            elif st == S_CHUNK_EXT:
-                if c == 13:
-                    self.state = S_CHUNK_SIZE_LF
-                elif c == 10:
-                    self.chunk_line_done()
-            elif st == S_CHUNK_SIZE_LF:
-                if c != 10:
-                    return self.fail(H1_ERR_CHUNK)
-                self.chunk_line_done()
-            elif st == S_CHUNK_DATA_CR:
-                if c == 13:
-                    self.state = S_CHUNK_DATA_LF
-                elif c == 10:
-                    self.state = S_CHUNK_SIZE
-                    self.chunk_size = 0
-                    self.chunk_digits = False
-                else:
-                    return self.fail(H1_ERR_CHUNK)
-            elif st == S_CHUNK_DATA_LF:
-                if c != 10:
-                    return self.fail(H1_ERR_CHUNK)
-                self.state = S_CHUNK_SIZE
-                self.chunk_size = 0
-                self.chunk_digits = False
-            elif st == S_TRAILER_START:
-                if c == 13:
-                    self.state = S_TRAILER_END_LF
-                elif c == 10:
-                    return self.finish(i)
-                else:
-                    self.state = S_TRAILER_LINE
-            elif st == S_TRAILER_LINE:
-                if c == 10:
-                    self.state = S_TRAILER_START
-            elif st == S_TRAILER_END_LF:
-                if c != 10:
-                    return self.fail(H1_ERR_CHUNK)
-                return self.finish(i)
+                if j == -1:
+                    return -1
+            if st == S_BODY_CL or st == S_CHUNK_DATA or st == S_BODY_EOF:
+                i = _body_step(self, st, data, i, n)
+            else:
+                i = _byte_step(self, st, data, i, n)
+            if i < 0 or self.complete:
+                return i
         return n
 
     cdef inline void chunk_line_done(self) noexcept:

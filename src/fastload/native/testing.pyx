@@ -6,6 +6,8 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 
+from fastload.native.clock cimport now_ns
+from fastload.native.h1 cimport H1ResponseParser
 from fastload.native.h2 cimport H2ClientCore, _rd24, _rd32, _wr32
 
 
@@ -130,3 +132,21 @@ def h2_bench(bytes header_block, bytes flight, int n_streams, int rounds):
     t1 = time.perf_counter_ns()
     free(buf); free(offs); free(sids)
     return (t1 - t0) / (<double>rounds * n_streams)
+
+
+def h1_parse_bench(bytes data, int reps):
+    """ns per response of H1ResponseParser.feed over `data` (whole responses, any number),
+    called as the HTTP/1.1 session calls it; divide by the responses in data."""
+    cdef H1ResponseParser parser = H1ResponseParser()
+    cdef const uint8_t* p = data
+    cdef Py_ssize_t n = len(data), off, c
+    cdef int r
+    cdef int64_t t0 = now_ns()
+    for r in range(reps):
+        off = 0
+        while off < n:
+            c = parser.feed(p + off, n - off)
+            if c < 0:
+                raise ValueError(parser.error_msg())
+            off += c
+    return (now_ns() - t0) / <double>reps
