@@ -1,6 +1,14 @@
-# Connection protocols that drive the sans-I/O cores on a uvloop transport, and the per-worker
-# counters they write into. uvloop calls get_buffer/buffer_updated once per read; everything
-# that happens per response below that call is C: no Python object, no Python callback.
+# Connection protocols that drive the sans-I/O cores on a uvloop transport and record into
+# WorkerStats. Parsing, counting and histograms are C; what does cross into Python:
+# - HTTP/1.1: uvloop calls data_received with one new bytes object per read, and every fill()
+#   that sends makes one transport.write call. The closed model with pipeline 1 refills after
+#   each response, so that is one write per request; a pipelined fill writes a pre-built batch
+#   of k requests at once; with request variants a pipelined batch is joined into one new
+#   bytes object (a single request is written as its pre-encoded bytes object).
+# - HTTP/2: uvloop reads straight into rbuf (get_buffer/buffer_updated: no object per read);
+#   each flush builds one bytes object of the frames written and makes one transport.write.
+# - A sampled response is handed to the Python checker (one call each); a -n run calls
+#   on_quota_done once at the end.
 #
 # Times are CLOCK_MONOTONIC nanoseconds, the same clock as time.monotonic_ns(), so the Python
 # engine and these classes compare timestamps directly.
