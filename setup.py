@@ -1,9 +1,10 @@
 """Builds the native core. Switches (environment):
 
-FASTLOAD_DEBUG_BUILD=1   line tracing and assertions, no -O3, for profiling/coverage of _core
+FASTLOAD_DEBUG_BUILD=1   line tracing and assertions, no -O3, for profiling/coverage of fastload.native
 FASTLOAD_ANNOTATE=1      writes cython -a HTML next to the sources to find Python calls on the hot path
 """
 
+import glob
 import os
 
 from Cython.Build import cythonize
@@ -23,19 +24,23 @@ if debug:
     directives["linetrace"] = True
     macros.append(("CYTHON_TRACE_NOGIL", "1"))
 
+# One extension module per unit of src/fastload/native; they share C declarations through
+# their .pxd files (cimport), so the build order does not matter.
 extensions = [
     Extension(
-        "fastload._core",
-        ["src/fastload/_core.pyx"],
+        "fastload.native." + os.path.splitext(os.path.basename(path))[0],
+        [path],
         extra_compile_args=["-O0", "-g"] if debug else ["-O3"],
         define_macros=macros,
     )
+    for path in sorted(glob.glob("src/fastload/native/*.pyx"))
 ]
 
 setup(
     ext_modules=cythonize(
         extensions,
         compiler_directives=directives,
+        include_path=["src"],
         annotate=os.environ.get("FASTLOAD_ANNOTATE") == "1",
     )
 )

@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from fastload import _core
+from fastload import native
 from fastload.workload.checks import CheckRunner, from_flags
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n"
@@ -36,21 +36,21 @@ class Engine:
         pass
 
 
-def mix(n_variants: int, sample: float) -> _core.RequestMix:
+def mix(n_variants: int, sample: float) -> native.RequestMix:
     entries = [REQUEST.replace(b"GET / ", f"GET /v{i} ".encode()) for i in range(n_variants)]
-    m = _core.RequestMix(entries, list(range(n_variants)), [float(i + 1) for i in range(n_variants)], 1)
+    m = native.RequestMix(entries, list(range(n_variants)), [float(i + 1) for i in range(n_variants)], 1)
     if sample > 0:
         m.sample_p = sample
         m.checker = CheckRunner([from_flags("200", ["hello"], (), (), None)] * n_variants)
     return m
 
 
-def time_session(n: int, request_mix: _core.RequestMix | None) -> float:
-    stats = _core.WorkerStats()
+def time_session(n: int, request_mix: native.RequestMix | None) -> float:
+    stats = native.WorkerStats()
     stats.record_from_ns = 0
     stats.running = True
     stats.mix = request_mix
-    s = _core.H1Session(stats, Engine(), REQUEST, 1)
+    s = native.H1Session(stats, Engine(), REQUEST, 1)
     s.connection_made(Transport())
     s.fill()
     t0 = time.perf_counter_ns()

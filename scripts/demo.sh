@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 fail() { echo "demo: $*" >&2; exit 1; }
 python3 -m pip install -q --disable-pip-version-check . 2>&1 | grep -v -e "Running pip as" -e "is ignored" || true
-python3 -c "import fastload._core" || fail "fastload did not install"
+python3 -c "import fastload.native" || fail "fastload did not install"
 port=${FASTLOAD_DEMO_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 # With two CPUs or more, the server gets CPU 0 and the generator the others, so neither waits
 # for the other's CPU (fastload warns when its workers do).

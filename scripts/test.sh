@@ -30,7 +30,7 @@ if ! python3 -m pip install --disable-pip-version-check '.[test]' >"$log" 2>&1; 
   echo "test.sh: pip install failed (log above)" >&2
   exit 1
 fi
-python3 -c 'import fastload._core'
+python3 -c 'import fastload.native'
 
 python3 -m ruff check src tests bench setup.py
 python3 -m pytest -q -p no:cacheprovider tests "$@"

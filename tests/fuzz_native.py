@@ -11,14 +11,15 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from fastload import _core
+    from fastload import native
     from fastload.errors import ProtocolError
+    from fastload.native.testing import H2TestCore
     from fastload.workload.hpack import encode_block
 
 
 def fuzz_h1(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
-    parser = _core.H1ResponseParser()
+    parser = native.H1ResponseParser()
     parser.expect_no_body = fdp.ConsumeBool()
     rest = fdp.ConsumeBytes(fdp.remaining_bytes())
     cut = len(rest) // 2
@@ -31,7 +32,7 @@ def fuzz_h1(data: bytes) -> None:
 
 
 def fuzz_hpack(data: bytes) -> None:
-    dec = _core.HpackDecoder()
+    dec = native.HpackDecoder()
     for block in data.split(b"\xfe\xfe")[:8]:  # several blocks share the dynamic table
         try:
             dec.decode_py(block)
@@ -44,7 +45,7 @@ BLOCK = encode_block([(b":method", b"GET"), (b":scheme", b"http"), (b":authority
 
 
 def fuzz_h2(data: bytes) -> None:
-    core = _core.H2ClientCore(BLOCK, b"", 8)
+    core = H2TestCore(BLOCK, b"", 8)
     core.start_py()
     for _ in range(4):
         core.submit_py(1)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload import _core
+from fastload import native
 from fastload.errors import UsageError
 from fastload.results.sizes import size_summary
 from fastload.workload import bodies
@@ -175,10 +175,10 @@ class PickerTwin:
         return self.start[lo] if n == 1 else self.start[lo] + int(self.uniform() * n)
 
 
-def native_mix(pools: list[int], weights: list[float], seed: int) -> _core.RequestMix:
+def native_mix(pools: list[int], weights: list[float], seed: int) -> native.RequestMix:
     entries = [b"x" * (i + 1) for i in range(sum(pools))]
     variant = [v for v, n in enumerate(pools) for _ in range(n)]
-    return _core.RequestMix(entries, variant, weights, seed)
+    return native.RequestMix(entries, variant, weights, seed)
 
 
 @settings(max_examples=150, deadline=None)
@@ -219,4 +219,4 @@ def test_native_picker_follows_the_weights():
 ])
 def test_native_mix_rejects_inconsistent_tables(args):
     with pytest.raises(ValueError):
-        _core.RequestMix(*args)
+        native.RequestMix(*args)

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from fastload import errors
 from fastload.errors import UsageError
 from fastload.results import slo
 from fastload.workload import checks
@@ -223,6 +224,37 @@ def test_large_bodies_are_checked_whole(big_body_server, proto):
                    "--check-max-body", "99999", "--check-sample", "0.5")
     c = doc["checks"]
     assert c["failed"] == c["checked"] > 50 and c["by_check"] == {"max_body": c["checked"]}
+
+
+def test_a_check_that_raises_is_a_check_error():
+    # json.loads gives up on nesting deeper than the recursion limit: the check cannot judge
+    # the response, which is the check's defect (counted apart), not a failed response.
+    spec = checks.from_flags(None, (), (), ["a=1"], None)
+    deep = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"[" * 5000
+    runner = checks.CheckRunner([spec])
+    with pytest.raises(RecursionError):
+        runner(0, 200, deep, 5000)
+    assert runner.checked == [1] and runner.failed == [0]
+
+
+@pytest.mark.parametrize("proto", [[], ["--h2c"]])
+def test_check_errors_are_counted_apart_and_reported(nginx_h1, nginx_h2c, proto):
+    url = (nginx_h2c if proto else nginx_h1).url + "deep-json"
+    p = fastload("run", url, *proto, "-n", "200", "-c", "2", "-w", "1", "--check-json", "a=1",
+                 "--json", "-", "--quiet", "--debug")
+    assert p.returncode == 0, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["requests"] == 200
+    assert doc["errors"]["check_error"] == 200 == doc["errors"]["total"]
+    assert doc["errors"]["check_failed"] == 0
+    assert doc["checks"]["checked"] == 200 and doc["checks"]["failed"] == 0
+    assert list(doc["errors"])[-2:] == ["check_failed", "check_error"]
+    assert errors.attempts(doc) == 200
+    (warning,) = [w for w in doc["warnings"] if "check raised" in w]
+    assert warning.startswith("a response check raised RecursionError: ")
+    assert warning.endswith("(200 responses, counted as errors.check_error)")
+    # --debug: the check's traceback, on stderr.
+    assert "Traceback (most recent call last)" in p.stderr and "RecursionError" in p.stderr
 
 
 def test_h2c_checks_against_nginx(nginx_h2c):

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
+from fastload.errors import ERROR_CLASSES
 from support import SERVERS
 from support.run import run_json
 
@@ -51,7 +52,7 @@ def test_each_fault_is_counted_exactly(mode, error_class):
         served = stats()
     assert doc["requests"] == 30
     assert doc["status_codes"] == {"200": 30}
-    expected = {"connect": 0, "timeout": 0, "reset": 0, "protocol": 0, "check_failed": 0}
+    expected = dict.fromkeys(ERROR_CLASSES, 0)
     expected[error_class] = 9
     assert doc["errors"] == {"total": 9, **expected}
     assert served == {"connections": 10, "good": 30, "faults": 9}
@@ -99,7 +100,7 @@ def test_h2_faults_are_counted_exactly(mode, error_class, connections):
         doc = run_json(url, "--h2c", "-n", "30", "-c", "1", "-m", "1", "-w", "1", "--timeout", "2s")
         served = stats()
     assert doc["requests"] == 30
-    expected = {"connect": 0, "timeout": 0, "reset": 0, "protocol": 0, "check_failed": 0}
+    expected = dict.fromkeys(ERROR_CLASSES, 0)
     expected[error_class] = 9
     assert doc["errors"] == {"total": 9, **expected}
     assert served["good"] == 30 and served["faults"] == 9

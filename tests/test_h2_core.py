@@ -14,7 +14,24 @@ from h2.settings import SettingCodes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload import _core
+from fastload.native.h2 import (
+    F_CONTINUATION,
+    F_DATA,
+    F_GOAWAY,
+    F_HEADERS,
+    F_PING,
+    F_PRIORITY,
+    F_PUSH_PROMISE,
+    F_RST_STREAM,
+    F_SETTINGS,
+    F_WINDOW_UPDATE,
+    FL_ACK,
+    FL_END_HEADERS,
+    FL_END_STREAM,
+    FL_PADDED,
+    FL_PRIORITY,
+)
+from fastload.native.testing import H2TestCore, h2_bench
 from support.h2frames import REQUEST_HEADERS, SETTINGS_EMPTY, frame, request_block
 
 # On a failure hypothesis imports libcst to print a patch; libcst's import warns, and with the
@@ -92,7 +109,7 @@ def handshake(core, server):
 
 
 def test_start_preface_settings_window():
-    core = _core.H2ClientCore(request_block())
+    core = H2TestCore(request_block())
     out = core.start_py()
     assert out.startswith(PREFACE)
     server = H2Server()
@@ -103,7 +120,7 @@ def test_start_preface_settings_window():
     assert server.conn.outbound_flow_control_window == 2**31 - 1
     events, ack = core.receive_py(server.out())
     assert events == []
-    assert frame(4, 1, 0) in ack  # SETTINGS ACK for the server's SETTINGS
+    assert frame(F_SETTINGS, FL_ACK, 0) in ack  # SETTINGS ACK for the server's SETTINGS
     server.feed(ack)
     assert server.settings_acked
 
@@ -203,7 +220,7 @@ def drive(core, server, rng, plans, body=b"", max_streams=100):
 def test_random_responses_against_h2(plans, seed, max_streams, body_size, window):
     rng = random.Random(seed)
     body = bytes(range(251)) * (body_size // 251) + b"hello"[: body_size % 251]
-    core = _core.H2ClientCore(request_block(), body, max_streams)
+    core = H2TestCore(request_block(), body, max_streams)
     server = H2Server(INITIAL_WINDOW_SIZE=window)
     submitted, results = drive(core, server, rng, plans, body, max_streams)
     assert core.in_flight == 0
@@ -216,7 +233,7 @@ def test_random_responses_against_h2(plans, seed, max_streams, body_size, window
 
 def test_request_body_and_small_server_windows():
     body = bytes(range(256)) * 120  # 30720 bytes
-    core = _core.H2ClientCore(request_block(), body, 32)
+    core = H2TestCore(request_block(), body, 32)
     server = H2Server(INITIAL_WINDOW_SIZE=40000)
     handshake(core, server)
     # The connection window (65535) takes two whole bodies and the start of a third.
@@ -234,7 +251,7 @@ def test_request_body_and_small_server_windows():
 
 def test_request_body_flow_control_round_trip():
     body = bytes(range(256)) * 120
-    core = _core.H2ClientCore(request_block(), body, 32)
+    core = H2TestCore(request_block(), body, 32)
     server = H2Server(INITIAL_WINDOW_SIZE=40000)
     plans = [dict(status=200, extra=[], body=5, chunks=1, pad=None, trailers=False,
                   informational=False, content_length=True)] * 9
@@ -245,59 +262,59 @@ def test_request_body_flow_control_round_trip():
 
 def test_body_larger_than_stream_window_goes_out_as_the_window_opens():
     body = bytes(range(200)) * 10
-    core = _core.H2ClientCore(request_block(), body, 8)
+    core = H2TestCore(request_block(), body, 8)
     server = H2Server(INITIAL_WINDOW_SIZE=1000)
     handshake(core, server)
     out = core.submit_py(1)
-    assert out.endswith(frame(0, 0, 1, body[:1000]))
+    assert out.endswith(frame(F_DATA, 0, 1, body[:1000]))
     server.feed(out)
     assert server.bodies[1] == body[:1000] and 1 not in server.ended
     events, out = core.receive_py(server.out())
-    assert out == frame(0, 1, 1, body[1000:])
+    assert out == frame(F_DATA, FL_END_STREAM, 1, body[1000:])
     server.feed(out)
     assert server.bodies[1] == body and 1 in server.ended
 
 
 def test_zero_window_holds_the_body_until_updates_arrive():
     body = b"0123456789"
-    core = _core.H2ClientCore(request_block(), body, 8)
+    core = H2TestCore(request_block(), body, 8)
     core.start_py()
     core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=0))
     out = core.submit_py(100) + core.submit_py(101)
     # HEADERS only, without END_STREAM: the body waits for the window.
-    assert out == frame(1, 4, 1, request_block()) + frame(1, 4, 3, request_block())
-    _, out = core.receive_py(frame(8, 0, 1, struct.pack(">I", 4)))
-    assert out == frame(0, 0, 1, b"0123")
+    assert out == frame(F_HEADERS, FL_END_HEADERS, 1, request_block()) + frame(F_HEADERS, FL_END_HEADERS, 3, request_block())
+    _, out = core.receive_py(frame(F_WINDOW_UPDATE, 0, 1, struct.pack(">I", 4)))
+    assert out == frame(F_DATA, 0, 1, b"0123")
     # The connection window (65535) is not what holds stream 3; its own window is.
-    _, out = core.receive_py(frame(8, 0, 0, struct.pack(">I", 100)))
+    _, out = core.receive_py(frame(F_WINDOW_UPDATE, 0, 0, struct.pack(">I", 100)))
     assert out == b""
     # A larger initial window releases both streams, after the SETTINGS ACK.
     _, out = core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=6))
-    assert out == frame(4, 1, 0) + frame(0, 1, 1, b"456789") + frame(0, 0, 3, b"012345")
+    assert out == frame(F_SETTINGS, FL_ACK, 0) + frame(F_DATA, FL_END_STREAM, 1, b"456789") + frame(F_DATA, 0, 3, b"012345")
     # A stream that times out while its body waits stops waiting for window.
     events, out = core.expire_py(102)
     assert sorted(events) == [(EV_TIMEOUT, 0, 100, 0), (EV_TIMEOUT, 0, 101, 0)]
-    _, out = core.receive_py(frame(8, 0, 3, struct.pack(">I", 100)))
+    _, out = core.receive_py(frame(F_WINDOW_UPDATE, 0, 3, struct.pack(">I", 100)))
     assert out == b"" and core.error_code == 0
 
 
 def test_response_before_the_whole_body_closes_our_half():
-    core = _core.H2ClientCore(request_block(), b"b" * 100, 8)
+    core = H2TestCore(request_block(), b"b" * 100, 8)
     core.start_py()
     core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=10))
     out = core.submit_py(7)
-    assert out.endswith(frame(0, 0, 1, b"b" * 10))
+    assert out.endswith(frame(F_DATA, 0, 1, b"b" * 10))
     enc = hpack.Encoder()
-    events, out = core.receive_py(frame(1, 5, 1, enc.encode([(":status", "413")])))
+    events, out = core.receive_py(frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 1, enc.encode([(":status", "413")])))
     assert events == [(EV_DONE, 413, 7, 0)]
-    assert out == frame(3, 0, 1, struct.pack(">I", 0))  # RST_STREAM(NO_ERROR)
-    _, out = core.receive_py(frame(8, 0, 1, struct.pack(">I", 1000)))
+    assert out == frame(F_RST_STREAM, 0, 1, struct.pack(">I", 0))  # RST_STREAM(NO_ERROR)
+    _, out = core.receive_py(frame(F_WINDOW_UPDATE, 0, 1, struct.pack(">I", 1000)))
     assert out == b""
 
 
 def test_body_split_by_peer_max_frame_size():
     body = b"z" * 40000
-    core = _core.H2ClientCore(request_block(), body, 4)
+    core = H2TestCore(request_block(), body, 4)
     server = H2Server(INITIAL_WINDOW_SIZE=100000)
     handshake(core, server)
     out = core.submit_py(1)
@@ -307,7 +324,7 @@ def test_body_split_by_peer_max_frame_size():
 
 
 def test_max_concurrent_streams_one():
-    core = _core.H2ClientCore(request_block(), b"", 32)
+    core = H2TestCore(request_block(), b"", 32)
     server = H2Server(MAX_CONCURRENT_STREAMS=1)
     handshake(core, server)
     assert core.submit_py(1) is not None
@@ -316,13 +333,13 @@ def test_max_concurrent_streams_one():
     assert core.submit_py(2) is None
     plans = [dict(status=204, extra=[], body=0, chunks=1, pad=None, trailers=False,
                   informational=False, content_length=False)] * 5
-    core2 = _core.H2ClientCore(request_block(), b"", 32)
+    core2 = H2TestCore(request_block(), b"", 32)
     submitted, results = drive(core2, H2Server(MAX_CONCURRENT_STREAMS=1), random.Random(2), plans)
     assert sorted(results.values()) == [(204, 0)] * 5
 
 
 def test_goaway_refuses_streams_above_last_stream_id():
-    core = _core.H2ClientCore(request_block(), b"", 32)
+    core = H2TestCore(request_block(), b"", 32)
     server = H2Server()
     handshake(core, server)
     out = b"".join(core.submit_py(t) for t in range(10, 20))
@@ -341,10 +358,10 @@ def test_goaway_refuses_streams_above_last_stream_id():
     # A GOAWAY arriving before responses: streams at or below last_stream_id still complete.
     enc = hpack.Encoder()
     core2 = raw_core(n_submit=3)  # streams 1, 3, 5
-    data = frame(7, 0, 0, struct.pack(">II", 3, 0))
-    data += frame(1, 5, 1, enc.encode([(":status", "200")]))
-    data += frame(1, 5, 3, enc.encode([(":status", "404")]))
-    data += frame(1, 5, 5, enc.encode([(":status", "200")]))  # refused already: ignored
+    data = frame(F_GOAWAY, 0, 0, struct.pack(">II", 3, 0))
+    data += frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 1, enc.encode([(":status", "200")]))
+    data += frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 3, enc.encode([(":status", "404")]))
+    data += frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 5, enc.encode([(":status", "200")]))  # refused already: ignored
     events, _ = core2.receive_py(data)
     assert core2.error_code == 0, core2.error_msg()
     assert events == [(EV_REFUSED, 0, 102, 0), (EV_DONE, 200, 100, 0), (EV_DONE, 404, 101, 0)]
@@ -352,7 +369,7 @@ def test_goaway_refuses_streams_above_last_stream_id():
 
 
 def test_rst_stream_refused_and_reset():
-    core = _core.H2ClientCore(request_block(), b"", 32)
+    core = H2TestCore(request_block(), b"", 32)
     server = H2Server()
     handshake(core, server)
     server.feed(core.submit_py(1) + core.submit_py(2) + core.submit_py(3))
@@ -367,17 +384,17 @@ def test_rst_stream_refused_and_reset():
 
 
 def test_ping_ack_payload():
-    core = _core.H2ClientCore(request_block())
+    core = H2TestCore(request_block())
     server = H2Server()
     handshake(core, server)
     server.conn.ping(b"12345678")
     events, out = core.receive_py(server.out())
     assert events == []
-    assert out == frame(6, 1, 0, b"12345678")
+    assert out == frame(F_PING, FL_ACK, 0, b"12345678")
     server.feed(out)
     assert server.pings == [b"12345678"]
     # A PING ACK from the peer is not answered.
-    events, out = core.receive_py(frame(6, 1, 0, b"abcdefgh"))
+    events, out = core.receive_py(frame(F_PING, FL_ACK, 0, b"abcdefgh"))
     assert out == b"" and core.error_code == 0
 
 
@@ -385,7 +402,7 @@ def test_continuation_big_header_blocks_both_ways():
     big_req = [*REQUEST_HEADERS, *[(f"x-req-{i}".encode(), b"v" * 200) for i in range(150)]]
     block = request_block(big_req)
     assert len(block) > 16384
-    core = _core.H2ClientCore(block, b"", 8)
+    core = H2TestCore(block, b"", 8)
     server = H2Server()
     handshake(core, server)
     out = core.submit_py(7)
@@ -405,7 +422,7 @@ def test_continuation_big_header_blocks_both_ways():
 
 
 def test_large_body_needs_no_flow_control_stall():
-    core = _core.H2ClientCore(request_block(), b"", 4)
+    core = H2TestCore(request_block(), b"", 4)
     server = H2Server()
     handshake(core, server)
     server.feed(core.submit_py(1))
@@ -422,9 +439,9 @@ def test_large_body_needs_no_flow_control_stall():
 def test_receive_windows_replenished_in_batches():
     core = raw_core(n_submit=2)  # stream 1 sent at 100, stream 3 at 101
     enc = hpack.Encoder()
-    core.receive_py(frame(1, 4, 3, enc.encode([(":status", "200")])))
+    core.receive_py(frame(F_HEADERS, FL_END_HEADERS, 3, enc.encode([(":status", "200")])))
     assert core.expire_py(101)[0] == [(EV_TIMEOUT, 0, 100, 0)]
-    on_closed, on_open = frame(0, 0, 1, b"d" * 16384), frame(0, 0, 3, b"d" * 16384)
+    on_closed, on_open = frame(F_DATA, 0, 1, b"d" * 16384), frame(F_DATA, 0, 3, b"d" * 16384)
     updates = []
     # 2**16 frames of 16 KiB = 2**30 bytes just exceeds half of the 2**31-1 window. Half of
     # them go to the cancelled stream 1: they still count against the connection window.
@@ -432,22 +449,22 @@ def test_receive_windows_replenished_in_batches():
         _, out = core.receive_py(on_open if i % 2 else on_closed)
         if out:
             updates.append((i, out))
-    assert updates == [(2**16 - 1, frame(8, 0, 0, struct.pack(">I", 2**30)))]
+    assert updates == [(2**16 - 1, frame(F_WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**30)))]
     for i in range(2**15):
         _, out = core.receive_py(on_open)
         if out:
             updates.append((i, out))
-    assert updates[1:] == [(2**15 - 1, frame(8, 0, 3, struct.pack(">I", 2**30)))]
-    events, _ = core.receive_py(frame(0, 1, 3, b"end"))
+    assert updates[1:] == [(2**15 - 1, frame(F_WINDOW_UPDATE, 0, 3, struct.pack(">I", 2**30)))]
+    events, _ = core.receive_py(frame(F_DATA, FL_END_STREAM, 3, b"end"))
     assert events == [(EV_DONE, 200, 101, 2**30 + 3)]
     assert core.error_code == 0
 
 
 def raw_core(max_streams=8, n_submit=2):
-    core = _core.H2ClientCore(request_block(), b"", max_streams)
+    core = H2TestCore(request_block(), b"", max_streams)
     core.start_py()
     events, out = core.receive_py(SETTINGS_EMPTY)
-    assert out == frame(4, 1, 0)
+    assert out == frame(F_SETTINGS, FL_ACK, 0)
     for t in range(n_submit):
         assert core.submit_py(100 + t) is not None
     return core
@@ -458,15 +475,15 @@ def test_padding_priority_informational_trailers_raw():
     enc = hpack.Encoder()
     hb = enc.encode([(":status", "103"), ("link", "</a>")])
     # Padded + PRIORITY informational HEADERS, then the final response, then trailers.
-    data = frame(1, 0x4 | 0x8 | 0x20, 1, bytes([3]) + b"\x00\x00\x00\x03\x10" + hb + b"\0\0\0")
-    data += frame(1, 0x4, 1, enc.encode([(":status", "200"), ("server", "raw")]))
-    data += frame(0, 0x8, 1, bytes([10]) + b"hello" + b"\0" * 10)
-    data += frame(0, 0, 1, b"world!")
-    data += frame(1, 0x1 | 0x8, 1, bytes([2]) + b"\0\0")  # trailers: empty fragment, padded
-    data += frame(9, 0x4, 1, enc.encode([("x-trailer", "yes")]))
-    data += frame(2, 0, 3, b"\x00\x00\x00\x01\x10")  # PRIORITY: ignored
+    data = frame(F_HEADERS, FL_END_HEADERS | FL_PADDED | FL_PRIORITY, 1, bytes([3]) + b"\x00\x00\x00\x03\x10" + hb + b"\0\0\0")
+    data += frame(F_HEADERS, FL_END_HEADERS, 1, enc.encode([(":status", "200"), ("server", "raw")]))
+    data += frame(F_DATA, FL_PADDED, 1, bytes([10]) + b"hello" + b"\0" * 10)
+    data += frame(F_DATA, 0, 1, b"world!")
+    data += frame(F_HEADERS, FL_END_STREAM | FL_PADDED, 1, bytes([2]) + b"\0\0")  # trailers: empty fragment, padded
+    data += frame(F_CONTINUATION, FL_END_HEADERS, 1, enc.encode([("x-trailer", "yes")]))
+    data += frame(F_PRIORITY, 0, 3, b"\x00\x00\x00\x01\x10")  # PRIORITY: ignored
     data += frame(0xEE, 0xFF, 3, b"unknown frame types are ignored")
-    data += frame(1, 0x5, 3, enc.encode([(":status", "302")]))
+    data += frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 3, enc.encode([(":status", "302")]))
     events, out = core.receive_py(data)
     assert core.error_code == 0, core.error_msg()
     assert events == [(EV_DONE, 200, 100, 11), (EV_DONE, 302, 101, 0)]
@@ -476,28 +493,28 @@ def test_padding_priority_informational_trailers_raw():
 def test_byte_at_a_time():
     core = raw_core()
     enc = hpack.Encoder()
-    data = frame(1, 0x4, 1, enc.encode([(":status", "200")])) + frame(0, 1, 1, b"x" * 300)
-    data += frame(6, 0, 0, b"pingpong") + frame(1, 0x5, 3, enc.encode([(":status", "200")]))
+    data = frame(F_HEADERS, FL_END_HEADERS, 1, enc.encode([(":status", "200")])) + frame(F_DATA, FL_END_STREAM, 1, b"x" * 300)
+    data += frame(F_PING, 0, 0, b"pingpong") + frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 3, enc.encode([(":status", "200")]))
     events, out = [], b""
     for i in range(len(data)):
         ev, o = core.receive_py(data[i : i + 1])
         events += ev
         out += o
     assert events == [(EV_DONE, 200, 100, 300), (EV_DONE, 200, 101, 0)]
-    assert out == frame(6, 1, 0, b"pingpong")
+    assert out == frame(F_PING, FL_ACK, 0, b"pingpong")
 
 
 def test_expire_cancels_and_late_frames_are_ignored():
     core = raw_core(n_submit=3)
     events, out = core.expire_py(102)
     assert sorted(events) == [(EV_TIMEOUT, 0, 100, 0), (EV_TIMEOUT, 0, 101, 0)]
-    assert out == frame(3, 0, 1, struct.pack(">I", 8)) + frame(3, 0, 3, struct.pack(">I", 8))
+    assert out == frame(F_RST_STREAM, 0, 1, struct.pack(">I", 8)) + frame(F_RST_STREAM, 0, 3, struct.pack(">I", 8))
     assert core.in_flight == 1
     enc = hpack.Encoder()
     # Late response on a cancelled stream: its block still feeds the HPACK dynamic table.
-    late = frame(1, 0x4, 1, enc.encode([(":status", "200"), ("x-indexed", "value")]))
-    late += frame(0, 1, 1, b"late")
-    late += frame(1, 0x5, 5, enc.encode([(":status", "200"), ("x-indexed", "value")]))
+    late = frame(F_HEADERS, FL_END_HEADERS, 1, enc.encode([(":status", "200"), ("x-indexed", "value")]))
+    late += frame(F_DATA, FL_END_STREAM, 1, b"late")
+    late += frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 5, enc.encode([(":status", "200"), ("x-indexed", "value")]))
     events, out = core.receive_py(late)
     assert core.error_code == 0, core.error_msg()
     assert events == [(EV_DONE, 200, 102, 0)]
@@ -505,7 +522,7 @@ def test_expire_cancels_and_late_frames_are_ignored():
 
 
 def test_stream_ids_increase_and_skip_busy_slots():
-    core = _core.H2ClientCore(request_block(), b"", 2)  # 4 slots
+    core = H2TestCore(request_block(), b"", 2)  # 4 slots
     core.start_py()
     core.receive_py(SETTINGS_EMPTY)
     enc = hpack.Encoder()
@@ -515,7 +532,7 @@ def test_stream_ids_increase_and_skip_busy_slots():
         out = core.submit_py(t)
         sid = struct.unpack(">I", out[5:9])[0]
         sids.append(sid)
-        ev, _ = core.receive_py(frame(1, 5, sid, enc.encode([(":status", "200")])))
+        ev, _ = core.receive_py(frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, sid, enc.encode([(":status", "200")])))
         assert ev == [(EV_DONE, 200, t, 0)]
     # Ids mapping onto slot 0 (9, 17, 25, ...) are skipped while stream 1 is open.
     assert sids == [3, 5, 7, 11, 13, 15, 19, 21, 23, 27, 29]
@@ -528,39 +545,39 @@ ok_hdr = hpack.Encoder().encode([(":status", "200")])
 @pytest.mark.parametrize(
     "data, code",
     [
-        (frame(0, 0, 1, b"x" * 16385), FRAME_SIZE_ERROR),
-        (frame(4, 0, 0, b"\0\0\0\0\0"), FRAME_SIZE_ERROR),
-        (frame(4, 1, 0, b"\0\0\0\0\0\0"), FRAME_SIZE_ERROR),
-        (frame(4, 0, 1, b""), PROTOCOL_ERROR),
-        (frame(4, 0, 0, b"\0\x04\x80\0\0\0"), FLOW_CONTROL_ERROR),
-        (frame(4, 0, 0, b"\0\x05\0\0\x10\0"), PROTOCOL_ERROR),
-        (frame(4, 0, 0, b"\0\x02\0\0\0\x01"), PROTOCOL_ERROR),
-        (frame(6, 0, 0, b"1234567"), FRAME_SIZE_ERROR),
-        (frame(6, 0, 1, b"12345678"), PROTOCOL_ERROR),
-        (frame(8, 0, 0, b"\0\0\1"), FRAME_SIZE_ERROR),
-        (frame(8, 0, 0, b"\0\0\0\0"), PROTOCOL_ERROR),
-        (frame(8, 0, 0, struct.pack(">I", 2**31 - 1)), FLOW_CONTROL_ERROR),
-        (frame(3, 0, 1, b"\0\0\0"), FRAME_SIZE_ERROR),
-        (frame(3, 0, 0, b"\0\0\0\0"), PROTOCOL_ERROR),
-        (frame(3, 0, 99, b"\0\0\0\0"), PROTOCOL_ERROR),
-        (frame(7, 0, 0, b"\0\0\0\0\0\0\0"), FRAME_SIZE_ERROR),
-        (frame(7, 0, 1, b"\0" * 8), PROTOCOL_ERROR),
-        (frame(2, 0, 1, b"\0" * 4), FRAME_SIZE_ERROR),
-        (frame(2, 0, 0, b"\0" * 5), PROTOCOL_ERROR),
-        (frame(9, 4, 1, ok_hdr), PROTOCOL_ERROR),
-        (frame(1, 0, 1, ok_hdr) + frame(6, 0, 0, b"12345678"), PROTOCOL_ERROR),
-        (frame(1, 0, 1, ok_hdr) + frame(9, 4, 3, b""), PROTOCOL_ERROR),
-        (frame(1, 4, 1, b"\xff\xff\xff\xff\xff"), COMPRESSION_ERROR),
-        (frame(1, 4, 1, b"\x7f"), COMPRESSION_ERROR),
-        (frame(1, 0, 1, b"\x40\x85") + frame(9, 4, 1, b"\xff"), COMPRESSION_ERROR),
-        (frame(1, 4, 0, ok_hdr), PROTOCOL_ERROR),
-        (frame(1, 4, 2, ok_hdr), PROTOCOL_ERROR),
-        (frame(1, 4, 7, ok_hdr), PROTOCOL_ERROR),
-        (frame(1, 0xC, 1, b"\x05" + ok_hdr), PROTOCOL_ERROR),
-        (frame(0, 0, 0, b"x"), PROTOCOL_ERROR),
-        (frame(0, 0, 5, b"x"), PROTOCOL_ERROR),
-        (frame(0, 8, 1, b"\x01"), PROTOCOL_ERROR),
-        (frame(5, 4, 1, b"\0\0\0\2" + ok_hdr), PROTOCOL_ERROR),
+        (frame(F_DATA, 0, 1, b"x" * 16385), FRAME_SIZE_ERROR),
+        (frame(F_SETTINGS, 0, 0, b"\0\0\0\0\0"), FRAME_SIZE_ERROR),
+        (frame(F_SETTINGS, FL_ACK, 0, b"\0\0\0\0\0\0"), FRAME_SIZE_ERROR),
+        (frame(F_SETTINGS, 0, 1, b""), PROTOCOL_ERROR),
+        (frame(F_SETTINGS, 0, 0, b"\0\x04\x80\0\0\0"), FLOW_CONTROL_ERROR),
+        (frame(F_SETTINGS, 0, 0, b"\0\x05\0\0\x10\0"), PROTOCOL_ERROR),
+        (frame(F_SETTINGS, 0, 0, b"\0\x02\0\0\0\x01"), PROTOCOL_ERROR),
+        (frame(F_PING, 0, 0, b"1234567"), FRAME_SIZE_ERROR),
+        (frame(F_PING, 0, 1, b"12345678"), PROTOCOL_ERROR),
+        (frame(F_WINDOW_UPDATE, 0, 0, b"\0\0\1"), FRAME_SIZE_ERROR),
+        (frame(F_WINDOW_UPDATE, 0, 0, b"\0\0\0\0"), PROTOCOL_ERROR),
+        (frame(F_WINDOW_UPDATE, 0, 0, struct.pack(">I", 2**31 - 1)), FLOW_CONTROL_ERROR),
+        (frame(F_RST_STREAM, 0, 1, b"\0\0\0"), FRAME_SIZE_ERROR),
+        (frame(F_RST_STREAM, 0, 0, b"\0\0\0\0"), PROTOCOL_ERROR),
+        (frame(F_RST_STREAM, 0, 99, b"\0\0\0\0"), PROTOCOL_ERROR),
+        (frame(F_GOAWAY, 0, 0, b"\0\0\0\0\0\0\0"), FRAME_SIZE_ERROR),
+        (frame(F_GOAWAY, 0, 1, b"\0" * 8), PROTOCOL_ERROR),
+        (frame(F_PRIORITY, 0, 1, b"\0" * 4), FRAME_SIZE_ERROR),
+        (frame(F_PRIORITY, 0, 0, b"\0" * 5), PROTOCOL_ERROR),
+        (frame(F_CONTINUATION, FL_END_HEADERS, 1, ok_hdr), PROTOCOL_ERROR),
+        (frame(F_HEADERS, 0, 1, ok_hdr) + frame(F_PING, 0, 0, b"12345678"), PROTOCOL_ERROR),
+        (frame(F_HEADERS, 0, 1, ok_hdr) + frame(F_CONTINUATION, FL_END_HEADERS, 3, b""), PROTOCOL_ERROR),
+        (frame(F_HEADERS, FL_END_HEADERS, 1, b"\xff\xff\xff\xff\xff"), COMPRESSION_ERROR),
+        (frame(F_HEADERS, FL_END_HEADERS, 1, b"\x7f"), COMPRESSION_ERROR),
+        (frame(F_HEADERS, 0, 1, b"\x40\x85") + frame(F_CONTINUATION, FL_END_HEADERS, 1, b"\xff"), COMPRESSION_ERROR),
+        (frame(F_HEADERS, FL_END_HEADERS, 0, ok_hdr), PROTOCOL_ERROR),
+        (frame(F_HEADERS, FL_END_HEADERS, 2, ok_hdr), PROTOCOL_ERROR),
+        (frame(F_HEADERS, FL_END_HEADERS, 7, ok_hdr), PROTOCOL_ERROR),
+        (frame(F_HEADERS, FL_END_HEADERS | FL_PADDED, 1, b"\x05" + ok_hdr), PROTOCOL_ERROR),
+        (frame(F_DATA, 0, 0, b"x"), PROTOCOL_ERROR),
+        (frame(F_DATA, 0, 5, b"x"), PROTOCOL_ERROR),
+        (frame(F_DATA, FL_PADDED, 1, b"\x01"), PROTOCOL_ERROR),
+        (frame(F_PUSH_PROMISE, FL_END_HEADERS, 1, b"\0\0\0\2" + ok_hdr), PROTOCOL_ERROR),
     ],
 )
 def test_invalid_frames_are_connection_errors(data, code):
@@ -568,28 +585,28 @@ def test_invalid_frames_are_connection_errors(data, code):
     events, out = core.receive_py(data)
     assert core.error_code == code, core.error_msg()
     assert core.error_msg()
-    assert out.endswith(frame(7, 0, 0, struct.pack(">II", 0, code)))
+    assert out.endswith(frame(F_GOAWAY, 0, 0, struct.pack(">II", 0, code)))
     assert core.receive_py(SETTINGS_EMPTY)[1] == b""  # dead: nothing more is processed
     assert not core.can_submit_py()
 
 
 def test_preface_must_be_settings():
-    core = _core.H2ClientCore(request_block())
+    core = H2TestCore(request_block())
     core.start_py()
-    core.receive_py(frame(6, 0, 0, b"12345678"))
+    core.receive_py(frame(F_PING, 0, 0, b"12345678"))
     assert core.error_code == PROTOCOL_ERROR
 
 
 def test_stream_errors_reset_only_the_stream():
     core = raw_core(n_submit=3)
     enc = hpack.Encoder()
-    data = frame(0, 1, 1, b"data before headers")
-    data += frame(1, 5, 3, enc.encode([("server", "no-status")]))
-    data += frame(1, 4, 5, enc.encode([(":status", "200")])) + frame(1, 4, 5, enc.encode([("x", "y")]))
+    data = frame(F_DATA, FL_END_STREAM, 1, b"data before headers")
+    data += frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 3, enc.encode([("server", "no-status")]))
+    data += frame(F_HEADERS, FL_END_HEADERS, 5, enc.encode([(":status", "200")])) + frame(F_HEADERS, FL_END_HEADERS, 5, enc.encode([("x", "y")]))
     events, out = core.receive_py(data)
     assert core.error_code == 0, core.error_msg()
     assert events == [(EV_RESET, -1, 100, 0), (EV_RESET, -1, 101, 0), (EV_RESET, -1, 102, 0)]
-    assert out == b"".join(frame(3, 0, s, struct.pack(">I", 1)) for s in (1, 3, 5))
+    assert out == b"".join(frame(F_RST_STREAM, 0, s, struct.pack(">I", 1)) for s in (1, 3, 5))
 
 
 def test_stream_ids_run_out():
@@ -599,9 +616,9 @@ def test_stream_ids_run_out():
     assert core.submit_py(2)[5:9] == struct.pack(">I", 2**31 - 1)
     assert not core.can_submit_py() and core.submit_py(3) is None
     enc = hpack.Encoder()
-    core.receive_py(frame(1, 5, 2**31 - 3, enc.encode([(":status", "200")])))
+    core.receive_py(frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 2**31 - 3, enc.encode([(":status", "200")])))
     assert not core.exhausted
-    events, _ = core.receive_py(frame(1, 5, 2**31 - 1, enc.encode([(":status", "200")])))
+    events, _ = core.receive_py(frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 2**31 - 1, enc.encode([(":status", "200")])))
     assert events == [(EV_DONE, 200, 2, 0)]
     assert core.exhausted
 
@@ -629,7 +646,7 @@ def test_fuzz_structured_frames(frames):
 
 def _record_server_flight(n_streams, body_size=612):
     """Bytes of one realistic server flight (h2o-like headers) answering n_streams requests."""
-    core = _core.H2ClientCore(request_block(), b"", n_streams)
+    core = H2TestCore(request_block(), b"", n_streams)
     server = H2Server()
     handshake(core, server)
     server.feed(b"".join(core.submit_py(i) for i in range(n_streams)))
@@ -652,7 +669,7 @@ def _record_server_flight(n_streams, body_size=612):
 def _bench(n_streams=32, rounds=20000):
     """ns per completed response for submit(n) + receive(one flight) + clear, all in C."""
     flight = _record_server_flight(n_streams)
-    return _core._h2_bench(request_block(), flight, n_streams, rounds)
+    return h2_bench(request_block(), flight, n_streams, rounds)
 
 
 def test_bench_runs():
@@ -661,12 +678,12 @@ def test_bench_runs():
 
 def settings_frame(**values):
     payload = b"".join(struct.pack(">HI", getattr(SettingCodes, k), v) for k, v in values.items())
-    return frame(4, 0, 0, payload)
+    return frame(F_SETTINGS, 0, 0, payload)
 
 
 def test_initial_window_change_applies_to_open_streams():
     core = raw_core(n_submit=2)
-    events, out = core.receive_py(frame(8, 0, 1, struct.pack(">I", 2**31 - 1 - 65535)))
+    events, out = core.receive_py(frame(F_WINDOW_UPDATE, 0, 1, struct.pack(">I", 2**31 - 1 - 65535)))
     assert out == b"" and core.error_code == 0
     # Stream 1 is at 2**31-1 now: raising the initial window by one overflows it.
     events, out = core.receive_py(settings_frame(INITIAL_WINDOW_SIZE=65536))
@@ -675,9 +692,9 @@ def test_initial_window_change_applies_to_open_streams():
 
 def test_stream_window_overflow_resets_only_that_stream():
     core = raw_core(n_submit=2)
-    events, out = core.receive_py(frame(8, 0, 3, struct.pack(">I", 2**31 - 1)))
+    events, out = core.receive_py(frame(F_WINDOW_UPDATE, 0, 3, struct.pack(">I", 2**31 - 1)))
     assert events == [(EV_RESET, -1, 101, 0)]
-    assert out == frame(3, 0, 3, struct.pack(">I", FLOW_CONTROL_ERROR))
+    assert out == frame(F_RST_STREAM, 0, 3, struct.pack(">I", FLOW_CONTROL_ERROR))
     assert core.in_flight == 1 and core.error_code == 0
 
 
@@ -685,11 +702,11 @@ def test_peer_max_frame_size_rebuilds_the_template():
     big = [*REQUEST_HEADERS, *[(f"x-h-{i}".encode(), b"w" * 100) for i in range(250)]]
     block = request_block(big)
     assert 16384 < len(block) < 65536
-    core = _core.H2ClientCore(block, b"p" * 70000, 4)
+    core = H2TestCore(block, b"p" * 70000, 4)
     core.start_py()
     events, out = core.receive_py(
         settings_frame(MAX_FRAME_SIZE=65536, INITIAL_WINDOW_SIZE=1 << 20)
-        + frame(8, 0, 0, struct.pack(">I", 1 << 20))
+        + frame(F_WINDOW_UPDATE, 0, 0, struct.pack(">I", 1 << 20))
     )
     assert core.peer_max_frame_size == 65536
     out = core.submit_py(1)
@@ -705,7 +722,7 @@ def test_peer_max_frame_size_rebuilds_the_template():
     server.conn.update_settings(
         {SettingCodes.MAX_FRAME_SIZE: 65536, SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20}
     )
-    core2 = _core.H2ClientCore(block, b"p" * 70000, 4)
+    core2 = H2TestCore(block, b"p" * 70000, 4)
     server.feed(core2.start_py())
     server.conn.increment_flow_control_window(1 << 20)
     events, out = core2.receive_py(server.out())
@@ -720,7 +737,7 @@ def _session_core(headers=REQUEST_HEADERS, max_streams=8):
     from fastload.workload.hpack import encode_block, encode_session_blocks
 
     first, steady, need = encode_session_blocks(headers)
-    return _core.H2ClientCore(steady, b"", max_streams, first, need, encode_block(headers)), need
+    return H2TestCore(steady, b"", max_streams, first, need, encode_block(headers)), need
 
 
 def test_indexed_blocks_decode_to_the_same_request_on_every_stream():
@@ -763,7 +780,7 @@ def test_server_shrinking_its_table_gets_a_size_update_then_stateless_blocks(tab
 # ---- gRPC: grpc-status from trailers ---------------------------------------------------------
 
 def test_grpc_status_from_trailers_and_trailers_only_responses():
-    core = _core.H2ClientCore(request_block(), b"\0\0\0\0\x02hi", 8, grpc=True)
+    core = H2TestCore(request_block(), b"\0\0\0\0\x02hi", 8, grpc=True)
     server = H2Server()
     handshake(core, server)
     out = b"".join(core.submit_py(t) for t in range(10, 15))
@@ -798,7 +815,7 @@ def test_variants_and_captured_bodies(streams, limit):
     """submit_entry: each stream's own header block and body reach the server; events carry the
     stream's entry, and a sampled stream's response body (DATA payloads, padding excluded,
     across frames, up to capture_limit)."""
-    core = _core.H2ClientCore(request_block(), b"", 100)
+    core = H2TestCore(request_block(), b"", 100)
     core.capture_limit = limit
     server = H2Server()
     handshake(core, server)

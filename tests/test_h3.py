@@ -10,7 +10,7 @@ import socket
 import pytest
 from aioquic.quic.events import ConnectionTerminated
 
-from fastload import _core
+from fastload import native
 from fastload.config.plan import build_plan
 from fastload.h3.session import handshake_error, termination_class
 from support import peers
@@ -239,14 +239,14 @@ def test_plan_defaults_and_config():
 
 @pytest.mark.parametrize(
     "code,frame_type,cls",
-    [(0x100, None, _core.ERROR_RESET),        # H3_NO_ERROR: the server closed
-     (0x10C, None, _core.ERROR_RESET),        # H3_REQUEST_CANCELLED
-     (0x10E, None, _core.ERROR_PROTOCOL),     # H3_MESSAGE_ERROR
-     (0x105, None, _core.ERROR_PROTOCOL),     # H3_FRAME_UNEXPECTED
-     (0x200, None, _core.ERROR_PROTOCOL),     # QPACK_DECOMPRESSION_FAILED
-     (0x0, 0x1C, _core.ERROR_RESET),          # transport NO_ERROR
-     (0x1, 0x0, _core.ERROR_RESET),           # idle timeout (aioquic: INTERNAL_ERROR)
-     (0xA, 0x8, _core.ERROR_PROTOCOL)],       # PROTOCOL_VIOLATION
+    [(0x100, None, native.ERROR_RESET),        # H3_NO_ERROR: the server closed
+     (0x10C, None, native.ERROR_RESET),        # H3_REQUEST_CANCELLED
+     (0x10E, None, native.ERROR_PROTOCOL),     # H3_MESSAGE_ERROR
+     (0x105, None, native.ERROR_PROTOCOL),     # H3_FRAME_UNEXPECTED
+     (0x200, None, native.ERROR_PROTOCOL),     # QPACK_DECOMPRESSION_FAILED
+     (0x0, 0x1C, native.ERROR_RESET),          # transport NO_ERROR
+     (0x1, 0x0, native.ERROR_RESET),           # idle timeout (aioquic: INTERNAL_ERROR)
+     (0xA, 0x8, native.ERROR_PROTOCOL)],       # PROTOCOL_VIOLATION
 )
 def test_termination_classes(code, frame_type, cls):
     ev = ConnectionTerminated(error_code=code, frame_type=frame_type, reason_phrase="")

@@ -7,7 +7,7 @@ from hdrh.histogram import HdrHistogram
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload._core import Histogram
+from fastload.native import Histogram
 from fastload.results import histogram
 
 HIGH = 60_000_000

@@ -1,4 +1,4 @@
-"""HPACK: native decoder (fastload._core.HpackDecoder) and stateless encoder (hpack_encode).
+"""HPACK: native decoder (fastload.native.HpackDecoder) and stateless encoder (hpack_encode).
 
 python-hyper hpack is the reference: RFC 7541 Appendix C vectors pin the bytes, hypothesis
 checks that both decoders agree on everything the reference encoder can produce and on
@@ -14,11 +14,11 @@ from hpack.huffman_table import decode_huffman
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload import _core
+from fastload import native
 from fastload.errors import ProtocolError
 from fastload.workload.hpack import STATIC_TABLE, _encode_int, encode_block, huffman_encode
 
-HpackDecoder = _core.HpackDecoder
+HpackDecoder = native.HpackDecoder
 _ref_huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

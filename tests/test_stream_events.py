@@ -9,8 +9,10 @@ import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload import _core
+from fastload import native
+from fastload.native.h2 import F_DATA, F_HEADERS, FL_END_HEADERS, FL_END_STREAM
 from fastload.native.stream_events import grpc_messages, sse_events
+from fastload.native.testing import H2TestCore
 from support.h2frames import SETTINGS_EMPTY, frame, request_block
 
 SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"id: 1", b"dat", b"x",
@@ -19,7 +21,7 @@ SSE_PIECES = [b"data", b"data:", b"data: tok", b":", b": ping", b"event: x", b"i
 
 def feed_cumulative(kind: str, data: bytes, cuts: list[int]) -> list[tuple[int, int]]:
     """(offset, events so far) after each piece, from the native scanner."""
-    scanner = _core.StreamScanner(kind)
+    scanner = native.StreamScanner(kind)
     points = sorted({c % (len(data) + 1) for c in cuts} | {len(data)})
     out, total, prev = [], 0, 0
     for p in points:
@@ -51,7 +53,7 @@ def test_sse_examples_from_the_spec():
     assert sse_events(b"data\n\ndata\ndata\n\ndata:\n") == 2
     assert sse_events(b"event: add\n\n") == 0
     assert sse_events(b"\xef\xbb\xbfdata: x\r\n\r\n") == 1
-    assert _core.StreamScanner("sse").feed(b"data: a\r\rdata: b\n\n") == 2
+    assert native.StreamScanner("sse").feed(b"data: a\r\rdata: b\n\n") == 2
 
 
 def grpc_stream(lengths: list[int]) -> bytes:
@@ -80,7 +82,7 @@ def chunked(body: bytes, rng: random.Random) -> bytes:
 
 
 def h1_feed(raw: bytes, rng: random.Random, eof: bool = False) -> list[tuple]:
-    parser = _core.H1ResponseParser()
+    parser = native.H1ResponseParser()
     out, i = [], 0
     while i < len(raw):
         n = rng.randint(1, 50)
@@ -124,7 +126,7 @@ def test_h1_plain_chunked_counts_chunks_and_plain_bodies_are_not_streams():
 
 def response_headers(sid: int, ctype: bytes, enc: hpack.Encoder, end: bool = False) -> bytes:
     block = enc.encode([(b":status", b"200"), (b"content-type", ctype)])
-    return frame(1, 0x4 | (0x1 if end else 0), sid, block)
+    return frame(F_HEADERS, FL_END_HEADERS | (FL_END_STREAM if end else 0), sid, block)
 
 
 @settings(max_examples=150, deadline=None)
@@ -132,7 +134,7 @@ def response_headers(sid: int, ctype: bytes, enc: hpack.Encoder, end: bool = Fal
 def test_h2_sse_observations_match_the_reference(pieces, seed):
     body = b"".join(pieces)
     rng = random.Random(seed)
-    core = _core.H2ClientCore(request_block(), b"", 4)
+    core = H2TestCore(request_block(), b"", 4)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     assert core.submit_py(100) is not None
@@ -144,7 +146,7 @@ def test_h2_sse_observations_match_the_reference(pieces, seed):
     while i < len(body):
         n = rng.randint(1, 30)
         t += 10
-        ev, obs, _ = core.receive_stream_py(frame(0, 0, 1, body[i:i + n]), t)
+        ev, obs, _ = core.receive_stream_py(frame(F_DATA, 0, 1, body[i:i + n]), t)
         i += n
         expect = sse_events(body[:i]) - seen
         assert ev == []
@@ -152,31 +154,31 @@ def test_h2_sse_observations_match_the_reference(pieces, seed):
         if expect:
             seen += expect
             last = t
-    ev, obs, _ = core.receive_stream_py(frame(0, 1, 1), t + 10)
+    ev, obs, _ = core.receive_stream_py(frame(F_DATA, FL_END_STREAM, 1), t + 10)
     assert ev == [(1, 200, 100, 1000, sse_events(body))] and obs == []
 
 
 def test_h2_plain_responses_are_not_streams_and_grpc_messages_are_events():
     enc = hpack.Encoder()
-    core = _core.H2ClientCore(request_block(), b"", 4)
+    core = H2TestCore(request_block(), b"", 4)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)
     ev, obs, _ = core.receive_stream_py(
-        response_headers(1, b"text/plain", enc) + frame(0, 1, 1, b"data: x\n\n"), 500)
+        response_headers(1, b"text/plain", enc) + frame(F_DATA, FL_END_STREAM, 1, b"data: x\n\n"), 500)
     assert ev == [(1, 200, 100, 500, -1)] and obs == []
 
-    core = _core.H2ClientCore(request_block(), b"", 4, grpc=True)
+    core = H2TestCore(request_block(), b"", 4, grpc=True)
     core.start_py()
     core.receive_stream_py(SETTINGS_EMPTY, 1)
     core.submit_py(100)
     msgs = grpc_stream([3, 0, 20])
     enc = hpack.Encoder()
     ev, obs, _ = core.receive_stream_py(response_headers(1, b"application/grpc", enc), 200)
-    ev, obs, _ = core.receive_stream_py(frame(0, 0, 1, msgs[:15]), 300)  # 8 + 5 + 2 bytes
+    ev, obs, _ = core.receive_stream_py(frame(F_DATA, 0, 1, msgs[:15]), 300)  # 8 + 5 + 2 bytes
     assert obs == [(100, -1, 2)]
-    ev, obs, _ = core.receive_stream_py(frame(0, 0, 1, msgs[15:]), 400)
+    ev, obs, _ = core.receive_stream_py(frame(F_DATA, 0, 1, msgs[15:]), 400)
     assert obs == [(100, 300, 1)]
     trailers = enc.encode([(b"grpc-status", b"0")])
-    ev, obs, _ = core.receive_stream_py(frame(1, 0x5, 1, trailers), 450)
+    ev, obs, _ = core.receive_stream_py(frame(F_HEADERS, FL_END_HEADERS | FL_END_STREAM, 1, trailers), 450)
     assert ev == [(1, 200, 100, 200, 3)] and obs == []

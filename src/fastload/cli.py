@@ -141,7 +141,7 @@ def run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[s
         slo_file: str | None, metrics_port: int | None, **options) -> None:
     """Run a load test against URL and print a wrk-like summary."""
     try:
-        code = _run(url, json_path, quiet, slos, slo_file, metrics_port, options)
+        code = _run(url, json_path, quiet, debug, slos, slo_file, metrics_port, options)
     except FastloadError as e:
         if debug:
             traceback.print_exc()
@@ -176,8 +176,8 @@ grpc_cmd.params.extend(p for p in run.params
                        and not p.name.startswith(("scenario", "replay", "check_")))
 
 
-def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], slo_file: str | None,
-         metrics_port: int | None, options: dict) -> int:
+def _run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
+         slo_file: str | None, metrics_port: int | None, options: dict) -> int:
     # Loaded when the command runs: merge, compare and report must work without the engine.
     from fastload.config.options import RunOptions
     from fastload.report import summary as report
@@ -198,6 +198,8 @@ def _run(url: str, json_path: str | None, quiet: bool, slos: tuple[str, ...], sl
         sys.stderr.write("\r\033[K")
     for warning in outcome.late_warnings:
         _warn(warning)
+    if debug and outcome.check_traceback:
+        sys.stderr.write(outcome.check_traceback)
     doc = outcome.doc
     if not quiet:
         stream = sys.stderr if json_path == "-" else sys.stdout

@@ -52,14 +52,19 @@ def read_input_text(path: str, label: str) -> str:
 
 # Error classes counted per request/connection; names are the keys of the JSON "errors" object.
 # check_failed: a response that arrived but failed a response check (it also counts in requests).
-ERROR_CLASSES = ("connect", "timeout", "reset", "protocol", "check_failed")
+# check_error: a response whose check raised an exception: a defect in the check, not a failed
+# response (it also counts in requests, and not in checks.failed).
+# The native core declares the same list (fastload.native.ERROR_CLASS_NAMES; a test holds them
+# equal); this copy lets results be merged and compared without the extension.
+ERROR_CLASSES = ("connect", "timeout", "reset", "protocol", "check_failed", "check_error")
 
 
 def attempts(doc: dict) -> int:
     """Requests a result document attempted: responses plus failures, where a response that
-    failed a check is one attempt (it is in requests already), not two."""
+    failed a check, or whose check raised, is one attempt (it is in requests already), not two."""
     errors = doc.get("errors", {})
-    return doc.get("requests", 0) + errors.get("total", 0) - errors.get("check_failed", 0)
+    return (doc.get("requests", 0) + errors.get("total", 0) - errors.get("check_failed", 0)
+            - errors.get("check_error", 0))
 
 
 def error_rate(doc: dict) -> float:

@@ -4,6 +4,8 @@ import struct
 
 import hpack
 
+from fastload.native.h2 import F_SETTINGS
+
 REQUEST_HEADERS = [
     (b":method", b"GET"),
     (b":scheme", b"http"),
@@ -23,4 +25,4 @@ def frame(ftype, flags, sid, payload=b""):
     return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
 
 
-SETTINGS_EMPTY = frame(4, 0, 0)
+SETTINGS_EMPTY = frame(F_SETTINGS, 0, 0)

@@ -253,6 +253,8 @@ http {{
         location = /status/500 {{ return 500 "error\\n"; }}
         location = /status/503 {{ return 503 "unavailable\\n"; }}
         location = /json {{ default_type application/json; return 200 '{{"status":"ok","data":{{"items":[{{"id":5}}]}}}}'; }}
+        # JSON nested deeper than Python's recursion limit: json.loads raises RecursionError.
+        location = /deep-json {{ default_type application/json; return 200 '{DEEP_JSON}'; }}
         # PUT stores the body (201, then 204): nginx reads every byte, $request_length shows it.
         location /upload/ {{ root {d}/dav; dav_methods PUT; client_max_body_size 64m; }}
     }}
@@ -267,7 +269,8 @@ def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True) ->
     d = peer.dir
     port = free_port()
     log = f"access_log {d}/access.log fastload;" if access_log else "access_log off;"
-    conf = NGINX_CONF.format(d=d, port=port, http2=" http2" if h2c else "", access_log=log)
+    conf = NGINX_CONF.format(d=d, port=port, http2=" http2" if h2c else "", access_log=log,
+                             DEEP_JSON="[" * 3000)
     (d / "dav" / "upload").mkdir(parents=True)
     os.chmod(d / "dav" / "upload", 0o777)  # written by the worker, 'nobody' when run as root
     (d / "nginx.conf").write_text(conf)

@@ -32,5 +32,6 @@ def check_document(doc: dict, requests: int) -> None:
     lat = doc["latency_us"]
     assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["p99.99"]
     assert lat["p99.99"] <= lat["max"] * 1.001 + 1
-    assert set(doc["errors"]) == {"total", "connect", "timeout", "reset", "protocol", "check_failed"}
+    assert set(doc["errors"]) == {"total", "connect", "timeout", "reset", "protocol", "check_failed",
+                                 "check_error"}
     assert doc["rps"] == pytest.approx(requests / doc["duration_s"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from fastload import _core
+from fastload import native
 from fastload.config.plan import Plan
 from fastload.h3.session import H3Request, H3Session, connect, make_configuration
 
@@ -22,7 +22,7 @@ def probe(plan: Plan, timeout_s: float) -> str | None:
     loop = asyncio.new_event_loop()
     try:
         async def attempt() -> str | None:
-            stats = _core.WorkerStats()  # never running: the probe sends no request
+            stats = native.WorkerStats()  # never running: the probe sends no request
             t = plan.target
             session, reason = await connect(
                 loop, lambda: H3Session(_ProbeEngine(), stats, make_configuration(plan),

@@ -27,13 +27,13 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from fastload import _core
+from fastload import native
 from fastload.config.plan import Plan
 from fastload.errors import certificate_rejected
 from fastload.h3.aioquic_internals import ClientH3, ack_at_once
 from fastload.workload.wire import h2_header_list
 
-monotonic_ns = _core.monotonic_ns
+monotonic_ns = native.monotonic_ns
 
 # TLS alerts (RFC 8446 §6) that mean "the certificate was not accepted".
 _CERT_ALERTS = {42, 43, 44, 45, 46, 48, 49}
@@ -70,10 +70,10 @@ def termination_class(event: ConnectionTerminated) -> int:
     """Error class of the requests in flight on a connection that ended with `event`."""
     code = event.error_code
     if event.frame_type is None:  # APPLICATION_CLOSE: an HTTP/3 or QPACK code
-        return _core.ERROR_PROTOCOL if code in _H3_PROTOCOL_ERRORS else _core.ERROR_RESET
+        return native.ERROR_PROTOCOL if code in _H3_PROTOCOL_ERRORS else native.ERROR_RESET
     if code in _TRANSPORT_PROTOCOL_ERRORS or 0x100 <= code <= 0x1FF:
-        return _core.ERROR_PROTOCOL
-    return _core.ERROR_RESET
+        return native.ERROR_PROTOCOL
+    return native.ERROR_RESET
 
 
 def handshake_error(event: ConnectionTerminated, host: str, port: int) -> str:
@@ -92,7 +92,7 @@ def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
     """The response's events are SSE events (the same rule as the native sessions')."""
     for name, value in headers:
         if name == b"content-type":
-            return _core.is_event_stream(value)
+            return native.is_event_stream(value)
     return False
 
 
@@ -111,10 +111,11 @@ class H3Session(asyncio.DatagramProtocol):
     index, fill(), stop(), expire(), oldest_sent_ns(), inflight; it learns about the handshake
     through `handshake` (a future: None on success, else a one-line reason)."""
 
-    def __init__(self, engine: Any, stats: _core.WorkerStats, configuration: QuicConfiguration,
+    def __init__(self, engine: Any, stats: native.WorkerStats, configuration: QuicConfiguration,
                  request: H3Request, streams: int, handshake_timeout_s: float) -> None:
         self.engine = engine
         self.stats = stats
+        self.rec = native.Recorder(stats)
         self.index = -1
         self.loop = asyncio.get_running_loop()
         self.quic = QuicConnection(configuration=configuration)
@@ -174,7 +175,7 @@ class H3Session(asyncio.DatagramProtocol):
         late = [sid for sid, r in self.open.items() if r[1] < older_than_ns]
         for sid in late:
             r = self.open.pop(sid)
-            self.stats.py_on_failure(_core.ERROR_TIMEOUT, r[0], now, 1)
+            self.rec.on_failure(native.ERROR_TIMEOUT, r[0], now, 1)
             try:
                 self.quic.reset_stream(sid, _CANCELLED)
                 self.quic.stop_stream(sid, _CANCELLED)
@@ -200,7 +201,7 @@ class H3Session(asyncio.DatagramProtocol):
         if self.closed:
             return
         now_ns = monotonic_ns()
-        self.stats.py_count_bytes(now_ns, len(data), 0)
+        self.rec.count_bytes(now_ns, len(data), 0)
         self.quic.receive_datagram(data, addr, now=now_ns / 1e9)
         self._process_events(now_ns)
         self._check_closing()
@@ -218,14 +219,14 @@ class H3Session(asyncio.DatagramProtocol):
             self._handshake_failed(f"cannot connect to {self._where()}: {exc.strerror or exc}"
                                    if isinstance(exc, OSError) else str(exc))
             return
-        self._fail_all(_core.ERROR_RESET)
+        self._fail_all(native.ERROR_RESET)
         self._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
         if self.open and not self.stopping:
-            self._fail_all(_core.ERROR_RESET)
+            self._fail_all(native.ERROR_RESET)
         self.open.clear()
         if not self.handshake.done():
             self.handshake.set_result(f"QUIC connection to {self._where()} closed during the handshake")
@@ -247,7 +248,7 @@ class H3Session(asyncio.DatagramProtocol):
         open_ = self.open
         if len(open_) >= self.streams:
             return False
-        stats = self.stats
+        rec = self.rec
         now = monotonic_ns()
         n = 0
         quic, h3, headers, body = self.quic, self.h3, self.headers, self.body
@@ -256,11 +257,11 @@ class H3Session(asyncio.DatagramProtocol):
         # server to grant more (MAX_STREAMS frames arrive as streams complete). Private
         # attribute: without it, aioquic's queueing applies.
         max_streams = getattr(quic, "_remote_max_streams_bidi", 1 << 62)
-        while len(open_) < self.streams and stats.py_may_start(now):
+        while len(open_) < self.streams and rec.may_start(now):
             sid = quic.get_next_available_stream_id()
             if sid >> 2 >= max_streams:  # client bidi streams are 0, 4, 8...: sid/4 opened
                 break
-            t = stats.py_take_due(now)
+            t = rec.take_due(now)
             if t < 0:
                 break
             h3.send_headers(sid, headers, end_stream=not body)
@@ -270,7 +271,7 @@ class H3Session(asyncio.DatagramProtocol):
             r = [t, now, 0, 0, None, 0, -1]
             open_[sid] = r
             self._unsent.append(r)
-            stats.py_on_sent(now, 1)  # before the next may_start: the -n quota counts it
+            rec.on_sent(now, 1)  # before the next may_start: the -n quota counts it
             n += 1
         return n > 0
 
@@ -309,7 +310,7 @@ class H3Session(asyncio.DatagramProtocol):
         except OSError:
             pass  # the transport reports it through error_received/connection_lost
         if n:
-            self.stats.py_count_bytes(int(now * 1e9), 0, n)
+            self.rec.count_bytes(int(now * 1e9), 0, n)
         at = self.quic.get_timer()
         if at is None:
             return
@@ -344,7 +345,7 @@ class H3Session(asyncio.DatagramProtocol):
             elif kind is StreamReset:
                 r = self.open.pop(event.stream_id, None)
                 if r is not None:
-                    self.stats.py_on_failure(_core.ERROR_RESET, r[0], now, 1)
+                    self.rec.on_failure(native.ERROR_RESET, r[0], now, 1)
                 h3.handle_event(event)
             elif kind is HandshakeCompleted:
                 self._handshake_done()
@@ -372,12 +373,12 @@ class H3Session(asyncio.DatagramProtocol):
                             r[2] = status
                         break
                 if r[2] >= 200 and _is_event_stream(h.headers):
-                    r[4] = _core.StreamScanner("sse")
+                    r[4] = native.StreamScanner("sse")
         elif type(h) is DataReceived:
             if r[4] is not None and h.data:
                 k = r[4].feed(h.data)
                 if k:
-                    self.stats.py_on_events(r[0], now, r[6], k)
+                    self.rec.on_events(r[0], now, r[6], k)
                     r[5] += k
                     r[6] = now
         else:
@@ -391,9 +392,9 @@ class H3Session(asyncio.DatagramProtocol):
             if r[2] <= 0 or bad_length:
                 # Ended without a final status, or with a body that is not the length it
                 # announced: not a valid HTTP response.
-                self.stats.py_on_failure(_core.ERROR_PROTOCOL, r[0], now, 1)
-            elif self.stats.py_on_response(r[2], r[0], now, r[1]):
-                self.stats.py_on_stream_done(r[0], r[3], r[5] if r[4] is not None else -1)
+                self.rec.on_failure(native.ERROR_PROTOCOL, r[0], now, 1)
+            elif self.rec.on_response(r[2], r[0], now, r[1]):
+                self.rec.on_stream_done(r[0], r[3], r[5] if r[4] is not None else -1)
 
     def _handshake_done(self) -> None:
         if self._handshake_timer is not None:
@@ -439,7 +440,7 @@ class H3Session(asyncio.DatagramProtocol):
     def _fail_all(self, cls: int) -> None:
         now = monotonic_ns()
         for r in self.open.values():
-            self.stats.py_on_failure(cls, r[0], now, 1)
+            self.rec.on_failure(cls, r[0], now, 1)
         self.open.clear()
 
     def _cancel_timers(self) -> None:

@@ -1,4 +1,4 @@
-"""Plain-Python references for the native event scanners in _stream.pxi: what counts as one
+"""Plain-Python references for the native event scanners in native/stream.pyx: what counts as one
 event of a streamed response. Written from the specifications over whole byte strings, so the
 tests can check that the byte-at-a-time C machines agree on any split of the stream."""
 

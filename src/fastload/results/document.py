@@ -213,6 +213,16 @@ def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
     doc["by_request"] = by
     if mix.has_checks:
         doc["checks"] = {"sample": mix.sample, **checks_totals([e["checks"] for e in by.values() if "checks" in e])}
+    raised = first_check_error(ws)
+    if raised is not None:
+        doc.setdefault("warnings", []).append(
+            f"a response check raised {raised['type']}: {raised['message']} "
+            f"({doc['errors']['check_error']} responses, counted as errors.check_error)")
+
+
+def first_check_error(ws: list[dict]) -> dict | None:
+    """The first exception a response check raised in any worker (type, message, traceback)."""
+    return next((w["mix"]["check_error"] for w in ws if "check_error" in w.get("mix", {})), None)
 
 
 def sum_counts(maps: Iterable[dict[str, int]]) -> dict[str, int]:

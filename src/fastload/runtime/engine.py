@@ -9,7 +9,7 @@ import errno
 import ssl
 import time
 
-from fastload import _core
+from fastload import native
 from fastload.config.plan import Plan
 from fastload.h3 import session as h3
 from fastload.h3.aioquic_internals import cache_header_checks
@@ -41,7 +41,7 @@ def alpn_for(plan: Plan) -> list[str]:
     return ["h2", "http/1.1"]
 
 
-def build_mix(plan: Plan, index: int) -> _core.RequestMix:
+def build_mix(plan: Plan, index: int) -> native.RequestMix:
     """Every request variant of plan.mix pre-encoded once, for the native picker; set it as
     WorkerStats.mix before any session is made."""
     m = plan.mix
@@ -53,7 +53,7 @@ def build_mix(plan: Plan, index: int) -> _core.RequestMix:
     else:
         entries = build_h1_entries(plan)
     # Seeded per worker, like the arrivals: reproducible, and the workers do not pick in step.
-    mix = _core.RequestMix(entries, [v for v, _, _ in m.entries], [v.weight for v in m.variants],
+    mix = native.RequestMix(entries, [v for v, _, _ in m.entries], [v.weight for v in m.variants],
                            (plan.seed * 1000003 + index) & (2**63 - 1), heads, bodies)
     if m.has_checks:
         mix.sample_p = m.sample
@@ -70,12 +70,12 @@ class Engine:
     """Keeps `n_connections` sessions connected until stopped."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, plan: Plan, n_connections: int,
-                 stats: _core.WorkerStats) -> None:
+                 stats: native.WorkerStats) -> None:
         self.loop = loop
         self.plan = plan
         self.stats = stats
         self.n_connections = n_connections
-        self.sessions: list[_core._Session | None] = [None] * n_connections
+        self.sessions: list[native._Session | None] = [None] * n_connections
         self.connected = 0
         self.stopping = False
         self.started = False
@@ -102,16 +102,16 @@ class Engine:
         self._pace_handle: asyncio.TimerHandle | None = None
         self._pace_next = 0
 
-    def _new_session(self, index: int) -> _core._Session:
+    def _new_session(self, index: int) -> native._Session:
         if self.plan.protocol == "h3":
             s = self.h3.H3Session(self, self.stats, self.h3_config, self.h3_request,
                                   self.plan.streams, self.plan.timeout_ns / 1e9)
         elif self.plan.protocol == "h2":
             first, steady, need, stateless = self.h2_blocks
-            s = _core.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
+            s = native.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
                                 need, stateless, self.plan.grpc)
         else:
-            s = _core.H1Session(self.stats, self, self.request, self.plan.pipeline,
+            s = native.H1Session(self.stats, self, self.request, self.plan.pipeline,
                                 self.plan.method == "HEAD")
         s.index = index
         return s
@@ -154,7 +154,7 @@ class Engine:
         return sum(1 for r in ok if r is True)
 
     # Called by the sessions (per connection, not per request).
-    def on_connected(self, session: _core._Session) -> None:
+    def on_connected(self, session: native._Session) -> None:
         i = session.index
         if self.stopping:
             session.stop()
@@ -165,7 +165,7 @@ class Engine:
         if self.started:
             session.fill()
 
-    def on_lost(self, session: _core._Session, exc: BaseException | None) -> None:
+    def on_lost(self, session: native._Session, exc: BaseException | None) -> None:
         i = session.index
         if self.sessions[i] is session:
             self.sessions[i] = None
@@ -191,7 +191,7 @@ class Engine:
                 return
             if self.stopping:
                 return
-            self.stats.count_error(_core.ERROR_CONNECT)
+            self.stats.count_error(native.ERROR_CONNECT)
             delay = self.backoff_s[index]
             self.backoff_s[index] = min(delay * 2, RECONNECT_BACKOFF_MAX_S)
             self.loop.call_later(delay, self._reconnect, index)
@@ -210,7 +210,7 @@ class Engine:
             else:
                 self._reconnect(i)
         self._schedule_timeouts()
-        if self.stats.paced:
+        if self.stats.schedule.paced:
             self._pace_handle = self.loop.call_later(PACE_TICK_S, self._pace)
 
     def _pace(self) -> None:
@@ -222,7 +222,7 @@ class Engine:
         now = time.monotonic_ns()
         n = self.n_connections
         i = 0
-        while i < n and self.stats.due(now):
+        while i < n and self.stats.schedule.due(now):
             s = self.sessions[(self._pace_next + i) % n]
             if s is not None:
                 s.fill()

@@ -15,7 +15,7 @@ from fastload.errors import UsageError
 from fastload.host import perfstat, placement
 from fastload.report import summary
 from fastload.results import slo
-from fastload.results.document import build_result, to_json
+from fastload.results.document import build_result, first_check_error, to_json
 from fastload.runtime import metrics, preflight, runner
 
 
@@ -28,6 +28,8 @@ class Outcome:
     failed_workers: int
     # Found before the run and already given to on_warning; the rest of doc["warnings"] are new.
     early_warnings: list[str] = field(default_factory=list)
+    # The traceback of the first exception a response check raised (for --debug), else None.
+    check_traceback: str | None = None
 
     @property
     def late_warnings(self) -> list[str]:
@@ -82,8 +84,10 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
     if options.json_path not in (None, "-"):
         with open(options.json_path, "w") as f:
             f.write(to_json(doc))
+    raised = first_check_error(out.workers)
     return Outcome(doc=doc, plan=plan, passed=passed, no_results=not out.workers,
-                   failed_workers=len(out.failed_workers), early_warnings=early)
+                   failed_workers=len(out.failed_workers), early_warnings=early,
+                   check_traceback=raised["traceback"] if raised is not None else None)
 
 
 def _parse_slos(exprs: Sequence[str] | str, path: str | None) -> list[slo.Slo]:

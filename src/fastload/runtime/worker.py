@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
     uvloop = None
 
-from fastload import _core
+from fastload import native
 from fastload.config.plan import Plan
 from fastload.errors import ERROR_CLASSES
 from fastload.host import info as host
@@ -56,7 +56,7 @@ def worker_main(plan: Plan, index: int, conn: Connection) -> None:
 
 async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Connection,
                perf: perfstat.Session | None) -> dict:
-    stats = _core.WorkerStats()
+    stats = native.WorkerStats()
     quota = plan.worker_requests(index)
     if plan.mix is not None:
         stats.mix = build_mix(plan, index)
@@ -113,7 +113,7 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     start_ns = max(start_ns, time.monotonic_ns())
     end_ns = None if plan.duration_ns is None else start_ns + plan.warmup_ns + plan.duration_ns
     if trace is not None:
-        stats.set_replay(start_ns, *trace)
+        stats.schedule.set_replay(start_ns, *trace)
     elif plan.paced:
         stages = plan.worker_stages(index)
         if plan.warmup_ns:
@@ -122,7 +122,7 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
         if plan.arrival == "constant" and plan.stages[0][1] > 0:
             # Interleave the workers' identical schedules instead of firing them together.
             offset = int(index * 1e9 / plan.stages[0][1])
-        stats.set_schedule(start_ns + offset, stages, plan.arrival == "poisson", plan.seed + index)
+        stats.schedule.set_rates(start_ns + offset, stages, plan.arrival == "poisson", plan.seed + index)
     cpu_at_start = _rusage()
     if perf is not None:
         # Count the measured interval only: from the end of the warm-up.
@@ -158,7 +158,7 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     return result
 
 
-def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Connection,
+def _tick(loop: asyncio.AbstractEventLoop, stats: native.WorkerStats, conn: Connection,
           finished: asyncio.Future) -> None:
     if finished.done():
         return
@@ -166,7 +166,7 @@ def _tick(loop: asyncio.AbstractEventLoop, stats: _core.WorkerStats, conn: Conne
     loop.call_later(TICK_S, _tick, loop, stats, conn, finished)
 
 
-def _send_tick(stats: _core.WorkerStats, conn: Connection) -> None:
+def _send_tick(stats: native.WorkerStats, conn: Connection) -> None:
     requests, errors, blob = stats.take_interval()
     try:
         # Cumulative error classes and status codes ride along for live metrics (--metrics-port).
@@ -177,7 +177,7 @@ def _send_tick(stats: _core.WorkerStats, conn: Connection) -> None:
         pass
 
 
-def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, stop_ns: int,
+def _result(plan: Plan, index: int, stats: native.WorkerStats, start_ns: int, stop_ns: int,
             reason: str, cpu_at_start: tuple[float, float, float]) -> dict:
     # CPU of the run itself (from the start signal to the end), not of imports and connecting.
     ru = _rusage()
@@ -206,8 +206,8 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
         "max_ns": stats.max_ns,
         "histogram": stats.hist.encode(),
         "service_histogram": stats.service_hist.encode(),
-        "lag_histogram": stats.lag_hist.encode() if stats.paced else None,
-        "scheduled": stats.scheduled,
+        "lag_histogram": stats.lag_hist.encode() if stats.schedule.paced else None,
+        "scheduled": stats.schedule.scheduled,
         "max_queue_delay_ns": stats.max_queue_delay_ns,
         "backlog": _backlog(stats, stop_ns),
         "overflow": stats.hist.overflow_count,
@@ -224,7 +224,7 @@ def _result(plan: Plan, index: int, stats: _core.WorkerStats, start_ns: int, sto
     }
 
 
-def _mix_result(mix: _core.RequestMix) -> dict:
+def _mix_result(mix: native.RequestMix) -> dict:
     variants, entry_counts = mix.results(list(ERROR_CLASSES))
     out = {"variants": variants, "entries": entry_counts}
     runner = mix.checker
@@ -232,18 +232,23 @@ def _mix_result(mix: _core.RequestMix) -> dict:
         out["checked"] = runner.checked
         out["failed"] = runner.failed
         out["by_check"] = runner.by_check
+        if mix.first_check_error is not None:
+            kind, message, tb = mix.first_check_error
+            out["check_error"] = {"responses": mix.check_errors, "type": kind, "message": message,
+                                  "traceback": tb}
     return out
 
 
-def _backlog(stats: _core.WorkerStats, stop_ns: int) -> int:
+def _backlog(stats: native.WorkerStats, stop_ns: int) -> int:
     """Scheduled requests that were due before the end but never sent (connections full)."""
-    if not stats.paced:
+    if not stats.schedule.paced:
         return 0
     n = 0
     # Requests falling due in the last few timer ticks are not a shortfall.
     limit = stop_ns - 3_000_000
-    while stats.due(limit) and n < 10_000_000:
-        stats.take_due_py(limit)
+    rec = native.Recorder(stats)
+    while stats.schedule.due(limit) and n < 10_000_000:
+        rec.take_due(limit)
         n += 1
     return n
 

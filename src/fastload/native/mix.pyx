@@ -8,43 +8,15 @@
 # Checks: sample() is one draw per request when checks are on; only sampled responses are
 # captured by the session and handed to the Python checker (one call per sampled response).
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.ref cimport PyObject
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdlib cimport calloc
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc
 
-DEF MIX_MAX_STATUS = 600
-DEF MIX_N_ERR = 5       # N_ERR of _session.pxi; the last class is ERR_CHECK
+from fastload.native.outcomes cimport ERROR_CHECK, ERROR_CHECK_ERROR, MAX_STATUS, N_ERROR_CLASSES
 
 
 cdef class RequestMix:
-    cdef readonly int n_variants
-    cdef readonly int n_entries
-    cdef double* cum              # cumulative weight per variant, the last one == 1.0
-    cdef int* pool_start
-    cdef int* pool_len
-    cdef int* entry_variant
-    cdef bint* entry_head         # the response has no body (HEAD)
-    cdef PyObject** entry_obj     # borrowed from self.entries
-    cdef Py_ssize_t* entry_len
-    cdef list entries             # keeps the request objects alive
-    cdef PyObject** entry_body    # HTTP/2: the request body of each entry (entries: header blocks)
-    cdef Py_ssize_t* entry_body_len
-    cdef list bodies
-    cdef uint64_t rng
-    cdef public double sample_p   # fraction of responses checked; 0: no checks
-    cdef public Py_ssize_t capture_limit
-    cdef public object checker    # checker(variant, status, raw bytes, body_len) -> bool passed
-    cdef public int64_t checked
-    cdef public int64_t check_failed
-    # Per variant: responses, errors by class, status codes, latency; per entry: responses.
-    cdef int64_t* v_requests
-    cdef int64_t* v_errors
-    cdef int64_t* v_status
-    cdef int64_t* e_requests
-    cdef double* v_sum_ns
-    cdef list hists
-    cdef PyObject** hist_ptr
-
     def __cinit__(self, list entries, list entry_variant, list weights, seed=1,
                   list entry_head=None, list bodies=None):
         """entries: request objects (HTTP/1.1 bytes, or HTTP/2 stateless header blocks with
@@ -67,8 +39,8 @@ cdef class RequestMix:
         self.entry_obj = <PyObject**>malloc(sizeof(PyObject*) * ne)
         self.entry_len = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * ne)
         self.v_requests = <int64_t*>calloc(nv, sizeof(int64_t))
-        self.v_errors = <int64_t*>calloc(nv * MIX_N_ERR, sizeof(int64_t))
-        self.v_status = <int64_t*>calloc(nv * MIX_MAX_STATUS, sizeof(int64_t))
+        self.v_errors = <int64_t*>calloc(nv * N_ERROR_CLASSES, sizeof(int64_t))
+        self.v_status = <int64_t*>calloc(nv * MAX_STATUS, sizeof(int64_t))
         self.e_requests = <int64_t*>calloc(ne, sizeof(int64_t))
         self.v_sum_ns = <double*>calloc(nv, sizeof(double))
         self.hist_ptr = <PyObject**>malloc(sizeof(PyObject*) * nv)
@@ -143,67 +115,26 @@ cdef class RequestMix:
         free(self.entry_body)
         free(self.entry_body_len)
 
-    cdef inline double uniform(self) noexcept:
-        # xorshift64*, as WorkerStats.uniform; its own state so that picks do not shift arrivals.
-        self.rng ^= self.rng >> 12
-        self.rng ^= self.rng << 25
-        self.rng ^= self.rng >> 27
-        return ((self.rng * <uint64_t>0x2545F4914F6CDD1DULL) >> 11) * (1.0 / 9007199254740992.0)
-
-    cdef inline int pick_variant(self, double u) noexcept:
-        """The variant whose cumulative-weight interval holds u (binary search; zero-weight
-        variants have empty intervals and are never chosen)."""
-        cdef int lo = 0, hi = self.n_variants - 1, mid
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if u < self.cum[mid]:
-                hi = mid
-            else:
-                lo = mid + 1
-        return lo
-
-    cdef inline int pick(self) noexcept:
-        cdef int v = self.pick_variant(self.uniform())
-        cdef int n = self.pool_len[v]
-        if n == 1:
-            return self.pool_start[v]
-        return self.pool_start[v] + <int>(self.uniform() * n)
-
-    cdef inline bint sample(self) noexcept:
-        if self.sample_p <= 0.0:
-            return False
-        return self.sample_p >= 1.0 or self.uniform() < self.sample_p
-
-    cdef inline void on_response(self, int entry, int status, int64_t lat) noexcept:
-        """A response recorded by WorkerStats.on_response (same window), lat in ns."""
-        cdef int v = self.entry_variant[entry]
-        if lat < 0:
-            lat = 0
-        self.v_requests[v] += 1
-        self.e_requests[entry] += 1
-        self.v_sum_ns[v] += <double>lat
-        if status < 0 or status >= MIX_MAX_STATUS:
-            status = 0
-        self.v_status[v * MIX_MAX_STATUS + status] += 1
-        (<Histogram>self.hist_ptr[v]).record(lat // 1000)
-
-    cdef inline void on_failure(self, int entry, int cls) noexcept:
-        self.v_errors[self.entry_variant[entry] * MIX_N_ERR + cls] += 1
-
-    cdef bint run_check(self, int entry, int status, const char* raw, Py_ssize_t n,
-                        int64_t body_len) noexcept:
-        """True when the response passed its variant's checks. Python, but sampled only."""
+    cdef int run_check(self, int entry, int status, const char* raw, Py_ssize_t n,
+                       int64_t body_len) noexcept:
+        """-1 when the response passed its variant's checks, else the error class to count:
+        ERROR_CHECK (it failed one) or ERROR_CHECK_ERROR (the check raised). Python, but
+        sampled only."""
+        cdef int cls = ERROR_CHECK
         self.checked += 1
         try:
-            ok = self.checker(self.entry_variant[entry], status,
-                              PyBytes_FromStringAndSize(raw, n), body_len)
-        except Exception:
-            ok = False
-        if not ok:
+            if self.checker(self.entry_variant[entry], status,
+                            PyBytes_FromStringAndSize(raw, n), body_len):
+                return -1
             self.check_failed += 1
-            self.v_errors[self.entry_variant[entry] * MIX_N_ERR + MIX_N_ERR - 1] += 1
-            return False
-        return True
+        except Exception as e:
+            # Not the server's fault: counted apart, and the first one is kept for the report.
+            cls = ERROR_CHECK_ERROR
+            self.check_errors += 1
+            if self.first_check_error is None:
+                self.first_check_error = _describe(e)
+        self.v_errors[self.entry_variant[entry] * N_ERROR_CLASSES + cls] += 1
+        return cls
 
     # --- Python side: tests and the worker's result
 
@@ -222,11 +153,22 @@ cdef class RequestMix:
         for v in range(self.n_variants):
             out.append({
                 "requests": self.v_requests[v],
-                "errors": {error_names[c]: self.v_errors[v * MIX_N_ERR + c]
-                           for c in range(min(len(error_names), MIX_N_ERR))},
-                "status_codes": {str(s): self.v_status[v * MIX_MAX_STATUS + s]
-                                 for s in range(MIX_MAX_STATUS) if self.v_status[v * MIX_MAX_STATUS + s]},
+                "errors": {error_names[c]: self.v_errors[v * N_ERROR_CLASSES + c]
+                           for c in range(min(len(error_names), N_ERROR_CLASSES))},
+                "status_codes": {str(s): self.v_status[v * MAX_STATUS + s]
+                                 for s in range(MAX_STATUS) if self.v_status[v * MAX_STATUS + s]},
                 "sum_ns": self.v_sum_ns[v],
                 "histogram": self.hists[v].encode(),
             })
         return out, [self.e_requests[c] for c in range(self.n_entries)]
+
+
+def _describe(BaseException e):
+    """(type name, message, formatted traceback) of an exception a check raised."""
+    import traceback
+
+    try:
+        tb = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+    except Exception:
+        tb = ""
+    return (type(e).__name__, str(e), tb)

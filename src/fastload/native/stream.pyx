@@ -11,31 +11,13 @@
 #   GrpcScan: gRPC length-prefixed messages (1 flag byte, 4-byte big-endian length, payload).
 #     grpc_feed(&scan, p, n) -> number of messages whose last byte is in these bytes.
 #   Both accept any split of the byte stream and give the same counts.
+#   The structs and the reset functions are in stream.pxd (callers embed and inline them).
 
-ctypedef struct SseScan:
-    int line_pos        # bytes of the current line seen, capped at 5
-    bint matching       # the line so far is a prefix of "data"
-    bint has_data       # a data field since the last dispatch
-    bint last_cr        # previous byte was CR: a following LF ends nothing
-    int bom_pos         # BOM bytes matched at the start of the stream; -1 once past it
-
-
-ctypedef struct GrpcScan:
-    int hdr_pos         # prefix bytes seen of the current message (0..5)
-    uint32_t length     # its length, accumulated from the prefix
-    int64_t remaining   # payload bytes still to come
+from libc.stdint cimport int64_t, uint8_t
 
 
 cdef const char* SSE_DATA = b"data"
 cdef const uint8_t* SSE_BOM = <const uint8_t*>b"\xef\xbb\xbf"
-
-
-cdef inline void sse_reset(SseScan* s) noexcept nogil:
-    s.line_pos = 0
-    s.matching = True
-    s.has_data = False
-    s.last_cr = False
-    s.bom_pos = 0
 
 
 cdef int64_t sse_feed(SseScan* s, const uint8_t* p, Py_ssize_t n) noexcept nogil:
@@ -91,12 +73,6 @@ cdef int64_t _sse_bytes(SseScan* s, const uint8_t* p, Py_ssize_t n) noexcept nog
     e = sse_feed(s, p, n)
     s.bom_pos = saved
     return e
-
-
-cdef inline void grpc_reset(GrpcScan* g) noexcept nogil:
-    g.hdr_pos = 0
-    g.length = 0
-    g.remaining = 0
 
 
 cdef int64_t grpc_feed(GrpcScan* g, const uint8_t* p, Py_ssize_t n) noexcept nogil:

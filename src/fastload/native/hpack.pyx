@@ -32,7 +32,6 @@
 #     def error_msg(self) -> str
 #     def _find_py(self, bytes name) -> bytes | None          # find() for tests
 #     table_size, table_entries (properties, for tests): RFC size and (name, value) newest first
-#     def _bench_decode(self, bytes block, int reps) -> float  # ns per decode after warm-up
 #
 # Memory: about max_table_size + 3 KB per decoder (plus 272 KB of Huffman tables shared by all);
 # the scratch grows on demand up to max_header_list_size, so one decoder per connection is cheap.
@@ -43,6 +42,7 @@
 # which tests/test_hpack.py checks with hypothesis.
 
 cimport cython
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy
 
@@ -256,40 +256,6 @@ cdef inline int _hp_int(const uint8_t* data, Py_ssize_t n, Py_ssize_t* pos, int 
 # final: cdef methods are called directly (inlinable) instead of through the vtable.
 @cython.final
 cdef class HpackDecoder:
-    cdef public int status
-    cdef public int64_t content_length
-    cdef const char* err_c
-    cdef size_t max_table_size
-    cdef size_t max_header_list_size
-    # Decoded block: names/values copied into buf, because a later insertion in the same block
-    # may evict a dynamic entry an earlier field referenced.
-    cdef uint8_t* buf
-    cdef size_t buf_cap
-    cdef size_t buf_limit
-    cdef size_t buf_base
-    cdef size_t used
-    cdef size_t list_size
-    cdef Py_ssize_t nfields
-    cdef Py_ssize_t fields_cap
-    cdef Py_ssize_t fields_limit
-    cdef uint32_t* f_noff
-    cdef uint32_t* f_nlen
-    cdef uint32_t* f_voff
-    cdef uint32_t* f_vlen
-    # Dynamic table: entries are FIFO, so their bytes are contiguous in a byte ring (wrapping
-    # at dt_cap) and never need compaction. Entry metadata is a second ring.
-    cdef uint8_t* dt_buf
-    cdef size_t dt_cap
-    cdef uint32_t* dt_off
-    cdef uint32_t* dt_nlen
-    cdef uint32_t* dt_vlen
-    cdef size_t dt_ecap
-    cdef size_t dt_first
-    cdef size_t dt_count
-    cdef size_t dt_size
-    cdef size_t dt_wpos
-    cdef size_t dt_max
-
     def __cinit__(self, size_t max_table_size=4096, size_t max_header_list_size=65536):
         if max_table_size > 0xFFFFFFF or max_header_list_size > 0xFFFFFFF:
             raise ValueError("HPACK limits must be below 2**28")
@@ -672,18 +638,3 @@ cdef class HpackDecoder:
                                 self.dt_vlen[slot], <uint8_t*><char*>vb)
             out.append((bytes(nb), bytes(vb)))
         return out
-
-    def _bench_decode(self, bytes block, int reps):
-        """ns per decode of block, repeated reps times after a warm-up."""
-        import time
-        cdef const uint8_t* p = <const uint8_t*><const char*>block
-        cdef Py_ssize_t n = len(block)
-        cdef int i
-        for i in range(1000):
-            if self.decode(p, n) < 0:
-                raise _HpProtocolError(self.error_msg())
-        t0 = time.perf_counter_ns()
-        for i in range(reps):
-            self.decode(p, n)
-        t1 = time.perf_counter_ns()
-        return (t1 - t0) / reps

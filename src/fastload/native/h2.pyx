@@ -1,6 +1,6 @@
 # HTTP/2 client connection core (RFC 9113), sans-I/O: frames in, frames and stream events out.
 #
-# CONTRACT (the session in _session.pxi relies on it):
+# CONTRACT (sessions.pyx relies on it; declarations in h2.pxd):
 # cdef class H2ClientCore:
 #     __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
 #               bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
@@ -33,26 +33,23 @@
 #         consumes bytes (partial frames are kept internally for the next call), handles every
 #         frame type (SETTINGS/ACK, PING/ACK, WINDOW_UPDATE, RST_STREAM, GOAWAY, HEADERS +
 #         CONTINUATION via HpackDecoder, DATA with WINDOW_UPDATE replenishment, unknown frames
-#         ignored), writes control responses into out and appends per-stream outcomes to the
-#         event arrays. Returns 0, or -1 on a connection error (error_code/error_msg set, a
+#         ignored), writes control responses into out and appends per-stream outcomes to ev. Returns 0, or -1 on a connection error (error_code/error_msg set, a
 #         GOAWAY written to out; the session then closes the connection).
 #     cdef int expire(self, int64_t older_than_ns) noexcept
 #         cancels (RST_STREAM CANCEL into out) every open stream sent before older_than_ns,
 #         appends EV_TIMEOUT events for them, returns how many.
 #     # events since the last clear_events(), in arrival order:
 #     cdef int n_events
-#     cdef int* ev_kind         # EV_DONE, EV_RESET (peer RST_STREAM), EV_REFUSED (REFUSED_STREAM or
-#                               # above GOAWAY last-stream-id: never processed, safe to retry), EV_TIMEOUT
-#     cdef int* ev_status       # :status for EV_DONE
-#     cdef int64_t* ev_sent_ns
-#     cdef int64_t* ev_intended_ns
-#     cdef int64_t* ev_body_bytes
+#     cdef H2Event* ev          # (h2.pxd) kind: EV_DONE, EV_RESET (peer RST_STREAM), EV_REFUSED
+#                               # (REFUSED_STREAM or above GOAWAY last-stream-id: never processed,
+#                               # safe to retry), EV_TIMEOUT; status (:status for EV_DONE),
+#                               # sent_ns, intended_ns, body_bytes, ...
 #     cdef void clear_events(self) noexcept
 #     cdef public int in_flight
 #     cdef public bint goaway_received
 #     cdef public bint exhausted    # GOAWAY received (or ids used up) and nothing in flight: reconnect
 #     cdef public int error_code
-#     Python test API: start_py() -> bytes, submit_py(sent_ns) -> bytes,
+#     Python test API (testing.H2TestCore): start_py() -> bytes, submit_py(sent_ns) -> bytes,
 #                      receive_py(bytes) -> tuple[list[tuple[kind, status, sent_ns, body_bytes]], bytes]
 #
 # REFINEMENTS (as implemented):
@@ -64,226 +61,148 @@
 #   - A malformed response on an open stream (missing/invalid :status, 1xx with END_STREAM, DATA
 #     before the final HEADERS, HEADERS without END_STREAM after the final response, 0 or
 #     overflowing stream WINDOW_UPDATE) is a stream error: RST_STREAM(PROTOCOL_ERROR or
-#     FLOW_CONTROL_ERROR) goes into out and EV_RESET is reported with ev_status -1. Otherwise
-#     ev_status is the final :status for EV_DONE and 0 for EV_RESET/EV_REFUSED/EV_TIMEOUT.
-#   - ev_body_bytes is the DATA payload received for the stream (padding excluded), every kind.
-#   - grpc=True: ev_grpc holds each stream's grpc-status (0..99 as sent; -1 when the stream
+#     FLOW_CONTROL_ERROR) goes into out and EV_RESET is reported with status -1. Otherwise
+#     status is the final :status for EV_DONE and 0 for EV_RESET/EV_REFUSED/EV_TIMEOUT.
+#   - body_bytes is the DATA payload received for the stream (padding excluded), every kind.
+#   - grpc=True: an event's grpc holds its stream's grpc-status (0..99 as sent; -1 when the stream
 #     ended without one, -2 when it was not 1-2 digits), read from the trailers or from a
 #     trailers-only response; receive_py/expire_py then return 5-tuples ending with it.
 #   - content-length is not checked against the body (HEAD responses would need the method).
 #   - Streaming metrics. The session sets rx_ns (arrival time of the bytes) before receive().
-#     ev_first_ns is when the stream's first HEADERS arrived. A response is a stream when its
+#     first_ns is when the stream's first HEADERS arrived. A response is a stream when its
 #     content-type is text/event-stream (events: SSE events) or, with grpc=True, always
-#     (events: length-prefixed messages); ev_events is its event count, -1 for other responses.
-#     Each DATA frame that completes events appends an observation (ob_intended_ns,
-#     ob_prev_ns = the stream's previous event time or -1 before its first, ob_count), cleared
+#     (events: length-prefixed messages); events is its event count, -1 for other responses.
+#     Each DATA frame that completes events appends an observation to obs (intended_ns,
+#     prev_ns = the stream's previous event time or -1 before its first, count), cleared
 #     with the events by clear_events().
-#   - Python helpers besides the contract's: can_submit_py(), expire_py(older_than_ns) ->
-#     (events, out), error_msg(), readable peer_max_frame_size, peer_max_concurrent,
-#     peer_initial_window, conn_send_window, last_stream_id and goaway_code (after GOAWAY),
-#     next_stream_id (settable, for tests reaching the end of the id space).
-#   - _h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response for the
-#     session's loop (submit n_streams, receive one recorded server flight, clear), all in C.
-from libc.stdlib cimport malloc, realloc, calloc, free
+#   - Python helpers besides the contract's: error_msg(), readable peer_max_frame_size,
+#     peer_max_concurrent, peer_initial_window, conn_send_window, last_stream_id and goaway_code
+#     (after GOAWAY). testing.H2TestCore adds can_submit_py(), expire_py(older_than_ns) ->
+#     (events, out) and next_stream_id (settable, for tests reaching the end of the id space).
+#   - testing.h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response for
+#     the session's loop (submit n_streams, receive one recorded server flight, clear), all in C.
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t, uint32_t
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
 
-DEF EV_DONE = 1
-DEF EV_RESET = 2
-DEF EV_REFUSED = 3
-DEF EV_TIMEOUT = 4
-
-DEF MODE_PLAIN = 0
-DEF MODE_SSE = 1
-DEF MODE_GRPC = 2
-
-DEF H2_NO_ERROR = 0
-DEF H2_PROTOCOL_ERROR = 1
-DEF H2_INTERNAL_ERROR = 2
-DEF H2_FLOW_CONTROL_ERROR = 3
-DEF H2_STREAM_CLOSED = 5
-DEF H2_FRAME_SIZE_ERROR = 6
-DEF H2_REFUSED_STREAM = 7
-DEF H2_CANCEL = 8
-DEF H2_COMPRESSION_ERROR = 9
-
-DEF F_DATA = 0
-DEF F_HEADERS = 1
-DEF F_PRIORITY = 2
-DEF F_RST_STREAM = 3
-DEF F_SETTINGS = 4
-DEF F_PUSH_PROMISE = 5
-DEF F_PING = 6
-DEF F_GOAWAY = 7
-DEF F_WINDOW_UPDATE = 8
-DEF F_CONTINUATION = 9
-
-DEF FL_END_STREAM = 0x1
-DEF FL_ACK = 0x1
-DEF FL_END_HEADERS = 0x4
-DEF FL_PADDED = 0x8
-DEF FL_PRIORITY = 0x20
-
-# Our SETTINGS_MAX_FRAME_SIZE is never raised: 16 KiB frames keep the pending buffer small.
-DEF OUR_MAX_FRAME = 16384
-DEF MAX_WINDOW = 2147483647
-DEF MAX_SID = 2147483647
-# A header block larger than this (joined across CONTINUATION) is refused rather than buffered
-# without bound: a peer streaming CONTINUATION forever is a known DoS pattern.
-DEF MAX_HEADER_BLOCK = 1048576
-DEF ST_FREE = 0
-DEF ST_OPEN = 1
-DEF BLOCK_FIRST = 0
-DEF BLOCK_STEADY = 1
-DEF BLOCK_UPDATE = 2
-DEF BLOCK_STATELESS = 3
+from fastload.native.h1 cimport event_stream_type
+from fastload.native.hpack cimport HpackDecoder
+from fastload.native.stream cimport grpc_feed, grpc_reset, sse_feed, sse_reset
 
 from fastload.workload.hpack import size_update as _hp_size_update
 
-ctypedef struct _H2Slot:
-    uint32_t sid
-    int state
-    int status            # 0 until the final (non-1xx) response HEADERS arrived
-    int64_t sent_ns
-    int64_t intended_ns   # open model: when the schedule wanted it sent (== sent_ns otherwise)
-    int64_t body_bytes
-    int64_t send_win
-    int64_t recv_consumed
-    int64_t body_off      # request body bytes sent; < body length while flow control holds it
-    int grpc_status       # -1 until a block with grpc-status arrived
-    int64_t first_ns      # arrival of the first HEADERS (0: none yet)
-    int mode              # MODE_PLAIN, MODE_SSE or MODE_GRPC: what counts as an event
-    int64_t events
-    int64_t last_event_ns # -1 before the first event
-    SseScan sse
-    GrpcScan gscan
-    int entry             # request variant entry (submit_entry), -1 for the run's one request
-    const uint8_t* req_body   # this stream's request body (owned by the core or the mix)
-    int64_t req_body_len
-    uint8_t* cap          # sampled for checks: the response body so far (malloc'd), else NULL
-    Py_ssize_t cap_len
+cdef inline Py_ssize_t _headers_size(Py_ssize_t blen, Py_ssize_t fmax) noexcept nogil:
+    """Bytes of the HEADERS [+ CONTINUATION...] frames that carry a blen-byte block."""
+    return blen + 9 * ((blen + fmax - 1) // fmax if blen else 1)
 
 
-cdef inline uint32_t _rd24(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 16) | (<uint32_t>p[1] << 8) | p[2]
+cdef Py_ssize_t _write_headers(uint8_t* dst, const uint8_t* block, Py_ssize_t blen,
+                               bint end_stream, Py_ssize_t fmax, uint32_t sid) noexcept nogil:
+    """HEADERS, then CONTINUATION for what does not fit in one frame; _headers_size bytes."""
+    cdef Py_ssize_t off = 0, pos = 0, chunk
+    cdef uint8_t flags
+    while True:
+        chunk = blen - pos
+        if chunk > fmax:
+            chunk = fmax
+        flags = 0
+        if pos + chunk == blen:
+            flags |= FL_END_HEADERS
+        if pos == 0 and end_stream:
+            flags |= FL_END_STREAM
+        _wr_fh(dst + off, <uint32_t>chunk, F_HEADERS if pos == 0 else F_CONTINUATION, flags, sid)
+        memcpy(dst + off + 9, block + pos, chunk)
+        off += 9 + chunk
+        pos += chunk
+        if pos >= blen:
+            return off
 
 
-cdef inline uint32_t _rd32(const uint8_t* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
+cdef class RequestTemplate:
+    """The run's one request as frames with stream id 0 (each stream patches in its id), and
+    which HPACK block they carry: FIRST inserts the request's fields into the server's dynamic
+    table, STEADY then refers to them by index (the server decodes no strings); UPDATE (a size
+    update + the stateless block) and STATELESS take over when the peer's table is too small."""
 
+    def __cinit__(self, bytes header_block, bytes body, bytes first_block, int64_t table_need,
+                  bytes stateless_block):
+        if first_block is None:
+            self.block = header_block
+            self.phase = BLOCK_STATELESS
+        else:
+            if stateless_block is None:
+                raise ValueError("first_block needs a stateless_block to fall back to")
+            self.block = first_block
+            self.steady_block = header_block
+            self.stateless_block = stateless_block
+            self.table_need = table_need
+            self.phase = BLOCK_FIRST
+        self.body = body
+        self.body_len = len(body)
 
-cdef inline void _wr32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>(v >> 24)
-    p[1] = <uint8_t>(v >> 16)
-    p[2] = <uint8_t>(v >> 8)
-    p[3] = <uint8_t>v
+    def __dealloc__(self):
+        free(self.frames)
 
+    cdef int build(self, Py_ssize_t fmax) noexcept:
+        """The frames for this peer max frame size; rebuilt when it changes."""
+        cdef Py_ssize_t blen = len(self.block)
+        cdef const uint8_t* body = self.body
+        cdef Py_ssize_t nd = (self.body_len + fmax - 1) // fmax
+        cdef Py_ssize_t total = _headers_size(blen, fmax) + self.body_len + 9 * nd
+        cdef Py_ssize_t off, pos = 0, chunk
+        cdef uint8_t* t = <uint8_t*>realloc(self.frames, total if total else 1)
+        if t == NULL:
+            return -1
+        self.frames = t
+        off = _write_headers(t, self.block, blen, self.body_len == 0, fmax, 0)
+        self.hdr_len = off
+        while pos < self.body_len:
+            chunk = self.body_len - pos
+            if chunk > fmax:
+                chunk = fmax
+            _wr_fh(t + off, <uint32_t>chunk, F_DATA,
+                   FL_END_STREAM if pos + chunk == self.body_len else 0, 0)
+            memcpy(t + off + 9, body + pos, chunk)
+            off += 9 + chunk
+            pos += chunk
+        self.frames_len = off
+        return 0
 
-cdef inline void _wr_fh(uint8_t* p, uint32_t length, uint8_t ftype, uint8_t flags,
-                        uint32_t sid) noexcept nogil:
-    p[0] = <uint8_t>(length >> 16)
-    p[1] = <uint8_t>(length >> 8)
-    p[2] = <uint8_t>length
-    p[3] = ftype
-    p[4] = flags
-    _wr32(p + 5, sid & 0x7FFFFFFF)
+    cdef void switch(self, bytes block, int phase, Py_ssize_t fmax) noexcept:
+        # Once per connection at most; if the frames cannot be rebuilt the old block stays,
+        # which is still valid HPACK (re-inserting, or referring to what is there).
+        cdef bytes old = self.block
+        self.block = block
+        if self.build(fmax) < 0:
+            self.block = old
+            return
+        self.phase = phase
+
+    cdef void sent(self, Py_ssize_t fmax) noexcept:
+        """A stream carried the frames: the first block's insertions (or the size update) are
+        done, later streams use the block that follows."""
+        if self.phase == BLOCK_FIRST:
+            self.switch(self.steady_block, BLOCK_STEADY, fmax)
+        elif self.phase == BLOCK_UPDATE:
+            self.switch(self.stateless_block, BLOCK_STATELESS, fmax)
+
+    cdef void peer_table_size(self, int64_t size, Py_ssize_t fmax) noexcept:
+        """The peer's SETTINGS_HEADER_TABLE_SIZE: when it is below what the first block
+        inserted, our encoder's table must shrink: announce it at the start of the next block
+        and stop referring to those entries."""
+        if self.phase <= BLOCK_STEADY and size < self.table_need:
+            self.switch(_hp_size_update(size) + self.stateless_block, BLOCK_UPDATE, fmax)
 
 
 cdef class H2ClientCore:
-    cdef uint8_t* out
-    cdef Py_ssize_t out_len
-    cdef Py_ssize_t out_cap
-
-    cdef int n_events
-    cdef int ev_cap
-    cdef int* ev_kind
-    cdef int* ev_status
-    cdef int64_t* ev_sent_ns
-    cdef int64_t* ev_intended_ns
-    cdef int64_t* ev_body_bytes
-    cdef int* ev_grpc
-    cdef int64_t* ev_first_ns
-    cdef int64_t* ev_events
-    cdef bint _grpc
-    cdef public int64_t rx_ns
-    cdef int n_obs
-    cdef int ob_cap
-    cdef int64_t* ob_intended_ns
-    cdef int64_t* ob_prev_ns
-    cdef int64_t* ob_count
-
-    cdef public int in_flight
-    cdef public bint goaway_received
-    cdef public bint exhausted
-    cdef public int error_code
-    cdef const char* _err
-    cdef bint _dead
-
-    cdef bytes _block            # the block the template currently holds
-    cdef bytes _steady_block     # indexed references to what the first block inserted
-    cdef bytes _stateless_block  # fallback when the peer's table is too small
-    cdef int64_t _table_need
-    cdef int _phase              # BLOCK_FIRST, BLOCK_STEADY, BLOCK_UPDATE, BLOCK_STATELESS
-    cdef bytes _body
-    cdef uint8_t* _tmpl          # HEADERS [+CONTINUATION...] [+DATA...] with stream id 0
-    cdef Py_ssize_t _tmpl_len
-    cdef Py_ssize_t _hdr_len     # the HEADERS [+CONTINUATION...] part of the template
-    cdef int _n_pending          # open streams whose body waits for flow-control window
-    cdef uint32_t _pump_next     # slot where the next round of window sharing starts
-    cdef Py_ssize_t _body_len
-
-    cdef _H2Slot* _slots
-    cdef uint32_t _mask
-    cdef uint32_t _next_sid
-    cdef int _max_streams
-
-    cdef readonly int64_t peer_max_concurrent
-    cdef readonly int64_t peer_initial_window
-    cdef readonly int64_t peer_max_frame_size
-    cdef readonly int64_t conn_send_window
-    cdef readonly int64_t last_stream_id
-    cdef readonly int64_t goaway_code
-    cdef int64_t _conn_recv_window
-    cdef int64_t _conn_recv_consumed
-    cdef bint _got_settings
-
-    cdef uint8_t* _pend          # incomplete tail of the input: at most one frame
-    cdef Py_ssize_t _pend_len
-
-    cdef uint8_t* _hbuf          # header block joined across CONTINUATION
-    cdef Py_ssize_t _hlen
-    cdef Py_ssize_t _hcap
-    cdef uint32_t _cont_sid      # != 0 while CONTINUATION frames are expected
-    cdef bint _cont_end_stream
-
-    cdef HpackDecoder hpack
-    cdef int* ev_entry           # the entry of each event's stream (request variants)
-    cdef int ev_entry_cap
-    cdef uint8_t** ev_capture    # ... its captured response body (sampled streams), else NULL
-    cdef Py_ssize_t* ev_capture_len
-    cdef int n_ev_caps           # events holding a capture (freed by clear_events)
-    cdef public Py_ssize_t capture_limit
-
     def __cinit__(self, bytes header_block, bytes body=b"", int max_streams=100,
                   bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
                   bint grpc=False):
         cdef uint32_t nslots = 1
         if max_streams < 1 or max_streams > 65536:
             raise ValueError("max_streams must be in 1..65536")
-        if first_block is None:
-            self._block = header_block
-            self._phase = BLOCK_STATELESS
-        else:
-            # The first stream inserts the request's fields into the server's dynamic table;
-            # every later stream refers to them by index, so the server decodes no strings.
-            if stateless_block is None:
-                raise ValueError("first_block needs a stateless_block to fall back to")
-            self._block = first_block
-            self._steady_block = header_block
-            self._stateless_block = stateless_block
-            self._table_need = table_need
-            self._phase = BLOCK_FIRST
-        self._body = body
-        self._body_len = len(body)
+        self._tmpl = RequestTemplate(header_block, body, first_block, table_need, stateless_block)
         self._max_streams = max_streams
         # Twice the stream limit so that the next odd id is nearly always on a free slot.
         while nslots < <uint32_t>max_streams * 2:
@@ -294,27 +213,15 @@ cdef class H2ClientCore:
         self.out_cap = 4096
         self.out = <uint8_t*>malloc(self.out_cap)
         self.ev_cap = 64
-        self.ev_kind = <int*>malloc(self.ev_cap * sizeof(int))
-        self.ev_status = <int*>malloc(self.ev_cap * sizeof(int))
-        self.ev_sent_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
-        self.ev_intended_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
-        self.ev_body_bytes = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
-        self.ev_grpc = <int*>malloc(self.ev_cap * sizeof(int))
-        self.ev_first_ns = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
-        self.ev_events = <int64_t*>malloc(self.ev_cap * sizeof(int64_t))
+        self.ev = <H2Event*>malloc(self.ev_cap * sizeof(H2Event))
         self.ob_cap = 64
-        self.ob_intended_ns = <int64_t*>malloc(self.ob_cap * sizeof(int64_t))
-        self.ob_prev_ns = <int64_t*>malloc(self.ob_cap * sizeof(int64_t))
-        self.ob_count = <int64_t*>malloc(self.ob_cap * sizeof(int64_t))
+        self.obs = <H2Observation*>malloc(self.ob_cap * sizeof(H2Observation))
         self._grpc = grpc
         self._pend = <uint8_t*>malloc(9 + OUR_MAX_FRAME)
         self._hcap = 4096
         self._hbuf = <uint8_t*>malloc(self._hcap)
-        if (self._slots == NULL or self.out == NULL or self.ev_kind == NULL
-                or self.ev_status == NULL or self.ev_sent_ns == NULL or self.ev_intended_ns == NULL
-                or self.ev_body_bytes == NULL or self.ev_grpc == NULL or self._pend == NULL
-                or self._hbuf == NULL or self.ev_first_ns == NULL or self.ev_events == NULL
-                or self.ob_intended_ns == NULL or self.ob_prev_ns == NULL or self.ob_count == NULL):
+        if (self._slots == NULL or self.out == NULL or self.ev == NULL or self.obs == NULL
+                or self._pend == NULL or self._hbuf == NULL):
             raise MemoryError()
         self.peer_max_concurrent = 0x7FFFFFFFFFFF
         self.peer_initial_window = 65535
@@ -324,34 +231,25 @@ cdef class H2ClientCore:
         self.last_stream_id = MAX_SID
         self.goaway_code = -1
         self.hpack = HpackDecoder()
-        if self._build_template() < 0:
+        if self._tmpl.build(self.peer_max_frame_size) < 0:
             raise MemoryError()
 
     def __dealloc__(self):
         cdef uint32_t i
         free(self.out)
-        free(self.ev_kind)
-        free(self.ev_status)
-        free(self.ev_sent_ns)
-        free(self.ev_intended_ns)
-        free(self.ev_body_bytes)
-        free(self.ev_grpc)
-        free(self.ev_first_ns)
-        free(self.ev_events)
-        free(self.ob_intended_ns)
-        free(self.ob_prev_ns)
-        free(self.ob_count)
         free(self._pend)
         free(self._hbuf)
-        free(self._tmpl)
-        self.clear_events()
+        if self.ev != NULL:
+            self.clear_events()
+        free(self.ev)
+        free(self.obs)
         if self._slots != NULL:
             for i in range(self._mask + 1):
                 free(self._slots[i].cap)
         free(self._slots)
-        free(self.ev_entry)
-        free(self.ev_capture)
-        free(self.ev_capture_len)
+        for i in range(self._cap_free_n):
+            free(self._cap_free[i])
+        free(self._cap_free)
 
     # ---- buffers ---------------------------------------------------------------------------
 
@@ -369,81 +267,80 @@ cdef class H2ClientCore:
             self.out_cap = cap
         return self.out + self.out_len
 
-    cdef int _emit(self, int kind, int status, int64_t sent_ns, int64_t body,
-                   int64_t intended_ns, int grpc, int64_t first_ns, int64_t events) noexcept:
-        cdef int cap
+    cdef H2Event* _emit(self, _H2Slot* s, int kind, int status) noexcept:
+        """Appends the outcome of stream s; NULL if out of memory."""
+        cdef H2Event* e
         cdef void* p
         if self.n_events == self.ev_cap:
-            cap = self.ev_cap * 2
-            p = realloc(self.ev_kind, cap * sizeof(int))
+            p = realloc(self.ev, 2 * self.ev_cap * sizeof(H2Event))
             if p == NULL:
-                return -1
-            self.ev_kind = <int*>p
-            p = realloc(self.ev_status, cap * sizeof(int))
-            if p == NULL:
-                return -1
-            self.ev_status = <int*>p
-            p = realloc(self.ev_sent_ns, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ev_sent_ns = <int64_t*>p
-            p = realloc(self.ev_intended_ns, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ev_intended_ns = <int64_t*>p
-            p = realloc(self.ev_body_bytes, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ev_body_bytes = <int64_t*>p
-            p = realloc(self.ev_grpc, cap * sizeof(int))
-            if p == NULL:
-                return -1
-            self.ev_grpc = <int*>p
-            p = realloc(self.ev_first_ns, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ev_first_ns = <int64_t*>p
-            p = realloc(self.ev_events, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ev_events = <int64_t*>p
-            self.ev_cap = cap
-        self.ev_kind[self.n_events] = kind
-        self.ev_status[self.n_events] = status
-        self.ev_sent_ns[self.n_events] = sent_ns
-        self.ev_intended_ns[self.n_events] = intended_ns
-        self.ev_body_bytes[self.n_events] = body
-        self.ev_grpc[self.n_events] = grpc
-        self.ev_first_ns[self.n_events] = first_ns
-        self.ev_events[self.n_events] = events
+                return NULL
+            self.ev = <H2Event*>p
+            self.ev_cap *= 2
+        e = &self.ev[self.n_events]
+        e.kind = kind
+        e.status = status
+        e.sent_ns = s.sent_ns
+        e.intended_ns = s.intended_ns
+        e.body_bytes = s.body_bytes
+        e.grpc = s.grpc_status
+        e.first_ns = s.first_ns
+        e.events = s.events if s.mode else -1
+        e.entry = s.entry
+        e.capture = NULL
+        e.capture_len = 0
         self.n_events += 1
-        return 0
+        return e
 
     cdef int _observe(self, _H2Slot* s, int64_t k) noexcept:
-        cdef int cap
+        cdef H2Observation* o
         cdef void* p
         if self.n_obs == self.ob_cap:
-            cap = self.ob_cap * 2
-            p = realloc(self.ob_intended_ns, cap * sizeof(int64_t))
+            p = realloc(self.obs, 2 * self.ob_cap * sizeof(H2Observation))
             if p == NULL:
                 return -1
-            self.ob_intended_ns = <int64_t*>p
-            p = realloc(self.ob_prev_ns, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ob_prev_ns = <int64_t*>p
-            p = realloc(self.ob_count, cap * sizeof(int64_t))
-            if p == NULL:
-                return -1
-            self.ob_count = <int64_t*>p
-            self.ob_cap = cap
-        self.ob_intended_ns[self.n_obs] = s.intended_ns
-        self.ob_prev_ns[self.n_obs] = s.last_event_ns
-        self.ob_count[self.n_obs] = k
+            self.obs = <H2Observation*>p
+            self.ob_cap *= 2
+        o = &self.obs[self.n_obs]
+        o.intended_ns = s.intended_ns
+        o.prev_ns = s.last_event_ns
+        o.count = k
         self.n_obs += 1
         s.events += k
         s.last_event_ns = self.rx_ns
         return 0
+
+    # Capture buffers (sampled streams, for the checks) are kept for the session's next sampled
+    # streams rather than freed: one allocation per concurrently captured stream, not per
+    # stream. All have capture_limit bytes; a changed limit retires the old ones.
+
+    cdef uint8_t* _cap_take(self) noexcept:
+        if self._cap_size != self.capture_limit:
+            while self._cap_free_n:
+                self._cap_free_n -= 1
+                free(self._cap_free[self._cap_free_n])
+            self._cap_size = self.capture_limit
+        if self._cap_free_n:
+            self._cap_free_n -= 1
+            return self._cap_free[self._cap_free_n]
+        return <uint8_t*>malloc(self._cap_size)
+
+    cdef void _cap_give(self, uint8_t* buf, Py_ssize_t size) noexcept:
+        cdef void* p
+        if buf == NULL:
+            return
+        if size != self._cap_size:
+            free(buf)
+            return
+        if self._cap_free_n == self._cap_free_cap:
+            p = realloc(self._cap_free, (2 * self._cap_free_cap + 4) * sizeof(uint8_t*))
+            if p == NULL:
+                free(buf)
+                return
+            self._cap_free = <uint8_t**>p
+            self._cap_free_cap = 2 * self._cap_free_cap + 4
+        self._cap_free[self._cap_free_n] = buf
+        self._cap_free_n += 1
 
     cdef void clear_out(self) noexcept:
         self.out_len = 0
@@ -452,57 +349,12 @@ cdef class H2ClientCore:
         cdef int i
         if self.n_ev_caps:
             for i in range(self.n_events):
-                if self.ev_capture[i] != NULL:
-                    free(self.ev_capture[i])
-                    self.ev_capture[i] = NULL
+                if self.ev[i].capture != NULL:
+                    self._cap_give(self.ev[i].capture, self.ev[i].capture_size)
+                    self.ev[i].capture = NULL
             self.n_ev_caps = 0
         self.n_events = 0
         self.n_obs = 0
-
-    cdef int _build_template(self) noexcept:
-        """Request frames for the current peer max frame size; rebuilt when it changes."""
-        cdef const uint8_t* blk = self._block
-        cdef Py_ssize_t blen = len(self._block)
-        cdef const uint8_t* body = self._body
-        cdef Py_ssize_t fmax = self.peer_max_frame_size
-        cdef Py_ssize_t nh = (blen + fmax - 1) // fmax if blen else 1
-        cdef Py_ssize_t nd = (self._body_len + fmax - 1) // fmax
-        cdef Py_ssize_t total = blen + self._body_len + 9 * (nh + nd)
-        cdef Py_ssize_t off = 0, pos = 0, chunk
-        cdef uint8_t flags
-        cdef uint8_t* t = <uint8_t*>realloc(self._tmpl, total if total else 1)
-        if t == NULL:
-            return -1
-        self._tmpl = t
-        # HEADERS, then CONTINUATION for whatever does not fit in one frame.
-        while True:
-            chunk = blen - pos
-            if chunk > fmax:
-                chunk = fmax
-            flags = 0
-            if pos + chunk == blen:
-                flags |= FL_END_HEADERS
-            if pos == 0 and self._body_len == 0:
-                flags |= FL_END_STREAM
-            _wr_fh(t + off, <uint32_t>chunk, F_HEADERS if pos == 0 else F_CONTINUATION, flags, 0)
-            memcpy(t + off + 9, blk + pos, chunk)
-            off += 9 + chunk
-            pos += chunk
-            if pos >= blen:
-                break
-        self._hdr_len = off
-        pos = 0
-        while pos < self._body_len:
-            chunk = self._body_len - pos
-            if chunk > fmax:
-                chunk = fmax
-            _wr_fh(t + off, <uint32_t>chunk, F_DATA,
-                   FL_END_STREAM if pos + chunk == self._body_len else 0, 0)
-            memcpy(t + off + 9, body + pos, chunk)
-            off += 9 + chunk
-            pos += chunk
-        self._tmpl_len = off
-        return 0
 
     # ---- outbound control frames ------------------------------------------------------------
 
@@ -551,38 +403,16 @@ cdef class H2ClientCore:
             self.goaway_received or self._next_sid > MAX_SID or self._dead)
 
     cdef int _finish(self, _H2Slot* s, int kind, int status) noexcept:
-        cdef int r = self._emit(kind, status, s.sent_ns, s.body_bytes, s.intended_ns,
-                                s.grpc_status, s.first_ns, s.events if s.mode else -1)
-        cdef void* p
-        cdef void* q
-        cdef void* c
-        cdef int i
-        if r == 0:
-            if self.ev_entry_cap < self.ev_cap:
-                p = realloc(self.ev_entry, self.ev_cap * sizeof(int))
-                if p != NULL:
-                    self.ev_entry = <int*>p
-                q = realloc(self.ev_capture, self.ev_cap * sizeof(uint8_t*))
-                if q != NULL:
-                    self.ev_capture = <uint8_t**>q
-                c = realloc(self.ev_capture_len, self.ev_cap * sizeof(Py_ssize_t))
-                if c != NULL:
-                    self.ev_capture_len = <Py_ssize_t*>c
-                if p == NULL or q == NULL or c == NULL:
-                    r = -1
-                else:
-                    for i in range(self.ev_entry_cap, self.ev_cap):
-                        self.ev_capture[i] = NULL
-                    self.ev_entry_cap = self.ev_cap
-            if r == 0:
-                self.ev_entry[self.n_events - 1] = s.entry
-                if s.cap != NULL:
-                    # The capture goes with the event; clear_events frees it.
-                    self.ev_capture[self.n_events - 1] = s.cap
-                    self.ev_capture_len[self.n_events - 1] = s.cap_len
-                    self.n_ev_caps += 1
-                    s.cap = NULL
-        free(s.cap)
+        cdef H2Event* e = self._emit(s, kind, status)
+        cdef int r = 0 if e != NULL else -1
+        if e != NULL and s.cap != NULL:
+            # The capture goes with the event; clear_events returns it to the pool.
+            e.capture = s.cap
+            e.capture_len = s.cap_len
+            e.capture_size = s.cap_size
+            self.n_ev_caps += 1
+        else:
+            self._cap_give(s.cap, s.cap_size)
         s.cap = NULL
         if s.body_off < s.req_body_len:
             self._n_pending -= 1
@@ -629,15 +459,14 @@ cdef class H2ClientCore:
     cdef int submit(self, int64_t sent_ns) noexcept:
         return self.submit_at(sent_ns, sent_ns)
 
-    cdef int submit_at(self, int64_t sent_ns, int64_t intended_ns) noexcept:
-        """submit() for the open model: latency is then measured from intended_ns."""
+    cdef _H2Slot* _open(self, int64_t sent_ns, int64_t intended_ns, int entry,
+                        const uint8_t* body, Py_ssize_t body_len) noexcept:
+        """The slot of a new stream (not yet counted in flight), its id in s.sid; NULL when no
+        stream may be opened."""
         cdef uint32_t sid
         cdef _H2Slot* s
-        cdef uint8_t* p
-        cdef Py_ssize_t off = 0, n
-        cdef bint whole
         if not self.can_submit():
-            return -1
+            return NULL
         sid = self._next_sid
         # in_flight < max_streams <= nslots/2 guarantees a free slot within a few steps.
         while True:
@@ -648,98 +477,8 @@ cdef class H2ClientCore:
         if sid > MAX_SID:
             self._next_sid = sid
             self._update_exhausted()
-            return -1
-        # The common case: both windows take the whole body and the template goes out as is.
-        whole = (self._body_len <= self.conn_send_window
-                 and self._body_len <= self.peer_initial_window)
-        n = self._tmpl_len if whole else self._hdr_len
-        p = self._reserve(n)
-        if p == NULL:
-            return -1
-        memcpy(p, self._tmpl, n)
-        while off < n:
-            _wr32(p + off + 5, sid)
-            off += 9 + _rd24(p + off)
-        self.out_len += n
+            return NULL
         s.sid = sid
-        s.state = ST_OPEN
-        s.status = 0
-        s.sent_ns = sent_ns
-        s.intended_ns = intended_ns
-        s.body_bytes = 0
-        s.recv_consumed = 0
-        s.grpc_status = -1
-        s.first_ns = 0
-        s.mode = MODE_PLAIN
-        s.events = 0
-        s.last_event_ns = -1
-        s.send_win = self.peer_initial_window
-        s.body_off = 0
-        s.entry = -1
-        s.req_body = self._body
-        s.req_body_len = self._body_len
-        self._next_sid = sid + 2
-        self.in_flight += 1
-        self.exhausted = False
-        if whole:
-            s.send_win -= self._body_len
-            self.conn_send_window -= self._body_len
-            s.body_off = self._body_len
-        else:
-            self._n_pending += 1
-            if self._pump(s) < 0:
-                return -1
-        if self._phase == BLOCK_FIRST:
-            self._switch_block(self._steady_block, BLOCK_STEADY)
-        elif self._phase == BLOCK_UPDATE:
-            self._switch_block(self._stateless_block, BLOCK_STATELESS)
-        return 0
-
-    cdef int submit_entry(self, int64_t sent_ns, int64_t intended_ns, int entry,
-                          const uint8_t* block, Py_ssize_t blen, const uint8_t* body,
-                          Py_ssize_t body_len, bint capture=False) noexcept:
-        """submit_at() for one of several request variants: its own stateless header block
-        and body (both kept alive by the caller), written straight to the output. capture:
-        keep the response body (up to capture_limit) for the checks, in ev_capture."""
-        cdef uint32_t sid
-        cdef _H2Slot* s
-        cdef uint8_t* p
-        cdef Py_ssize_t pos = 0, chunk, fmax = self.peer_max_frame_size
-        cdef uint8_t flags
-        if not self.can_submit():
-            return -1
-        sid = self._next_sid
-        while True:
-            s = &self._slots[((sid - 1) >> 1) & self._mask]
-            if s.state == ST_FREE:
-                break
-            sid += 2
-        if sid > MAX_SID:
-            self._next_sid = sid
-            self._update_exhausted()
-            return -1
-        # HEADERS, then CONTINUATION for what does not fit in one frame (as _build_template).
-        p = self._reserve(blen + 9 * ((blen + fmax - 1) // fmax + 1))
-        if p == NULL:
-            return -1
-        while True:
-            chunk = blen - pos
-            if chunk > fmax:
-                chunk = fmax
-            flags = 0
-            if pos + chunk == blen:
-                flags |= FL_END_HEADERS
-            if pos == 0 and body_len == 0:
-                flags |= FL_END_STREAM
-            _wr_fh(self.out + self.out_len, <uint32_t>chunk, F_HEADERS if pos == 0 else F_CONTINUATION,
-                   flags, sid)
-            memcpy(self.out + self.out_len + 9, block + pos, chunk)
-            self.out_len += 9 + chunk
-            pos += chunk
-            if pos >= blen:
-                break
-        s.sid = sid
-        s.state = ST_OPEN
         s.status = 0
         s.sent_ns = sent_ns
         s.intended_ns = intended_ns
@@ -756,16 +495,67 @@ cdef class H2ClientCore:
         s.req_body = body
         s.req_body_len = body_len
         s.cap_len = 0
-        if capture and self.capture_limit > 0:
-            s.cap = <uint8_t*>malloc(self.capture_limit)  # sampled requests only
-        self._next_sid = sid + 2
+        return s
+
+    cdef int _opened(self, _H2Slot* s) noexcept:
+        """s's HEADERS are in out: it is in flight, and its body goes out as the windows allow."""
+        s.state = ST_OPEN
+        self._next_sid = s.sid + 2
         self.in_flight += 1
         self.exhausted = False
-        if body_len:
+        if s.body_off < s.req_body_len:
             self._n_pending += 1
-            if self._pump(s) < 0:
-                return -1
+            return self._pump(s)
         return 0
+
+    cdef int submit_at(self, int64_t sent_ns, int64_t intended_ns) noexcept:
+        """submit() for the open model: latency is then measured from intended_ns."""
+        cdef RequestTemplate t = self._tmpl
+        cdef _H2Slot* s = self._open(sent_ns, intended_ns, -1, t.body, t.body_len)
+        cdef uint8_t* p
+        cdef Py_ssize_t off = 0, n
+        cdef bint whole
+        if s == NULL:
+            return -1
+        # The common case: both windows take the whole body and the template goes out as is.
+        whole = t.body_len <= self.conn_send_window and t.body_len <= self.peer_initial_window
+        n = t.frames_len if whole else t.hdr_len
+        p = self._reserve(n)
+        if p == NULL:
+            return -1
+        memcpy(p, t.frames, n)
+        while off < n:
+            _wr32(p + off + 5, s.sid)
+            off += 9 + _rd24(p + off)
+        self.out_len += n
+        if whole:
+            s.send_win -= t.body_len
+            self.conn_send_window -= t.body_len
+            s.body_off = t.body_len
+        if self._opened(s) < 0:
+            return -1
+        t.sent(self.peer_max_frame_size)
+        return 0
+
+    cdef int submit_entry(self, int64_t sent_ns, int64_t intended_ns, int entry,
+                          const uint8_t* block, Py_ssize_t blen, const uint8_t* body,
+                          Py_ssize_t body_len, bint capture=False) noexcept:
+        """submit_at() for one of several request variants: its own stateless header block
+        and body (both kept alive by the caller), written straight to the output. capture:
+        keep the response body (up to capture_limit) for the checks, in the event's capture."""
+        cdef _H2Slot* s = self._open(sent_ns, intended_ns, entry, body, body_len)
+        cdef uint8_t* p
+        if s == NULL:
+            return -1
+        p = self._reserve(_headers_size(blen, self.peer_max_frame_size))
+        if p == NULL:
+            return -1
+        self.out_len += _write_headers(p, block, blen, body_len == 0, self.peer_max_frame_size,
+                                       s.sid)
+        if capture and self.capture_limit > 0:
+            s.cap = self._cap_take()  # sampled requests only
+            s.cap_size = self._cap_size
+        return self._opened(s)
 
     cdef int _pump(self, _H2Slot* s) noexcept:
         """DATA for as much of the stream's body as both send windows allow."""
@@ -814,16 +604,6 @@ cdef class H2ClientCore:
                 if s.body_off != before:
                     self._pump_next = (i + 1) & self._mask
         return 0
-
-    cdef void _switch_block(self, bytes block, int phase) noexcept:
-        # Once per connection at most; if the template cannot be rebuilt the old block stays,
-        # which is still valid HPACK (re-inserting, or referring to what is there).
-        cdef bytes old = self._block
-        self._block = block
-        if self._build_template() < 0:
-            self._block = old
-            return
-        self._phase = phase
 
     cdef int expire(self, int64_t older_than_ns) noexcept:
         cdef uint32_t i
@@ -996,8 +776,8 @@ cdef class H2ClientCore:
         return 0
 
     cdef inline void _capture(self, _H2Slot* s, const uint8_t* p, Py_ssize_t n) noexcept:
-        if n > self.capture_limit - s.cap_len:
-            n = self.capture_limit - s.cap_len
+        if n > s.cap_size - s.cap_len:
+            n = s.cap_size - s.cap_len
         if n > 0:
             memcpy(s.cap + s.cap_len, p, n)
             s.cap_len += n
@@ -1171,13 +951,10 @@ cdef class H2ClientCore:
                     return self._conn_error(H2_PROTOCOL_ERROR, b"MAX_FRAME_SIZE out of range")
                 if v != self.peer_max_frame_size:
                     self.peer_max_frame_size = v
-                    if self._build_template() < 0:
+                    if self._tmpl.build(v) < 0:
                         return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
             elif ident == 1:
-                # Our encoder's table must shrink: announce it at the start of the next block
-                # and stop referring to the entries the first block inserted.
-                if self._phase <= BLOCK_STEADY and v < self._table_need:
-                    self._switch_block(_hp_size_update(v) + self._stateless_block, BLOCK_UPDATE)
+                self._tmpl.peer_table_size(v, self.peer_max_frame_size)
         if self._put_frame(F_SETTINGS, FL_ACK, 0, NULL, 0) < 0:
             return self._conn_error(H2_INTERNAL_ERROR, b"out of memory")
         if grew:
@@ -1245,124 +1022,3 @@ cdef class H2ClientCore:
                     return -1
         self._update_exhausted()
         return 0
-
-    # ---- Python test API ----------------------------------------------------------------------
-
-    cdef bytes _take_out(self):
-        cdef bytes b = self.out[:self.out_len]
-        self.clear_out()
-        return b
-
-    cdef list _take_events(self):
-        cdef list ev
-        if self._grpc:
-            ev = [(self.ev_kind[i], self.ev_status[i], self.ev_sent_ns[i], self.ev_body_bytes[i],
-                   self.ev_grpc[i]) for i in range(self.n_events)]
-        else:
-            ev = [(self.ev_kind[i], self.ev_status[i], self.ev_sent_ns[i],
-                   self.ev_body_bytes[i]) for i in range(self.n_events)]
-        self.clear_events()
-        return ev
-
-    def receive_stream_py(self, bytes data, int64_t rx_ns):
-        """receive() for the streaming-metrics tests: ([(kind, status, intended_ns, first_ns,
-        events)], [(intended_ns, prev_ns, count)], out)."""
-        self.rx_ns = rx_ns
-        self.receive(data, len(data))
-        ev = [(self.ev_kind[i], self.ev_status[i], self.ev_intended_ns[i], self.ev_first_ns[i],
-               self.ev_events[i]) for i in range(self.n_events)]
-        obs = [(self.ob_intended_ns[i], self.ob_prev_ns[i], self.ob_count[i])
-               for i in range(self.n_obs)]
-        self.clear_events()
-        return ev, obs, self._take_out()
-
-    def start_py(self):
-        self.start()
-        return self._take_out()
-
-    def can_submit_py(self):
-        return self.can_submit()
-
-    def submit_py(self, int64_t sent_ns):
-        if self.submit(sent_ns) < 0:
-            return None
-        return self._take_out()
-
-    def receive_py(self, bytes data):
-        self.receive(data, len(data))
-        return self._take_events(), self._take_out()
-
-    def submit_entry_py(self, int64_t sent_ns, int entry, bytes block, bytes body, bint capture):
-        """submit_entry() for tests; the caller keeps block and body alive until the stream ends."""
-        if self.submit_entry(sent_ns, sent_ns, entry, <const uint8_t*>(<char*>block), len(block),
-                             <const uint8_t*>(<char*>body), len(body), capture) < 0:
-            return None
-        return self._take_out()
-
-    def receive_entries_py(self, bytes data):
-        """receive() for tests of variants: [(kind, status, entry, captured body or None)], out."""
-        cdef int i
-        self.receive(data, len(data))
-        ev = [(self.ev_kind[i], self.ev_status[i], self.ev_entry[i],
-               PyBytes_FromStringAndSize(<char*>self.ev_capture[i], self.ev_capture_len[i])
-               if self.ev_capture[i] != NULL else None) for i in range(self.n_events)]
-        self.clear_events()
-        return ev, self._take_out()
-
-    def expire_py(self, int64_t older_than_ns):
-        self.expire(older_than_ns)
-        return self._take_events(), self._take_out()
-
-    property next_stream_id:
-        # Settable only so tests can reach the end of the 31-bit id space.
-        def __get__(self):
-            return self._next_sid
-
-        def __set__(self, uint32_t v):
-            self._next_sid = v | 1
-
-
-def _h2_bench(bytes header_block, bytes flight, int n_streams, int rounds):
-    """ns per response of the session loop: submit n_streams, receive a recorded flight, clear.
-
-    flight answers streams 1, 3, ... 2*n_streams-1 after the handshake; its stream ids are
-    rebased before every round (a few ns, included in the result).
-    """
-    import time
-    cdef H2ClientCore core = H2ClientCore(header_block, b"", n_streams)
-    cdef bytes settings = b"\0\0\0\x04\0\0\0\0\0"
-    cdef Py_ssize_t n = len(flight), off = 0, nf = 0
-    cdef uint8_t* buf = <uint8_t*>malloc(n)
-    cdef Py_ssize_t* offs = <Py_ssize_t*>malloc(sizeof(Py_ssize_t) * (n // 9 + 1))
-    cdef uint32_t* sids = <uint32_t*>malloc(sizeof(uint32_t) * (n // 9 + 1))
-    cdef uint32_t base
-    cdef int r, i, j
-    cdef int64_t t0, t1
-    if buf == NULL or offs == NULL or sids == NULL:
-        free(buf); free(offs); free(sids)
-        raise MemoryError()
-    memcpy(buf, <const uint8_t*>flight, n)
-    while off + 9 <= n:
-        if _rd32(buf + off + 5):
-            offs[nf] = off
-            sids[nf] = _rd32(buf + off + 5)
-            nf += 1
-        off += 9 + _rd24(buf + off)
-    core.start()
-    core.receive(settings, 9)
-    core.clear_out()
-    t0 = time.perf_counter_ns()
-    for r in range(rounds):
-        base = core._next_sid - 1
-        for i in range(n_streams):
-            core.submit(i)
-        for j in range(nf):
-            _wr32(buf + offs[j] + 5, sids[j] + base)
-        if core.receive(buf, n) < 0 or core.n_events != n_streams:
-            free(buf); free(offs); free(sids)
-            raise RuntimeError(f"bench round {r}: {core.error_msg()} events={core.n_events}")
-        core.clear_events()
-        core.clear_out()
-    t1 = time.perf_counter_ns()
-    free(buf); free(offs); free(sids)
-    return (t1 - t0) / (<double>rounds * n_streams)

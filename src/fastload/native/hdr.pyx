@@ -4,7 +4,7 @@
 # CONTRACT (the session code relies on it):
 # cdef class Histogram:
 #     __cinit__(self, int64_t lowest=1, int64_t highest=60_000_000, int sigfigs=3)
-#     cdef void record(self, int64_t value) noexcept nogil
+#     cdef inline void record(self, int64_t value) noexcept nogil   (in hdr.pxd: callers inline it)
 #         value in the histogram's unit (µs for latency); negative values are recorded as 0;
 #         values > highest are counted in overflow_count AND recorded at highest, never dropped.
 #     def record_value(self, int64_t value)      # Python wrapper of record()
@@ -16,30 +16,12 @@
 #     def encode(self) -> bytes                  # == self.to_hdr().encode()
 
 from libc.math cimport ceil, floor, log2, pow
-from libc.stdlib cimport calloc
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free
 from libc.string cimport memcpy, memset
-
-cdef extern from *:
-    int __builtin_clzll(unsigned long long) nogil
 
 
 cdef class Histogram:
-    cdef int64_t* _counts
-    cdef readonly Py_ssize_t counts_len
-    cdef readonly int64_t lowest
-    cdef readonly int64_t highest
-    cdef readonly int sigfigs
-    cdef int unit_magnitude
-    cdef int sub_bucket_half_count_magnitude
-    cdef int64_t sub_bucket_count
-    cdef int64_t sub_bucket_half_count
-    cdef uint64_t sub_bucket_mask
-    cdef int bucket_count
-    cdef readonly int64_t total_count
-    cdef readonly int64_t overflow_count
-    cdef int64_t _min
-    cdef int64_t _max
-
     def __cinit__(self, int64_t lowest=1, int64_t highest=60_000_000, int sigfigs=3):
         cdef int64_t smallest_untrackable
         cdef int mag
@@ -73,26 +55,6 @@ cdef class Histogram:
 
     def __dealloc__(self):
         free(self._counts)
-
-    cdef inline Py_ssize_t index_of(self, int64_t value) noexcept nogil:
-        cdef int pow2ceiling = 64 - __builtin_clzll(<uint64_t>value | self.sub_bucket_mask)
-        cdef int bucket_index = pow2ceiling - self.unit_magnitude - (self.sub_bucket_half_count_magnitude + 1)
-        cdef int64_t sub_bucket_index = value >> (bucket_index + self.unit_magnitude)
-        return ((<Py_ssize_t>(bucket_index + 1)) << self.sub_bucket_half_count_magnitude) + \
-            sub_bucket_index - self.sub_bucket_half_count
-
-    cdef void record(self, int64_t value) noexcept nogil:
-        if value < 0:
-            value = 0
-        elif value > self.highest:
-            self.overflow_count += 1
-            value = self.highest
-        self._counts[self.index_of(value)] += 1
-        self.total_count += 1
-        if self._min < 0 or value < self._min:
-            self._min = value
-        if value > self._max:
-            self._max = value
 
     def record_value(self, int64_t value):
         self.record(value)
@@ -154,12 +116,3 @@ cdef class Histogram:
 
     def encode(self):
         return self.to_hdr().encode()
-
-    def _bench_record(self, int64_t n):
-        """ns per record() over n varying values (a measurement, not a test)."""
-        cdef int64_t i, t0, t1
-        t0 = now_ns()
-        for i in range(n):
-            self.record((i * 7919) & 0xFFFFF)
-        t1 = now_ns()
-        return (t1 - t0) / <double>n

@@ -1,0 +1,535 @@
+# Connection protocols that drive the sans-I/O cores on a uvloop transport and record into
+# WorkerStats. Parsing, counting and histograms are C; what does cross into Python:
+# - HTTP/1.1: uvloop calls data_received with one new bytes object per read, and every fill()
+#   that sends makes one transport.write call. The closed model with pipeline 1 refills after
+#   each response, so that is one write per request; a pipelined fill writes a pre-built batch
+#   of k requests at once; with request variants a pipelined batch is joined into one new
+#   bytes object (a single request is written as its pre-encoded bytes object).
+# - HTTP/2: uvloop reads straight into rbuf (get_buffer/buffer_updated: no object per read);
+#   each flush builds one bytes object of the frames written and makes one transport.write.
+# - A sampled response is handed to the Python checker (one call each); a -n run calls
+#   on_quota_done once at the end.
+#
+# Times are CLOCK_MONOTONIC nanoseconds, the same clock as time.monotonic_ns(), so the Python
+# engine and these classes compare timestamps directly.
+
+from cpython.bytearray cimport PyByteArray_AS_STRING
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint8_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+from fastload.native.clock cimport now_ns
+from fastload.native.h1 cimport H1ResponseParser
+from fastload.native.h2 cimport EV_DONE, EV_REFUSED, EV_RESET, EV_TIMEOUT, H2ClientCore
+from fastload.native.mix cimport RequestMix
+from fastload.native.outcomes cimport ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT
+from fastload.native.stats cimport WorkerStats
+
+
+cdef class _Session:
+    """Transport plumbing shared by the HTTP/1.1 and HTTP/2 sessions."""
+
+    cdef WorkerStats stats
+    cdef public object engine
+    cdef public object transport
+    cdef object _write
+    cdef public bint closed
+    cdef public bint paused
+    cdef public bint stopping
+    cdef public int index
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self._write = transport.write
+        self.on_connected()
+        self.engine.on_connected(self)
+
+    cdef on_connected(self):
+        pass
+
+    def pause_writing(self):
+        self.paused = True
+
+    def resume_writing(self):
+        self.paused = False
+        self.fill()
+
+    cpdef fill(self):
+        pass
+
+    def eof_received(self):
+        return False
+
+    def connection_lost(self, exc):
+        self.on_lost(exc)
+        self.closed = True
+        self.transport = None
+        self._write = None
+        self.engine.on_lost(self, exc)
+
+    cdef on_lost(self, exc):
+        pass
+
+    cdef void drop(self) noexcept:
+        """Close without waiting for anything; the engine reconnects."""
+        if self.transport is not None and not self.closed:
+            self.closed = True
+            try:
+                self.transport.abort()
+            except Exception:
+                pass
+
+    def stop(self):
+        """End of run: no new requests; close at once (in-flight requests are not counted)."""
+        self.stopping = True
+        self.drop()
+
+
+cdef class H1Session(_Session):
+    """HTTP/1.1 keep-alive with up to `pipeline` requests in flight."""
+
+    cdef H1ResponseParser parser
+    cdef list batches
+    cdef Py_ssize_t req_len
+    cdef int pipeline
+    cdef int64_t* sent          # actual send times, a ring of `pipeline` slots
+    cdef int64_t* intended      # intended send times (open model; == sent otherwise)
+    cdef int head
+    cdef public int inflight
+    cdef bint head_method
+    cdef bint must_close
+    # The response at the head of the ring: its first byte and its stream events so far.
+    cdef int64_t head_first_ns
+    cdef int64_t head_events
+    cdef int64_t head_last_event_ns
+    # With a RequestMix (stats.mix): the entry of each in-flight request, times 2, plus 1 when
+    # its response is sampled for checks; the raw bytes of the head response while sampled.
+    cdef RequestMix mix
+    cdef int* entry
+    cdef char* cap
+    cdef Py_ssize_t cap_len
+
+    def __init__(self, WorkerStats stats, engine, bytes request, int pipeline, bint head_method=False):
+        self.stats = stats
+        self.engine = engine
+        self.parser = H1ResponseParser()
+        self.pipeline = pipeline
+        self.req_len = len(request)
+        self.mix = stats.mix
+        # One pre-built write per possible batch size, so filling k slots is one write.
+        self.batches = [request * k for k in range(pipeline + 1)] if self.mix is None else []
+        self.sent = <int64_t*>malloc(sizeof(int64_t) * pipeline)
+        self.intended = <int64_t*>malloc(sizeof(int64_t) * pipeline)
+        self.entry = <int*>malloc(sizeof(int) * pipeline)
+        if self.sent == NULL or self.intended == NULL or self.entry == NULL:
+            raise MemoryError()
+        if self.mix is not None and self.mix.sample_p > 0:
+            self.cap = <char*>malloc(self.mix.capture_limit)
+            if self.cap == NULL:
+                raise MemoryError()
+        self.head_method = head_method
+
+    def __dealloc__(self):
+        free(self.sent)
+        free(self.intended)
+        free(self.entry)
+        free(self.cap)
+
+    cdef on_connected(self):
+        self.parser.reset()
+        self.parser.expect_no_body = self.head_method
+        self.head_reset()
+
+    cdef inline void head_reset(self) noexcept:
+        self.head_first_ns = 0
+        self.head_events = 0
+        self.head_last_event_ns = -1
+        self.cap_len = 0
+
+    cpdef fill(self):
+        cdef int64_t now, t
+        cdef int k = 0, slot
+        if self.closed or self.paused or self.stopping or self.must_close:
+            return
+        if self.mix is not None:
+            self.fill_mix()
+            return
+        now = now_ns()
+        while self.inflight < self.pipeline and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            slot = (self.head + self.inflight) % self.pipeline
+            self.sent[slot] = now
+            self.intended[slot] = t
+            self.inflight += 1
+            self.stats.on_sent(now, 1)
+            k += 1
+        if k == 0:
+            return
+        if self.stats.record_from_ns <= now < self.stats.stop_ns:
+            self.stats.bytes_out += k * self.req_len
+        self._write(self.batches[k])
+
+    cdef void fill_mix(self) noexcept:
+        """fill() with a variant per request: its pre-encoded bytes, written as they are for
+        one request, joined into one write for a pipelined batch."""
+        cdef int64_t now = now_ns(), t
+        cdef int k = 0, slot, e, i, first = self.inflight
+        cdef Py_ssize_t total = 0
+        cdef char* w
+        while self.inflight < self.pipeline and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            slot = (self.head + self.inflight) % self.pipeline
+            e = self.stats.pick_entry()
+            self.entry[slot] = e * 2 + self.mix.sample()
+            total += self.mix.entry_len[e]
+            self.sent[slot] = now
+            self.intended[slot] = t
+            if self.inflight == 0:
+                self.parser.expect_no_body = self.mix.entry_head[e]
+            self.inflight += 1
+            self.stats.on_sent(now, 1)
+            k += 1
+        if k == 0:
+            return
+        if self.stats.record_from_ns <= now < self.stats.stop_ns:
+            self.stats.bytes_out += total
+        try:
+            if k == 1:
+                self._write(<object>self.mix.entry_obj[e])
+                return
+            data = PyBytes_FromStringAndSize(NULL, total)
+            w = PyBytes_AS_STRING(data)
+            for i in range(first, first + k):
+                e = self.entry[(self.head + i) % self.pipeline] >> 1
+                memcpy(w, PyBytes_AS_STRING(<object>self.mix.entry_obj[e]), self.mix.entry_len[e])
+                w += self.mix.entry_len[e]
+            self._write(data)
+        except Exception:
+            self.drop()
+
+    cdef inline void capture(self, const uint8_t* p, Py_ssize_t n) noexcept:
+        """Keeps the raw bytes of a sampled head response, up to the capture limit."""
+        cdef Py_ssize_t room = self.mix.capture_limit - self.cap_len
+        if n > room:
+            n = room
+        if n > 0:
+            memcpy(self.cap + self.cap_len, p, n)
+            self.cap_len += n
+
+    cdef void mix_failed(self, int slot, int cls, int64_t now) noexcept:
+        if self.stats.in_window(self.intended[slot], now):
+            self.mix.on_failure(self.entry[slot] >> 1, cls)
+
+    def data_received(self, bytes data):
+        # uvloop hands HTTP/1.1 reads over as bytes: one call per read, which costs less than
+        # the get_buffer + buffer_updated pair of a BufferedProtocol for reads this small.
+        self.on_data(<const uint8_t*>(<char*>data), len(data))
+
+    cdef void on_data(self, const uint8_t* p, Py_ssize_t nbytes) noexcept:
+        cdef Py_ssize_t n = nbytes, c
+        cdef int64_t ev
+        cdef int64_t now = now_ns()
+        if self.closed:
+            return
+        if self.stats.record_from_ns <= now < self.stats.stop_ns:
+            self.stats.bytes_in += nbytes
+        while n > 0:
+            if self.head_first_ns == 0 and self.inflight:
+                self.head_first_ns = now
+            c = self.parser.feed(p, n)
+            if c < 0:
+                self.fail(ERROR_PROTOCOL, now)
+                return
+            ev = self.parser.done_events if self.parser.complete else self.parser.events
+            if ev > self.head_events and self.inflight:
+                self.stats.on_events(self.intended[self.head], now, self.head_last_event_ns,
+                                     ev - self.head_events)
+                self.head_events = ev
+                self.head_last_event_ns = now
+            if self.cap != NULL and self.inflight and self.entry[self.head] & 1:
+                self.capture(p, c)
+            if self.parser.complete:
+                if not self.complete_one(now):
+                    return
+            p += c
+            n -= c
+        if self.must_close:
+            if self.inflight == 0:
+                self.drop()
+            return
+        self.fill()
+
+    cdef bint complete_one(self, int64_t now) noexcept:
+        cdef int64_t sent
+        if self.inflight == 0:
+            # A response nobody asked for.
+            self.fail(ERROR_PROTOCOL, now)
+            return False
+        sent = self.sent[self.head]
+        if self.stats.on_response(self.parser.status, self.intended[self.head], now, sent):
+            self.stats.on_stream_done(self.intended[self.head], self.head_first_ns,
+                                      self.parser.done_events if self.parser.done_streaming else -1)
+            if self.mix is not None:
+                self.mix_response(now)
+        self.head_reset()
+        self.head = (self.head + 1) % self.pipeline
+        self.inflight -= 1
+        if self.mix is not None and self.inflight:
+            self.parser.expect_no_body = self.mix.entry_head[self.entry[self.head] >> 1]
+        if not self.parser.keep_alive:
+            self.must_close = True
+            if self.inflight:
+                # Requests pipelined behind a closing response were never answered.
+                self.fail(ERROR_RESET, now)
+                return False
+        return True
+
+    cdef void mix_response(self, int64_t now) noexcept:
+        cdef int e = self.entry[self.head], cls
+        self.mix.on_response(e >> 1, self.parser.status, now - self.intended[self.head])
+        if e & 1:
+            cls = self.mix.run_check(e >> 1, self.parser.status, self.cap, self.cap_len,
+                                     self.parser.body_bytes)
+            if cls >= 0:
+                self.stats.on_check_failed(cls)
+
+    cdef void fail(self, int cls, int64_t now) noexcept:
+        """Count every in-flight request as failed with `cls` and drop the connection."""
+        cdef int i
+        for i in range(self.inflight):
+            self.stats.on_failure(cls, self.intended[(self.head + i) % self.pipeline], now, 1)
+            if self.mix is not None:
+                self.mix_failed((self.head + i) % self.pipeline, cls, now)
+        self.inflight = 0
+        self.head_reset()
+        self.drop()
+
+    def eof_received(self):
+        cdef int r = self.parser.feed_eof()
+        cdef int64_t now = now_ns()
+        if r == 1 and self.parser.complete:
+            self.complete_one(now)
+        if self.inflight:
+            # Closed before or in the middle of a response (a Content-Length longer than what
+            # came, half a status line): the connection failed, the bytes were not malformed.
+            self.fail(ERROR_RESET, now)
+        return False
+
+    cdef on_lost(self, exc):
+        if self.inflight and not self.stopping:
+            self.fail(ERROR_RESET, now_ns())
+        self.inflight = 0
+
+    def oldest_sent_ns(self):
+        return self.sent[self.head] if self.inflight else -1
+
+    def expire(self, int64_t older_than_ns):
+        """Per-request timeout: the requests in flight are counted as timeouts and the connection
+        is replaced (HTTP/1.1 cannot cancel one request and keep the connection)."""
+        cdef int i, n = 0
+        cdef int64_t now = now_ns()
+        if self.inflight == 0 or self.sent[self.head] >= older_than_ns:
+            return 0
+        for i in range(self.inflight):
+            self.stats.on_failure(ERROR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
+            if self.mix is not None:
+                self.mix_failed((self.head + i) % self.pipeline, ERROR_TIMEOUT, now)
+            n += 1
+        self.inflight = 0
+        self.head_reset()
+        self.drop()
+        return n
+
+
+cdef class H2Session(_Session):
+    """HTTP/2 with up to `streams` concurrent streams on one connection."""
+
+    cdef H2ClientCore core
+    cdef int64_t last_out
+    cdef bint grpc
+    cdef RequestMix mix          # request variants (stats.mix), or None
+    # HTTP/2 reads carry many responses: uvloop reads straight into this buffer.
+    cdef bytearray rbuf
+    cdef object rview
+    cdef uint8_t* rptr
+
+    def __cinit__(self, *args, **kwargs):
+        self.rbuf = bytearray(READ_BUFFER_SIZE)
+        self.rview = memoryview(self.rbuf)
+        self.rptr = <uint8_t*>PyByteArray_AS_STRING(self.rbuf)
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self.rview
+
+    def __init__(self, WorkerStats stats, engine, bytes header_block, bytes body, int streams,
+                 bytes first_block=None, int64_t table_need=0, bytes stateless_block=None,
+                 bint grpc=False):
+        self.stats = stats
+        self.engine = engine
+        self.grpc = grpc
+        self.core = H2ClientCore(header_block, body, streams, first_block, table_need,
+                                 stateless_block, grpc)
+        self.mix = stats.mix
+        if self.mix is not None and self.mix.entry_body == NULL:
+            raise ValueError("an HTTP/2 request mix needs header blocks and bodies")
+        if self.mix is not None and self.mix.sample_p > 0:
+            self.core.capture_limit = self.mix.capture_limit
+
+    cdef void flush(self) noexcept:
+        cdef Py_ssize_t n = self.core.out_len
+        if n == 0 or self.closed:
+            self.core.clear_out()
+            return
+        data = PyBytes_FromStringAndSize(<char*>self.core.out, n)
+        self.core.clear_out()
+        if self.stats.record_from_ns <= now_ns() < self.stats.stop_ns:
+            self.stats.bytes_out += n
+        try:
+            self._write(data)
+        except Exception:
+            self.drop()
+
+    cdef on_connected(self):
+        self.core.start()
+        self.flush()
+
+    cpdef fill(self):
+        cdef int64_t now, t
+        if self.closed or self.paused or self.stopping:
+            return
+        now = now_ns()
+        if self.mix is not None:
+            self.fill_mix(now)
+            return
+        while self.core.can_submit() and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            if self.core.submit_at(now, t) < 0:
+                break
+            self.stats.on_sent(now, 1)
+        self.flush()
+
+    cdef void handle_observations(self, int64_t now) noexcept:
+        cdef int i
+        for i in range(self.core.n_obs):
+            self.stats.on_events(self.core.obs[i].intended_ns, now, self.core.obs[i].prev_ns,
+                                 self.core.obs[i].count)
+
+    cdef void fill_mix(self, int64_t now) noexcept:
+        """fill() with a variant per request: its header block and body."""
+        cdef int64_t t
+        cdef int e
+        cdef RequestMix m = self.mix
+        while self.core.can_submit() and self.stats.may_start(now):
+            t = self.stats.take_due(now)
+            if t < 0:
+                break
+            e = self.stats.pick_entry()
+            if self.core.submit_entry(now, t, e,
+                                      <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_obj[e]),
+                                      m.entry_len[e],
+                                      <const uint8_t*>PyBytes_AS_STRING(<object>m.entry_body[e]),
+                                      m.entry_body_len[e], m.sample()) < 0:
+                break
+            self.stats.on_sent(now, 1)
+        self.flush()
+
+    cdef inline void mix_event(self, int i, int cls, int64_t now) noexcept:
+        """Per-variant record of event i: cls < 0 for a recorded response."""
+        cdef int e, checked
+        e = self.core.ev[i].entry
+        if e < 0:
+            return
+        if cls < 0:
+            self.mix.on_response(e, self.core.ev[i].status, now - self.core.ev[i].intended_ns)
+            if self.core.ev[i].capture != NULL:
+                checked = self.mix.run_check(
+                    e, self.core.ev[i].status, <const char*>self.core.ev[i].capture,
+                    self.core.ev[i].capture_len, self.core.ev[i].body_bytes)
+                if checked >= 0:
+                    self.stats.on_check_failed(checked)
+        elif self.stats.in_window(self.core.ev[i].intended_ns, now):
+            self.mix.on_failure(e, cls)
+
+    cdef inline void handle_events(self, int64_t now) noexcept:
+        self.handle_events_as(-1, now)
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        cdef int64_t now = now_ns()
+        cdef int rc
+        if self.closed:
+            return
+        if self.stats.record_from_ns <= now < self.stats.stop_ns:
+            self.stats.bytes_in += nbytes
+        self.core.rx_ns = now
+        rc = self.core.receive(self.rptr, nbytes)
+        self.handle_events(now)
+        if rc < 0:
+            self.fail_all(ERROR_PROTOCOL, now)
+            return
+        if self.core.exhausted:
+            self.flush()
+            self.drop()
+            return
+        self.fill()
+
+    cdef void fail_all(self, int cls, int64_t now) noexcept:
+        # Connection error: flush the GOAWAY the core wrote, count what was in flight.
+        self.flush()
+        self.core.fail_open_streams()
+        self.handle_events_as(cls, now)
+        self.drop()
+
+    cdef void handle_events_as(self, int cls, int64_t now) noexcept:
+        """Records the core's events: responses as responses; streams that produced none as
+        their kind says (EV_TIMEOUT: timeout; EV_RESET, EV_REFUSED: reset) or, with cls >= 0,
+        all as cls (the connection failed)."""
+        cdef int i, kind, failed
+        if self.core.n_obs:
+            self.handle_observations(now)
+        for i in range(self.core.n_events):
+            kind = self.core.ev[i].kind
+            if kind == EV_DONE:
+                if self.stats.on_response(self.core.ev[i].status, self.core.ev[i].intended_ns, now,
+                                          self.core.ev[i].sent_ns):
+                    self.stats.on_stream_done(self.core.ev[i].intended_ns, self.core.ev[i].first_ns,
+                                              self.core.ev[i].events)
+                    if self.grpc:
+                        self.stats.on_grpc(self.core.ev[i].grpc)
+                    if self.mix is not None:
+                        self.mix_event(i, -1, now)
+                continue
+            failed = cls if cls >= 0 else (ERROR_TIMEOUT if kind == EV_TIMEOUT else ERROR_RESET)
+            self.stats.on_failure(failed, self.core.ev[i].intended_ns, now, 1)
+            if self.mix is not None:
+                self.mix_event(i, failed, now)
+        self.core.clear_events()
+
+    cdef on_lost(self, exc):
+        if not self.stopping and self.core.in_flight:
+            self.core.fail_open_streams()
+            self.handle_events_as(ERROR_RESET, now_ns())
+
+    def oldest_sent_ns(self):
+        return self.core.oldest_sent_ns()
+
+    def expire(self, int64_t older_than_ns):
+        cdef int n
+        if self.closed:
+            return 0
+        n = self.core.expire(older_than_ns)
+        if n:
+            self.handle_events(now_ns())
+            self.flush()
+            self.fill()
+        return n
+
+    @property
+    def inflight(self):
+        return self.core.in_flight
