@@ -83,7 +83,7 @@ ctypedef struct _H2Slot:
     int64_t first_ns      # arrival of the first HEADERS (0: none yet)
     int mode              # MODE_PLAIN, MODE_SSE or MODE_GRPC: what counts as an event
     int64_t events
-    int64_t last_event_ns # -1 before the first event
+    int64_t last_event_ns  # -1 before the first event
     SseScan sse
     GrpcScan gscan
     int entry             # request variant entry (submit_entry), -1 for the run's one request

@@ -33,8 +33,9 @@
 #         consumes bytes (partial frames are kept internally for the next call), handles every
 #         frame type (SETTINGS/ACK, PING/ACK, WINDOW_UPDATE, RST_STREAM, GOAWAY, HEADERS +
 #         CONTINUATION via HpackDecoder, DATA with WINDOW_UPDATE replenishment, unknown frames
-#         ignored), writes control responses into out and appends per-stream outcomes to ev. Returns 0, or -1 on a connection error (error_code/error_msg set, a
-#         GOAWAY written to out; the session then closes the connection).
+#         ignored), writes control responses into out and appends per-stream outcomes to ev.
+#         Returns 0, or -1 on a connection error (error_code/error_msg set, a GOAWAY written
+#         to out; the session then closes the connection).
 #     cdef int expire(self, int64_t older_than_ns) noexcept
 #         cancels (RST_STREAM CANCEL into out) every open stream sent before older_than_ns,
 #         appends EV_TIMEOUT events for them, returns how many.
@@ -81,7 +82,6 @@
 #     (events, out) and next_stream_id (settable, for tests reaching the end of the id space).
 #   - testing.h2_bench(header_block, server_bytes, n_streams, rounds) -> ns per response for
 #     the session's loop (submit n_streams, receive one recorded server flight, clear), all in C.
-from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint8_t, uint32_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy

@@ -21,7 +21,7 @@ from libc.string cimport memcpy
 
 from fastload.native.clock cimport now_ns
 from fastload.native.h1 cimport H1ResponseParser
-from fastload.native.h2 cimport EV_DONE, EV_REFUSED, EV_RESET, EV_TIMEOUT, H2ClientCore
+from fastload.native.h2 cimport EV_DONE, EV_TIMEOUT, H2ClientCore
 from fastload.native.mix cimport RequestMix
 from fastload.native.outcomes cimport ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT
 from fastload.native.stats cimport WorkerStats

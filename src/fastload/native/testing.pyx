@@ -140,9 +140,9 @@ def h1_parse_bench(bytes data, int reps):
     cdef H1ResponseParser parser = H1ResponseParser()
     cdef const uint8_t* p = data
     cdef Py_ssize_t n = len(data), off, c
-    cdef int r
+    cdef int _
     cdef int64_t t0 = now_ns()
-    for r in range(reps):
+    for _ in range(reps):
         off = 0
         while off < n:
             c = parser.feed(p + off, n - off)
