@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test suite, set up from nothing. Installs fastload with its test extras into the python3
 # on PATH (the active venv, if any); as root, also installs from apt the programs the tests
-# start as peers (those missing); runs ruff, then pytest. Arguments go to pytest:
+# start as peers (those missing); runs ruff and cython-lint, then pytest. Arguments go to pytest:
 #     bash scripts/test.sh -x -k h2
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +33,5 @@ fi
 python3 -c 'import fastload.native'
 
 python3 -m ruff check src tests bench setup.py
+python3 -m cython_lint.cython_lint src/fastload/native/*.pyx src/fastload/native/*.pxd
 python3 -m pytest -q -p no:cacheprovider tests "$@"
