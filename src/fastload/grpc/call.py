@@ -9,7 +9,6 @@ import dataclasses
 import re
 
 from fastload.errors import UsageError, read_input
-from fastload.grpc.proto import encode_message
 
 # Package-qualified service, then the method: pkg.sub.Service/Method (gRPC's :path, minus "/").
 _METHOD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*/[A-Za-z_][A-Za-z0-9_]*$")
@@ -37,6 +36,8 @@ def grpc_request(target, method: str, data_file: str | None, data_b64: str | Non
                          "--message its JSON")
     message = b""
     if proto is not None:
+        from fastload.grpc.proto import encode_message  # the grpc extra's code
+
         message = encode_message(proto, path, message_json or "")
     elif data_file is not None:
         message = read_input(data_file, "--data-file")

@@ -11,8 +11,6 @@ import operator
 import re
 from dataclasses import dataclass
 
-import yaml
-
 from fastload.errors import ERROR_CLASSES, UsageError, attempts, read_input_text
 
 _OPS = {"<=": operator.le, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
@@ -153,6 +151,8 @@ def load_file(path: str) -> list[str]:
     try:
         data = json.loads(text)
     except ValueError:
+        import yaml  # loaded on use, as for scenario files
+
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as e:

@@ -16,7 +16,7 @@ from fastload.host import perfstat, placement
 from fastload.report import summary
 from fastload.results import slo
 from fastload.results.document import build_result, first_check_error, to_json
-from fastload.runtime import metrics, preflight, runner
+from fastload.runtime import preflight, runner
 
 
 @dataclass
@@ -57,6 +57,10 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
             on_warning(warning)
     live = server = None
     if options.metrics_port is not None:
+        from fastload.runtime import (
+            metrics,  # loaded on use: its HTTP server is --metrics-port's alone
+        )
+
         live = metrics.LiveMetrics(plan)
         server = metrics.MetricsServer(live, options.metrics_port)  # binds now: a taken port is exit 2
     try:

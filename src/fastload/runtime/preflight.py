@@ -10,7 +10,6 @@ import ssl
 
 from fastload.config.plan import Plan
 from fastload.errors import RunError, UsageError, certificate_rejected
-from fastload.h3.probe import probe
 from fastload.runtime.engine import alpn_for, make_ssl_context
 
 FD_MARGIN = 64  # pipes, the event loop's own descriptors, stdio
@@ -60,6 +59,8 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
     protocol for https:// by ALPN. Raises RunError: no traffic would be possible."""
     t = plan.target
     if plan.protocol == "h3":
+        from fastload.h3.probe import probe  # loaded on use, as in the engine
+
         reason = probe(plan, timeout_s)
         if reason is not None:
             raise RunError(reason)

@@ -15,8 +15,6 @@ import math
 import os
 from typing import Any
 
-import yaml
-
 from fastload.config.syntax import TOKEN_RE, parse_header, parse_target
 from fastload.errors import UsageError, read_input, read_input_text
 from fastload.workload import bodies
@@ -37,6 +35,8 @@ def load_file(path: str, flag: str) -> Any:
     except ValueError as je:
         if path.endswith(".json"):
             raise UsageError(f"{flag} {path!r}: invalid JSON: {je}") from None
+    import yaml  # loaded on use: most scenario files are JSON, and most runs have none
+
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
