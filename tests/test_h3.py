@@ -275,7 +275,7 @@ def test_cached_header_checks_still_reject_bad_headers():
     from aioquic.h3 import connection as h3c
     from aioquic.h3.connection import MessageError
 
-    from fastload.h3.session import cache_header_checks
+    from fastload.h3.aioquic_internals import cache_header_checks
 
     cache_header_checks()
     cache_header_checks()  # idempotent: wraps once
