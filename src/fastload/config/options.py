@@ -67,7 +67,7 @@ class RunOptions:
     tags: Sequence[str] = ()
     hdr_log: str | None = None
     metrics_port: int | None = None
-    slo: Sequence[str] | str = ()
+    slo: Sequence[str] = ()  # build() also takes one expression as a string
     slo_file: str | None = None
 
     @classmethod

@@ -57,9 +57,8 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
             on_warning(warning)
     live = server = None
     if options.metrics_port is not None:
-        from fastload.runtime import (
-            metrics,  # loaded on use: its HTTP server is --metrics-port's alone
-        )
+        # Loaded on use: its HTTP server is --metrics-port's alone.
+        from fastload.runtime import metrics
 
         live = metrics.LiveMetrics(plan)
         server = metrics.MetricsServer(live, options.metrics_port)  # binds now: a taken port is exit 2
@@ -94,9 +93,7 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
                    check_traceback=raised["traceback"] if raised is not None else None)
 
 
-def _parse_slos(exprs: Sequence[str] | str, path: str | None) -> list[slo.Slo]:
-    if isinstance(exprs, str):  # slo="p99<10ms" from the API: one expression, not characters
-        exprs = [exprs]
+def _parse_slos(exprs: Sequence[str], path: str | None) -> list[slo.Slo]:
     all_exprs = list(exprs)
     if path is not None:
         all_exprs += slo.load_file(path)
