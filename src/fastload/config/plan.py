@@ -149,10 +149,11 @@ def plan_from(o: RunOptions) -> Plan:
     work = check_workload(o, target, shape)
     place = check_placement(o, shape, work)
     out = check_outputs(o)
+    protocol = target.protocol or "h1"  # https:// without --protocol: preflight asks ALPN
     return Plan(
-        target=target.target, protocol=target.protocol or "h1", protocol_forced=target.protocol is not None,
+        target=target.target, protocol=protocol, protocol_forced=target.protocol is not None,
         h2c=target.h2c, connections=shape.connections,
-        streams=shape.streams if shape.streams is not None else default_streams(target.protocol or "h1"),
+        streams=shape.streams if shape.streams is not None else default_streams(protocol),
         streams_given=shape.streams is not None, pipeline=shape.pipeline,
         duration_ns=work.duration_ns, requests=shape.requests, warmup_ns=shape.warmup_ns,
         timeout_ns=shape.timeout_ns, workers=place.workers, cpus=place.cpus, method=work.method,
