@@ -49,6 +49,10 @@ def parse_count(text: str | int, what: str = "count", minimum: int = 1) -> int:
     return value
 
 
+class BackwardsRange(ValueError):
+    """A CPU range like '3-1': a list the user meant, written the wrong way round."""
+
+
 def parse_cpulist(text: str) -> list[int]:
     """The kernel's list format ('0-3,8,10-11'; '' for none) -> sorted unique CPU or node
     numbers. ValueError for anything else: the one parser behind --cpus and /sys, /proc reads."""
@@ -63,7 +67,7 @@ def parse_cpulist(text: str) -> list[int]:
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) is not None else lo
         if hi < lo:
-            raise ValueError(f"range {part!r} is backwards")
+            raise BackwardsRange(f"range {part!r} is backwards")
         out.update(range(lo, hi + 1))
     return sorted(out)
 
@@ -72,9 +76,9 @@ def parse_cpu_list(text: str, what: str = "--cpus") -> list[int]:
     """'1', '2-7', '0,2,4', '0-3,8' given by the user -> sorted unique CPU numbers."""
     try:
         cpus = parse_cpulist(text)
-    except ValueError as e:
-        if "backwards" in str(e):
-            raise UsageError(f"{what}: {e}") from None
+    except BackwardsRange as e:
+        raise UsageError(f"{what}: {e}") from None
+    except ValueError:
         cpus = []
     if not cpus:
         raise UsageError(f"{what}: {text!r} is not a CPU list (examples: 1, 2-7, 0,2,4)")
