@@ -63,14 +63,7 @@ def _part(module: str) -> str:
         return "version"  # `from fastload import __version__`
     if rest[0] == "config" and len(rest) > 1:
         return "config." + rest[1]
-    if rest[0].startswith("_"):  # the native extension before its move into native/
-        return "native" if rest[0] not in ("__init__", "__main__") else rest[0]
     return rest[0]
-
-
-def _compiled(name: str) -> bool:
-    """`from fastload import _core`: a compiled submodule, not a name of the package."""
-    return name.startswith("_") and not name.startswith("__")
 
 
 def _modules() -> dict[str, Path]:
@@ -102,8 +95,7 @@ def _imports(path: Path, module: str) -> tuple[list[tuple[str, int]], list[tuple
             parts = package.split(".")
             base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
         # `from fastload.results import merge` imports the submodule fastload.results.merge.
-        return [f"{base}.{a.name}" if f"{base}.{a.name}" in ALL or _compiled(a.name) else base
-                for a in node.names]
+        return [f"{base}.{a.name}" if f"{base}.{a.name}" in ALL else base for a in node.names]
 
     def walk(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
