@@ -35,7 +35,4 @@ cdef class Recorder:
         self.stats.on_stream_done(intended, first_ns, events)
 
     def count_bytes(self, int64_t now, int64_t n_in, int64_t n_out):
-        """bytes_in/bytes_out, counted only inside the measured window like the native sessions."""
-        if self.stats.record_from_ns <= now < self.stats.stop_ns:
-            self.stats.bytes_in += n_in
-            self.stats.bytes_out += n_out
+        self.stats.count_bytes(now, n_in, n_out)

@@ -168,8 +168,7 @@ cdef class H1Session(_Session):
             k += 1
         if k == 0:
             return
-        if self.stats.record_from_ns <= now < self.stats.stop_ns:
-            self.stats.bytes_out += k * self.req_len
+        self.stats.count_bytes(now, 0, k * self.req_len)
         self._write(self.batches[k])
 
     cdef void fill_mix(self) noexcept:
@@ -196,8 +195,7 @@ cdef class H1Session(_Session):
             k += 1
         if k == 0:
             return
-        if self.stats.record_from_ns <= now < self.stats.stop_ns:
-            self.stats.bytes_out += total
+        self.stats.count_bytes(now, 0, total)
         try:
             if k == 1:
                 self._write(<object>self.mix.entry_obj[e])
@@ -236,8 +234,7 @@ cdef class H1Session(_Session):
         cdef int64_t now = now_ns()
         if self.closed:
             return
-        if self.stats.record_from_ns <= now < self.stats.stop_ns:
-            self.stats.bytes_in += nbytes
+        self.stats.count_bytes(now, nbytes, 0)
         while n > 0:
             if self.head_first_ns == 0 and self.inflight:
                 self.head_first_ns = now
@@ -387,8 +384,7 @@ cdef class H2Session(_Session):
             return
         data = PyBytes_FromStringAndSize(<char*>self.core.out, n)
         self.core.clear_out()
-        if self.stats.record_from_ns <= now_ns() < self.stats.stop_ns:
-            self.stats.bytes_out += n
+        self.stats.count_bytes(now_ns(), 0, n)
         try:
             self._write(data)
         except Exception:
@@ -465,8 +461,7 @@ cdef class H2Session(_Session):
         cdef int rc
         if self.closed:
             return
-        if self.stats.record_from_ns <= now < self.stats.stop_ns:
-            self.stats.bytes_in += nbytes
+        self.stats.count_bytes(now, nbytes, 0)
         self.core.rx_ns = now
         rc = self.core.receive(self.rptr, nbytes)
         self.handle_events(now)

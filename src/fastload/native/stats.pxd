@@ -80,6 +80,12 @@ cdef class WorkerStats:
                 self.max_queue_delay_ns = now - t
         return t
 
+    cdef inline void count_bytes(self, int64_t now, int64_t n_in, int64_t n_out) noexcept:
+        """Bytes read and written, counted only inside the measured window (warm-up excluded)."""
+        if self.record_from_ns <= now < self.stop_ns:
+            self.bytes_in += n_in
+            self.bytes_out += n_out
+
     cdef inline bint in_window(self, int64_t intended, int64_t now) noexcept:
         """A request's outcome is recorded: intended (sent) from record_from_ns on, and
         finished before stop_ns. Every per-request record (whole-run or per variant) uses this."""
