@@ -27,6 +27,7 @@ LOAD_ON_USE = {
     "fastload.h3": "HTTP/3 on aioquic: only --protocol h3 runs import it",
     "fastload.runtime.metrics": "its HTTP server: only --metrics-port runs need it",
     "yaml": "only a scenario or SLO file that is not JSON is parsed as YAML",
+    "fastload.cluster": "the cluster extra (Dask): only --cluster runs import it",
 }
 # What each part of the package may import from the rest of it (besides itself). Reading the
 # table from the bottom up gives the layers: errors/units, results, report, ..., api/cli.
@@ -48,9 +49,11 @@ ALLOWED: dict[str, set[str]] = {
     "serve": {"errors", "units", "version"},
     "runtime": {"native", "h3", "config.plan", "config.options", "workload", "host", "results",
                 "report", "errors", "units", "version"},
-    "api": {"runtime", "results", "config.options", "errors"},
-    "cli": {"runtime", "results", "report", "config.options", "host", "serve", "errors", "units",
-            "version", "api"},
+    "cluster": {"runtime", "config.plan", "config.options", "host", "results", "errors", "units",
+                "version"},
+    "api": {"cluster", "runtime", "results", "config.options", "errors"},
+    "cli": {"cluster", "runtime", "results", "report", "config.options", "host", "serve", "errors",
+            "units", "version", "api"},
     "__main__": {"cli"},
     "__init__": {"errors"},
 }

@@ -12,9 +12,24 @@ from typing import Any
 from fastload.config.options import RunOptions
 from fastload.errors import RunError, UsageError
 from fastload.results.view import Result, Verdict, compare
-from fastload.runtime.execute import execute
+from fastload.runtime.execute import Outcome, execute
 
-__all__ = ["run", "compare", "Result", "Verdict"]
+__all__ = ["run", "compare", "Result", "Verdict", "execute_options"]
+
+
+def execute_options(options: RunOptions, *, on_warning: Callable[[str], None] | None = None,
+                    on_progress: Callable[[Any], None] | None = None) -> Outcome:
+    """One run from its options, on this host or, with options.cluster, on several."""
+    if options.cluster is None:
+        return execute(options, on_warning=on_warning, on_progress=on_progress)
+    try:
+        # The cluster extra (Dask) is loaded only by runs that ask for it.
+        from fastload.cluster.coordinator import execute_cluster
+    except ImportError as e:
+        if "distributed" not in str(e) and "dask" not in str(e):
+            raise
+        raise UsageError("--cluster needs Dask: pip install 'fastload[cluster]'") from None
+    return execute_cluster(options, on_warning=on_warning, on_progress=on_progress)
 
 
 def run(url: str, *, json: str | None = None, on_progress: Callable[[Any], None] | None = None,
@@ -28,11 +43,13 @@ def run(url: str, *, json: str | None = None, on_progress: Callable[[Any], None]
     json a path to write the document to. Bad input (an unknown option too) raises UsageError
     before any traffic; a run that cannot produce results raises RunError. A failed SLO does
     not raise: check result.passed. on_progress(runner.Progress) is called once a second.
+    cluster="tcp://HOST:PORT" (or tls://, or "local:N") runs it from several load hosts, as
+    `fastload run --cluster`.
     """
     if json == "-":
         raise UsageError("json: give a file path; the document is the returned Result")
     opts = RunOptions.build(url, **{**options, "json_path": json, "quiet": True})
-    outcome = execute(opts, on_progress=on_progress)
+    outcome = execute_options(opts, on_progress=on_progress)
     if outcome.no_results:
         raise RunError("no worker produced results"
                        + "".join(f"; worker {w['index']}: {w['error']}"

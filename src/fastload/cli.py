@@ -129,6 +129,19 @@ def main() -> None:
 @click.option("--slo-file", default=None, metavar="FILE",
               help="SLO expressions from a YAML or JSON list (added to --slo).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--cluster", default=None, metavar="ADDRESS",
+              help="Run from several load hosts: a Dask scheduler (tcp://HOST:PORT, tls://HOST:PORT) "
+                   "with `fastload agent` on each host, or local:N agents started here. -c, -n, -R "
+                   "and --stages are totals split over the hosts by their worker counts; -w, --cpus, "
+                   "--numa-node and --pin-mode apply on each host (needs fastload[cluster]).")
+@click.option("--hosts", default=None, metavar="N",
+              help="With --cluster: use N agents, waiting up to --timeout for them [default: all].")
+@click.option("--cluster-tls-ca-file", default=None, metavar="FILE",
+              help="With a tls:// --cluster: the CA of the cluster's certificates.")
+@click.option("--cluster-tls-cert", default=None, metavar="FILE",
+              help="With a tls:// --cluster: this client's certificate.")
+@click.option("--cluster-tls-key", default=None, metavar="FILE",
+              help="With a tls:// --cluster: this client's private key.")
 @click.option("--perf-stat", is_flag=False, flag_value="default", default=None, metavar="[=EVENTS]",
               help="Count each worker with `perf stat` over the measured interval (not the warm-up); "
                    "counters per worker and summed go into the JSON `perf`. Default events: cycles, "
@@ -179,10 +192,10 @@ grpc_cmd.params.extend(p for p in run.params
 def _run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[str, ...],
          slo_file: str | None, metrics_port: int | None, options: dict) -> int:
     # Loaded when the command runs: merge, compare and report must work without the engine.
+    from fastload.api import execute_options
     from fastload.config.options import RunOptions
     from fastload.report import summary as report
     from fastload.results.document import to_json
-    from fastload.runtime.execute import execute
 
     live = not quiet and sys.stderr.isatty()
 
@@ -193,7 +206,7 @@ def _run(url: str, json_path: str | None, quiet: bool, debug: bool, slos: tuple[
 
     opts = RunOptions(url=url, slo=slos, slo_file=slo_file, json_path=json_path,
                       metrics_port=metrics_port, quiet=quiet, **options)
-    outcome = execute(opts, on_warning=_warn, on_progress=on_progress if live else None)
+    outcome = execute_options(opts, on_warning=_warn, on_progress=on_progress if live else None)
     if live:
         sys.stderr.write("\r\033[K")
     for warning in outcome.late_warnings:
@@ -322,6 +335,44 @@ def report_cmd(result: str, baseline: str | None, html_path: str | None,
     except FastloadError as e:
         click.echo(f"fastload: error: {e}", err=True)
         sys.exit(e.exit_code if isinstance(e, UsageError) else 3)
+
+
+@main.command("agent", context_settings=CONTEXT)
+@click.argument("scheduler", metavar="SCHEDULER_ADDRESS")
+@click.option("--name", default=None, help="This host's name in results [default: its address].")
+@click.option("--cpus", default=None, metavar="LIST",
+              help="CPUs for runs that give no --cpus/--numa-node of their own (1, 2-7, 0,2,4).")
+@click.option("--numa-node", default=None, type=click.IntRange(min=0), metavar="N",
+              help="NUMA node for runs that give no --cpus/--numa-node of their own.")
+@click.option("--tls-ca-file", default=None, metavar="FILE", help="CA of the cluster (tls://).")
+@click.option("--tls-cert", default=None, metavar="FILE", help="This agent's certificate (tls://).")
+@click.option("--tls-key", default=None, metavar="FILE", help="This agent's private key (tls://).")
+def agent_cmd(scheduler: str, name: str | None, cpus: str | None, numa_node: int | None,
+              tls_ca_file: str | None, tls_cert: str | None, tls_key: str | None) -> None:
+    """Serve this host as a load host of `fastload run --cluster`: a Dask worker (one thread,
+    resource fastload=1) joined to SCHEDULER_ADDRESS, the scheduler started by `dask scheduler`.
+    Runs until Ctrl-C. Each run's share goes through the normal pinned engine here."""
+    try:
+        try:
+            import distributed
+        except ImportError:
+            raise UsageError("fastload agent needs Dask: pip install 'fastload[cluster]'") from None
+        from fastload.cluster import agent
+
+        files = (tls_ca_file, tls_cert, tls_key)
+        if any(files) and not all(files):
+            raise UsageError("--tls-ca-file, --tls-cert and --tls-key go together")
+        for flag, path in zip(("--tls-ca-file", "--tls-cert", "--tls-key"), files, strict=True):
+            if path is not None and not os.path.isfile(path):
+                raise UsageError(f"{flag}: file {path!r} does not exist")
+        security = None
+        if all(files):
+            security = distributed.Security(tls_ca_file=tls_ca_file, tls_worker_cert=tls_cert,
+                                            tls_worker_key=tls_key, require_encryption=True)
+        agent.serve(scheduler, name, cpus, numa_node, security)
+    except FastloadError as e:
+        click.echo(f"fastload: error: {e}", err=True)
+        sys.exit(e.exit_code)
 
 
 @main.command(context_settings=CONTEXT)

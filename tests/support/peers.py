@@ -184,6 +184,18 @@ class Peer:
             raise PeerError(f"{self.name}: started without an access log")
         return wait_stable(lambda: self._count_log(path))
 
+    def count_by_address(self) -> dict[str, int]:
+        """Requests the server logged per client address (nginx: its log's last field)."""
+        self.count_requests()  # waits for the log to settle
+        assert self.access_log is not None
+        out: dict[str, int] = {}
+        with open(self.access_log, "rb") as f:
+            for line in f:
+                if line.endswith(b"\n"):
+                    addr = line.split()[-1].decode()
+                    out[addr] = out.get(addr, 0) + 1
+        return out
+
     def _count_log(self, path: str | None) -> int:
         # Log format used by every launcher: "<method> <path> <status>" (nginx adds the length).
         assert self.access_log is not None
@@ -240,13 +252,13 @@ http {{
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
     default_type text/plain;
-    log_format fastload '$request_method $uri $status $request_length';
+    log_format fastload '$request_method $uri $status $request_length $remote_addr';
     {access_log}
     keepalive_requests 100000000;
     keepalive_timeout 300s;
     http2_max_concurrent_streams 256;
     server {{
-        listen 127.0.0.1:{port}{http2};
+        listen {host}:{port}{http2};
         location / {{ return 200 "hello world\\n"; }}
         location = /status/204 {{ return 204; }}
         location = /status/404 {{ return 404 "not found\\n"; }}
@@ -262,15 +274,18 @@ http {{
 """
 
 
-def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True) -> Peer:
-    """nginx 1 worker; ``access_log`` off for benchmarks (unbuffered log otherwise)."""
+def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True,
+          host: str = "127.0.0.1") -> Peer:
+    """nginx 1 worker on host; ``access_log`` off for benchmarks (unbuffered log otherwise).
+    The log's last field is the client's address (count_by_address)."""
     tmp = _workdir("nginx")
     peer = Peer("nginx-h2c" if h2c else "nginx", tmp)
+    peer.host = host
     d = peer.dir
-    port = free_port()
+    port = free_port(host)
     log = f"access_log {d}/access.log fastload;" if access_log else "access_log off;"
     conf = NGINX_CONF.format(d=d, port=port, http2=" http2" if h2c else "", access_log=log,
-                             DEEP_JSON="[" * 3000)
+                             DEEP_JSON="[" * 3000, host=host)
     (d / "dav" / "upload").mkdir(parents=True)
     os.chmod(d / "dav" / "upload", 0o777)  # written by the worker, 'nobody' when run as root
     (d / "nginx.conf").write_text(conf)

@@ -69,6 +69,12 @@ class RunOptions:
     metrics_port: int | None = None
     slo: Sequence[str] = ()  # build() also takes one expression as a string
     slo_file: str | None = None
+    # Several load hosts (cluster.coordinator): a Dask scheduler address or local:N
+    cluster: str | None = None
+    hosts: str | int | None = None
+    cluster_tls_ca_file: str | None = None
+    cluster_tls_cert: str | None = None
+    cluster_tls_key: str | None = None
 
     @classmethod
     def build(cls, url: str, **options: Any) -> RunOptions:

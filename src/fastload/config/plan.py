@@ -142,12 +142,14 @@ def build_plan(url: str, **options: Any) -> Plan:
     return plan_from(RunOptions.build(url, **options))
 
 
-def plan_from(o: RunOptions) -> Plan:
-    """Every option checked, one concern at a time, before any traffic."""
+def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
+    """Every option checked, one concern at a time, before any traffic. With place_here False
+    (a --cluster run) the placement options are checked for syntax only: each load host places
+    its own workers (place()), and the Plan's one worker is a placeholder."""
     target = check_target(o)
     shape = check_load_shape(o, target)
     work = check_workload(o, target, shape)
-    place = check_placement(o, shape, work)
+    place = check_placement(o, shape, work) if place_here else check_placement_syntax(o)
     out = check_outputs(o)
     protocol = target.protocol or "h1"  # https:// without --protocol: preflight asks ALPN
     return Plan(
@@ -357,20 +359,41 @@ class Placement:
 def check_placement(o: RunOptions, shape: LoadShape, work: Workload) -> Placement:
     """Where the workers run: the CPU pool this host allows (--cpus, --numa-node, --avoid-cpus),
     one worker per CPU by default, never more workers than connections or requests."""
+    placement.check_server_pid(o.server_pid)
+    limit = min(shape.connections, shape.requests or shape.connections)
+    if work.mix is not None and work.mix.replay:
+        limit = min(limit, len(work.mix.offsets_ns))
+    return place(o, limit)
+
+
+def place(o: RunOptions, limit: int | None = None) -> Placement:
+    """This host's workers and their CPUs from the placement options: no more than limit
+    workers (the connections or requests they share). Also what a --cluster agent runs."""
+    n_workers, cpu_list, avoid = _placement_options(o)
+    pool = placement.choose_pool(cpu_list, o.numa_node, avoid)
+    n_workers, cpu_groups = placement.assign_cpus(n_workers, pool)
+    if limit is not None:
+        n_workers, cpu_groups = min(n_workers, limit), cpu_groups[:limit]
+    return Placement(workers=n_workers, cpus=cpu_groups, avoid_cpus=tuple(avoid or ()))
+
+
+def check_placement_syntax(o: RunOptions) -> Placement:
+    """The placement options checked without this host's CPUs: the hosts that run the
+    workers are elsewhere."""
+    _placement_options(o)
+    if o.server_pid is not None:
+        raise UsageError("--server-pid applies to one host: it does not apply with --cluster")
+    return Placement(workers=1, cpus=((),), avoid_cpus=())
+
+
+def _placement_options(o: RunOptions) -> tuple[int | None, list[int] | None, list[int] | None]:
     n_workers = parse_count(o.workers, "--workers") if o.workers is not None else None
     cpu_list = parse_cpu_list(o.cpus) if o.cpus is not None else None
     avoid = parse_cpu_list(o.avoid_cpus, "--avoid-cpus") if o.avoid_cpus is not None else None
     if o.numa_node is not None and o.numa_node < 0:
         raise UsageError(f"--numa-node: {o.numa_node} must be a node number (0, 1, ...)")
     placement.check_pin_mode(o.pin_mode)
-    placement.check_server_pid(o.server_pid)
-    pool = placement.choose_pool(cpu_list, o.numa_node, avoid)
-    n_workers, cpu_groups = placement.assign_cpus(n_workers, pool)
-    limit = min(shape.connections, shape.requests or shape.connections)
-    if work.mix is not None and work.mix.replay:
-        limit = min(limit, len(work.mix.offsets_ns))
-    return Placement(workers=min(n_workers, limit), cpus=cpu_groups[:limit],
-                     avoid_cpus=tuple(avoid or ()))
+    return n_workers, cpu_list, avoid
 
 
 @dataclass(frozen=True)

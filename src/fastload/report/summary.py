@@ -8,6 +8,23 @@ from fastload.results.histogram import decode
 from fastload.units import format_bytes, format_count, format_us
 
 
+def _on_hosts(doc: dict) -> str:
+    hosts = doc.get("hosts")
+    if not hosts:
+        return ""
+    lost = sum(1 for h in hosts if h["lost"])
+    return f" on {len(hosts)} hosts" + (f" ({lost} lost)" if lost else "")
+
+
+def _hosts_table(hosts: list[dict]) -> list[str]:
+    lines = ["  Hosts        requests     errors   req/s    offset      start skew"]
+    for h in hosts:
+        skew = "-" if h["start_skew_ms"] is None else f"{h['start_skew_ms']:.2f}ms"
+        lines.append(f"    {h['name'][:10]:<10}{h['requests']:>10}{h['errors']:>11}{h['rps']:>9.0f}"
+                     f"{h['clock_offset_ms']:>+9.2f}ms{skew:>14}" + ("  LOST" if h["lost"] else ""))
+    return lines
+
+
 def summary(doc: dict) -> str:
     lat = doc["latency_us"]
     cfg = doc["config"]
@@ -18,7 +35,7 @@ def summary(doc: dict) -> str:
         conc += f", pipeline {cfg['pipeline']}"
     lines = [
         f"Running {doc['duration_s']:.2f}s test @ {doc['target']['url']} ({doc['target']['protocol']})",
-        f"  {cfg['workers']} workers and {conc}",
+        f"  {cfg['workers']} workers{_on_hosts(doc)} and {conc}",
         "  Latency      min        mean       stdev      max",
         "           " + "".join(f"{format_us(lat[k]):>11}" for k in ("min", "mean", "stdev", "max")),
         "  Latency distribution",
@@ -28,6 +45,8 @@ def summary(doc: dict) -> str:
     secs = doc["duration_s"] or 1.0
     lines.append(f"  {doc['requests']} requests in {doc['duration_s']:.2f}s, "
                  f"{format_bytes(doc['bytes_in'])} read")
+    if doc.get("hosts"):
+        lines += _hosts_table(doc["hosts"])
     if doc["status_codes"]:
         lines.append("  Status codes: " + ", ".join(f"{k}: {v}" for k, v in doc["status_codes"].items()))
     if doc.get("grpc_status"):

@@ -38,6 +38,7 @@ class RunOutput:
     # Doubtful set-ups found before the run (already printed); they go into the JSON too.
     warnings: list[str] = field(default_factory=list)
     server_cpu: dict | None = None  # --server-pid: host.info.ServerCPU.report()
+    start_ns: int | None = None  # the planned start on the monotonic clock (workers' start_ns)
 
 
 def to_json(doc: dict) -> str:
@@ -245,8 +246,10 @@ def checks_totals(parts: list[dict]) -> dict:
 def _open_model(doc: dict, plan, ws: list[dict], duration_s: float, requests: int, cpu_s: float,
                 wait_s: float) -> None:
     """Rate accounting and the generator's verdict on itself (is the client the bottleneck?)."""
-    lag = summary_us(merge([w["lag_histogram"] for w in ws]))
+    lag_hist = merge([w["lag_histogram"] for w in ws])
+    lag = summary_us(lag_hist)
     doc["schedule_lag_us"] = lag
+    doc["schedule_lag_histogram"] = encode(lag_hist)  # so that merged runs keep it exact
     measured = [(d, r0, r1) for d, r0, r1 in plan.stages]
     total_ns = sum(d for d, _, _ in measured)
     planned = sum(d / 1e9 * (r0 + r1) / 2 for d, r0, r1 in measured)

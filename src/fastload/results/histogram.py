@@ -7,6 +7,7 @@ import math
 from collections.abc import Iterable
 from functools import lru_cache
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -63,8 +64,11 @@ def _equivalent_values(counts_len: int, half_magnitude: int, unit_magnitude: int
 
 
 def _nonzero(h: HdrHistogram) -> list[tuple[int, int]]:
-    counts = h.counts
-    return [(i, c) for i, c in enumerate(counts) if c]
+    """(index, count) of the recorded buckets. The counts array has some 17k buckets: scanned
+    by numpy, not by a Python loop (3 ms), since the parent does this every second."""
+    counts = np.frombuffer(h.counts, dtype=np.uint64)
+    idx = np.flatnonzero(counts)
+    return list(zip(idx.tolist(), counts[idx].tolist(), strict=True))
 
 
 def _layout(h: HdrHistogram) -> tuple[list[int], list[int], list[int]]:

@@ -114,7 +114,31 @@ def merge_documents(docs: list[dict]) -> dict:
         out["by_request"] = _merge_by_request(docs, duration_s)
     if any("checks" in d for d in docs):
         out["checks"] = _merge_checks([d["checks"] for d in docs if "checks" in d])
+    if any("grpc_status" in d for d in docs):
+        out["grpc_status"] = sum_counts(d.get("grpc_status", {}) for d in docs)
+    if any("rate" in d for d in docs):
+        _merge_open_model(out, docs)
     return out
+
+
+def _merge_open_model(out: dict, docs: list[dict]) -> None:
+    """The open-model accounting of inputs that ran at the same time (hosts sharing one run's
+    rate): targets and counts add up, the worst queueing and busyness are kept."""
+    rates = [d["rate"] for d in docs if "rate" in d]
+    out["rate"] = {
+        "target": sum(r["target"] for r in rates),
+        "achieved": out["rps"],
+        "scheduled": sum(r["scheduled"] for r in rates),
+        "backlog": sum(r["backlog"] for r in rates),
+        "max_queue_delay_us": max(r["max_queue_delay_us"] for r in rates),
+        "worker_busy": max(r.get("worker_busy", 0.0) for r in rates),
+    }
+    out["generator_saturated"] = any(d.get("generator_saturated") for d in docs)
+    lags = [d.get("schedule_lag_histogram") for d in docs if "rate" in d]
+    if all(lags):
+        lag = merge(lags)
+        out["schedule_lag_us"] = summary_us(lag)
+        out["schedule_lag_histogram"] = encode(lag)
 
 
 def _merge_checks(parts: list[dict]) -> dict:

@@ -36,25 +36,45 @@ class Outcome:
         return [w for w in self.doc.get("warnings", []) if w not in self.early_warnings]
 
 
-def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = None,
-            on_progress: Callable[[Any], None] | None = None) -> Outcome:
-    """Validates everything, runs the workers, builds the result document, checks the SLOs and
-    writes the files asked for (hlog, and the JSON unless json_path is '-', which is the
-    caller's stdout)."""
-    gates = _parse_slos(options.slo, options.slo_file)
-    plan = plan_from(options)
+@dataclass
+class Prepared:
+    """A run checked and ready: its gates, its Plan (after preflight for a local run) and the
+    warnings already given."""
+
+    gates: list[slo.Slo]
+    plan: Plan
+    early: list[str]
+
+
+def prepare(options: RunOptions, on_warning: Callable[[str], None] | None,
+            place_here: bool = True) -> Prepared:
+    """Everything checked before any traffic. place_here False: a --cluster run, where each
+    load host places its own workers and checks its own limits."""
+    gates = parse_slos(options.slo, options.slo_file)
+    plan = plan_from(options, place_here=place_here)
     if any(g.metric == "checks" for g in gates) and (plan.mix is None or not plan.mix.has_checks):
         raise UsageError("--slo checks...: no response checks are configured (--check-*, scenario checks)")
-    early = placement.warnings(plan.cpus, plan.server_pid)
-    preflight.ensure_fd_limit(plan)
-    preflight.ensure_ports(plan)
-    if plan.perf_stat is not None:
+    early = placement.warnings(plan.cpus, plan.server_pid) if place_here else []
+    if place_here:
+        preflight.ensure_fd_limit(plan)
+        preflight.ensure_ports(plan)
+    if plan.perf_stat is not None and place_here:
         plan = dataclasses.replace(plan, perf_stat=perfstat.check(plan.perf_stat))
         if plan.perf_stat.note:
             early.append(plan.perf_stat.note)
     for warning in early:
         if on_warning is not None:
             on_warning(warning)
+    return Prepared(gates=gates, plan=plan, early=early)
+
+
+def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = None,
+            on_progress: Callable[[Any], None] | None = None) -> Outcome:
+    """Validates everything, runs the workers, builds the result document, checks the SLOs and
+    writes the files asked for (hlog, and the JSON unless json_path is '-', which is the
+    caller's stdout)."""
+    prep = prepare(options, on_warning)
+    plan = prep.plan
     live = server = None
     if options.metrics_port is not None:
         # Loaded on use: its HTTP server is --metrics-port's alone.
@@ -68,39 +88,47 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
             live.set_plan(plan)
         out = runner.run(
             plan,
-            on_progress=_both(on_progress, live.on_progress if live is not None else None),
+            on_progress=both(on_progress, live.on_progress if live is not None else None),
             on_tick=live.on_tick if live is not None else None,
             on_spawned=server.start if server is not None else None,
         )
     finally:
         if server is not None:
             server.close()
-    out.warnings[:0] = early
+    out.warnings[:0] = prep.early
     doc = build_result(out)
+    raised = first_check_error(out.workers)
+    return finish(options, prep, plan, doc, out.intervals, no_results=not out.workers,
+                  failed_workers=len(out.failed_workers),
+                  check_traceback=raised["traceback"] if raised is not None else None)
+
+
+def finish(options: RunOptions, prep: Prepared, plan: Plan, doc: dict, intervals: list[dict],
+           no_results: bool, failed_workers: int, check_traceback: str | None) -> Outcome:
+    """The gates checked on the finished document, and the files written (hlog, JSON)."""
     if plan.hdr_log is not None:
         with open(plan.hdr_log, "w") as f:
-            f.write(summary.hlog(out.intervals, doc["started_at"], dict(plan.tags)))
+            f.write(summary.hlog(intervals, doc["started_at"], dict(plan.tags)))
     passed = True
-    if gates:
-        doc["slo"], passed = slo.check_all(gates, doc)
+    if prep.gates:
+        doc["slo"], passed = slo.check_all(prep.gates, doc)
         doc["passed"] = passed
     if options.json_path not in (None, "-"):
         with open(options.json_path, "w") as f:
             f.write(to_json(doc))
-    raised = first_check_error(out.workers)
-    return Outcome(doc=doc, plan=plan, passed=passed, no_results=not out.workers,
-                   failed_workers=len(out.failed_workers), early_warnings=early,
-                   check_traceback=raised["traceback"] if raised is not None else None)
+    return Outcome(doc=doc, plan=plan, passed=passed, no_results=no_results,
+                   failed_workers=failed_workers, early_warnings=prep.early,
+                   check_traceback=check_traceback)
 
 
-def _parse_slos(exprs: Sequence[str], path: str | None) -> list[slo.Slo]:
+def parse_slos(exprs: Sequence[str], path: str | None) -> list[slo.Slo]:
     all_exprs = list(exprs)
     if path is not None:
         all_exprs += slo.load_file(path)
     return [slo.parse(e) for e in all_exprs]
 
 
-def _both(a: Callable[[Any], None] | None, b: Callable[[Any], None] | None
+def both(a: Callable[[Any], None] | None, b: Callable[[Any], None] | None
           ) -> Callable[[Any], None] | None:
     if a is None or b is None:
         return a or b

@@ -58,7 +58,7 @@ def _start_workers(plan: Plan, scratch: str) -> tuple[list[mp.Process], list[Con
             if wrapped:
                 spawn.set_executable(_wrapper_script(plan, i, scratch))
             parent_end, child_end = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=worker_main, args=(plan, i, child_end),
+            p = ctx.Process(target=worker_main, args=(plan, i, child_end, os.getpid()),
                             name=f"fastload-worker-{i}", daemon=True)
             p.start()
             child_end.close()
@@ -85,25 +85,29 @@ def _wrapper_script(plan: Plan, index: int, scratch: str) -> str:
 
 
 TickHook = Callable[[int, dict, float], None]
+# Given the workers' ready reports, returns the wall-clock start instant, or None to stop.
+StartGate = Callable[[dict[int, dict]], "float | None"]
 
 
 def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         stop_requested: Callable[[], bool] | None = None,
         on_tick: TickHook | None = None,
-        on_spawned: Callable[[], None] | None = None) -> RunOutput:
+        on_spawned: Callable[[], None] | None = None,
+        start_gate: StartGate | None = None) -> RunOutput:
     """Runs the plan (after preflight) and returns every worker's raw result.
 
     on_tick(worker_index, tick, elapsed_s) sees every worker's raw per-second tick as it
     arrives; on_spawned() runs once all workers are started (the place to start threads, which
-    must not exist while forking)."""
+    must not exist while forking); start_gate(ready), if given, is asked for the start instant
+    once every worker has connected (a cluster host waits there for the common start)."""
 
     with tempfile.TemporaryDirectory(prefix="fastload-") as scratch:
-        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned)
+        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned, start_gate)
 
 
 def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | None,
          stop_requested: Callable[[], bool] | None, on_tick: TickHook | None,
-         on_spawned: Callable[[], None] | None) -> RunOutput:
+         on_spawned: Callable[[], None] | None, start_gate: StartGate | None) -> RunOutput:
     procs, conns = _start_workers(plan, scratch)
     server = ServerCPU(plan.server_pid) if plan.server_pid is not None else None
     interrupted = False
@@ -130,13 +134,18 @@ def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | Non
             _broadcast(conns, ("stop",))
             raise RunError("no connection could be made to "
                            f"{plan.target.host}:{plan.target.port}" + (f": {errs[0]}" if errs else ""))
+        start_at = plan.start_at
+        if start_gate is not None and not interrupted:
+            start_at = start_gate(ready)
+            interrupted = start_at is None or sigint["hit"]
         wall, mono = time.time(), time.monotonic_ns()
         start_ns = mono + START_DELAY_NS
-        if plan.start_at is not None:
+        if start_at is not None:
             # Wall-clock rendezvous for several hosts; the monotonic clock then takes over.
-            start_ns = max(start_ns, mono + int((plan.start_at - wall) * 1e9))
+            start_ns = max(start_ns, mono + int((start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
-        out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[])
+        out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[],
+                        start_ns=start_ns)
         _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, server,
                  on_tick)
         if server is not None:
@@ -237,7 +246,7 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                 if on_tick is not None:
                     on_tick(i, tick, (tick["t_ns"] - start_ns) / 1e9)
                 if len(tick_buf[second]) == len(pending) or len(tick_buf[second]) == len(conns):
-                    interval = _merge_ticks(second, tick_buf.pop(second))
+                    interval = merge_ticks(second, tick_buf.pop(second))
                     out.intervals.append(interval)
                     if on_progress is not None:
                         on_progress(Progress(elapsed_s=second, rps=interval["requests"],
@@ -255,12 +264,13 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
             server.start()
         server.stop()
     for second in sorted(tick_buf):
-        out.intervals.append(_merge_ticks(second, tick_buf[second]))
+        out.intervals.append(merge_ticks(second, tick_buf[second]))
     out.intervals.sort(key=lambda x: x["t"])
     out.workers.sort(key=lambda w: w["index"])
 
 
-def _merge_ticks(second: int, ticks: list[dict]) -> dict:
+def merge_ticks(second: int, ticks: list[dict]) -> dict:
+    """One second's ticks of several workers (of one host or many) as one timeline interval."""
     h = None
     for t in ticks:
         d = decode(t["histogram"])

@@ -8,6 +8,7 @@ Messages from the parent: ("go", start_ns) | ("stop",).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import resource
 import signal
@@ -28,9 +29,24 @@ from fastload.host import perfstat
 from fastload.runtime.engine import Engine, build_mix
 
 TICK_S = 1.0
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
-def worker_main(plan: Plan, index: int, conn: Connection) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """Killed when the parent dies, SIGKILL included: a load generator must not go on sending
+    without the process that would collect and report. (Not the pipe's end of file: forked
+    siblings hold copies of each other's pipe ends.)"""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # it died before prctl took effect
+        os._exit(1)
+
+
+def worker_main(plan: Plan, index: int, conn: Connection, parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
     # The parent owns Ctrl-C: it asks workers to stop and still collects their results.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cpus = plan.cpus[index] if index < len(plan.cpus) else ()
