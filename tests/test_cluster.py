@@ -132,7 +132,7 @@ def test_local_cluster_open_model_rate_is_a_total(nginx_h1):
                        connections=8)
     served = nginx_h1.count_requests() - before
     assert served == doc["requests"]
-    assert abs(doc["requests"] - 3000) <= 2
+    assert abs(doc["requests"] - 3000) <= 10  # the schedule's last few may miss the deadline
     assert doc["rate"]["target"] == pytest.approx(1000)
     assert sum(h["requests"] for h in doc["hosts"]) == doc["requests"]
 

@@ -44,9 +44,9 @@ START_MARGIN_S = 0.3
 # A host that sends nothing for this long while running is lost (its network is gone even if
 # the scheduler has not noticed yet).
 SILENCE_S = 5.0
-SCHEDULER_POLL_S = 1.0
 # Beyond the runner's own 2 s stop grace: a stopped host that has not answered by then is lost.
 STOP_WAIT_S = 4.0
+WAKE: dict = {}  # an event that only wakes the watch loop
 
 
 @dataclass
@@ -299,6 +299,7 @@ class _Run:
         self._sigint = False
         self._stop_sent: float | None = None
         self._tick_buf: dict[int, list[dict]] = {}
+        self._removed: set[str] = set()  # workers the scheduler removed (its "all" topic)
         self._totals = {"requests": 0, "errors": 0}
         self._worker_base = []
         base = 0
@@ -309,6 +310,9 @@ class _Run:
     def go(self) -> None:
         topic = agent.TOPIC_PREFIX + self.run_id
         self.client.subscribe_topic(topic, self.events.put)
+        # The scheduler announces a worker it removed on its "all" topic: a lost host is
+        # known at once, without polling the scheduler.
+        self.client.subscribe_topic("all", self._on_cluster_event)
         prev = self._trap_sigint()
         try:
             for h in self.hosts:
@@ -316,6 +320,7 @@ class _Run:
                     agent.run_host, self.run_id, h.index, h.plan, key=f"fastload-{self.run_id}-{h.index}",
                     workers=[h.address], allow_other_workers=False, resources={agent.RESOURCE: 1},
                     pure=False, retries=0)
+                h.future.add_done_callback(self._wake)
             self._await_ready()
             if not self._sigint:
                 self._start()
@@ -323,6 +328,7 @@ class _Run:
         finally:
             self._restore_sigint(prev)
             self.client.unsubscribe_topic(topic)
+            self.client.unsubscribe_topic("all")
             for h in self.hosts:
                 if h.future is not None and not h.future.done():
                     h.future.cancel()  # never runs anywhere else
@@ -369,9 +375,8 @@ class _Run:
 
     def _watch(self) -> None:
         cpu0, wall0 = time.process_time(), time.monotonic()
-        next_poll = time.monotonic() + SCHEDULER_POLL_S
         while not all(h.report is not None or h.lost for h in self.hosts):
-            self._pump(0.1)
+            self._pump(1.0)
             now = time.monotonic()
             for h in self.hosts:
                 if h.report is None and not h.lost and h.future.done():
@@ -385,12 +390,9 @@ class _Run:
             if self._sigint and self._stop_sent is None:
                 self.interrupted = True
                 self._stop_all()
-            if now >= next_poll:
-                next_poll = now + SCHEDULER_POLL_S
-                present = self.client.scheduler_info()["workers"]
-                for h in self.hosts:
-                    if h.report is None and not h.lost and h.address not in present:
-                        self._lose(h, "its agent left the cluster")
+            for h in self.hosts:
+                if h.address in self._removed and h.report is None and not h.lost:
+                    self._lose(h, "its agent left the cluster")
             for h in self.hosts:
                 if h.report is None and not h.lost and not h.future.done():
                     if now - h.last_seen > SILENCE_S:
@@ -438,7 +440,21 @@ class _Run:
             except queue.Empty:
                 return
 
+    def _on_cluster_event(self, event: tuple) -> None:
+        # Runs in the Client's event loop thread: a set add, read by the watch loop.
+        msg = event[1]
+        if isinstance(msg, dict) and msg.get("action") == "remove-worker":
+            self._removed.add(msg.get("worker"))
+            self._wake()
+
+    def _wake(self, *_: object) -> None:
+        """Wakes the watch loop, which otherwise sleeps until the next tick (or 1 s): the
+        coordinator's CPU is to be negligible, so it does not poll."""
+        self.events.put((0.0, WAKE))
+
     def _event(self, msg: dict) -> None:
+        if msg is WAKE:
+            return
         h = self.hosts[msg["host"]]
         if h.lost:
             return
@@ -479,6 +495,7 @@ class _Run:
 
         def on_sigint(signum: int, frame: object) -> None:  # noqa: ARG001
             self._sigint = True
+            self._wake()
 
         return (signal.signal(signal.SIGINT, on_sigint), signal.signal(signal.SIGTERM, on_sigint))
 
