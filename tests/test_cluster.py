@@ -357,3 +357,37 @@ def test_grpc_takes_cluster_too():
     doc = json.loads(p.stdout)
     assert doc["requests"] == 600 == served["calls"] and doc["grpc_status"] == {"0": 600}
     assert [h["requests"] for h in doc["hosts"]] == [300, 300]
+
+
+@needs_root
+def test_a_host_whose_network_goes_is_lost_after_silence_and_the_run_goes_on(tmp_path):
+    with Namespaces(2, net="198.18.1") as ns:
+        server = peers.nginx(host=ns.host_ip)
+        try:
+            with DaskCluster(host=ns.host_ip) as c:
+                for name, netns in zip(("n1", "n2"), ns.names, strict=True):
+                    c.agent(name, netns)
+                out = tmp_path / "r.json"
+                proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", server.url,
+                                         "--cluster", c.address, "-R", "400", "-d", "6s", "-c", "4",
+                                         "--json", str(out), "--quiet"], stderr=subprocess.PIPE,
+                                        text=True)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and server.count_requests() < 400:
+                    time.sleep(0.05)
+                cut_at = time.time()
+                # n2's link goes down: no more ticks, no more traffic, and Dask's own
+                # heartbeat timeout is minutes away.
+                subprocess.run(["ip", "link", "set", ns._veths[1], "down"], check=True)
+                _, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, err
+                doc = json.loads(out.read_text())
+                ended_at = time.time()
+        finally:
+            server.stop()
+    n1, n2 = doc["hosts"]
+    assert n2["lost"] is True and "nothing heard from it" in n2["lost_reason"]
+    assert n1["lost"] is False and n1["requests"] == pytest.approx(1200, abs=5)
+    assert doc["complete"] is False and "host n2" in err
+    # Declared lost about 5 s after its last tick: the run ends then, not minutes later.
+    assert ended_at - cut_at < 12

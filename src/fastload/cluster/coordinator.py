@@ -367,11 +367,13 @@ class _Run:
 
     def _start(self) -> None:
         worst = max(h.offset.uncertainty_s for h in self.hosts if not h.lost)
-        self.start = time.time() + START_MARGIN_S + 2 * worst
+        now = time.time()
+        # --start-at, if given and not too near, else now plus the time the signal needs.
+        self.start = max(self.plan.start_at or 0.0, now + START_MARGIN_S + 2 * worst)
         for h in self.hosts:
             if not h.lost:
                 self._send(h, ("go", h.offset.to_host(self.start)))
-                h.last_seen = time.monotonic() + START_MARGIN_S
+                h.last_seen = time.monotonic() + (self.start - now)  # silent until it starts
 
     def _watch(self) -> None:
         cpu0, wall0 = time.process_time(), time.monotonic()
