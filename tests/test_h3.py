@@ -4,6 +4,7 @@ latency against a known delay, and the error classes of a server that misbehaves
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 
@@ -17,6 +18,16 @@ from support import peers
 from support.run import check_document, fastload, run_json
 
 H3 = ("--protocol", "h3")
+# Every test runs on each QUIC library fastload offers (--h3-backend) that is installed.
+BACKENDS = ["aioquic"] + (["qh3"] if importlib.util.find_spec("qh3") else [])
+
+
+@pytest.fixture(autouse=True, scope="module", params=BACKENDS)
+def h3_backend(request):
+    global H3
+    H3 = ("--protocol", "h3", "--h3-backend", request.param)
+    yield request.param
+    H3 = ("--protocol", "h3")
 
 
 def run_h3(url: str, *args: str) -> dict:
@@ -286,3 +297,10 @@ def test_cached_header_checks_still_reject_bad_headers():
                 [(b":status", b"200"), (b"x", b"a\r\nb")], [(b":status", b"200"), (b"x:y", b"1")]):
         with pytest.raises(MessageError):
             h3c.validate_response_headers(bad)
+
+
+def test_the_backend_is_in_the_result_and_only_for_h3(h3_server, h3_backend):
+    doc = run_h3(h3_server.url, "--insecure", "-n", "20", "-c", "1", "-w", "1")
+    assert doc["target"]["h3_backend"] == h3_backend == doc["config"]["h3_backend"]
+    p = fastload("run", "http://127.0.0.1:9/", "--h3-backend", h3_backend, "-n", "1")
+    assert p.returncode == 2 and "--h3-backend applies to --protocol h3" in p.stderr

@@ -18,7 +18,7 @@ import fastload
 SRC = Path(fastload.__file__).parent
 # Third-party modules that are optional extras: importing them inside a function is how an
 # extra stays optional.
-OPTIONAL = ("matplotlib", "grpc_tools", "google.protobuf", "dask", "distributed",
+OPTIONAL = ("matplotlib", "grpc_tools", "google.protobuf", "dask", "distributed", "qh3",
             "fastload.grpc.proto")
 # Loaded where a feature is used, because every run would otherwise pay for them at start-up
 # (measured: importing aioquic costs ~0.2 s of CPU, which a 3 s benchmark counts in its CPU
@@ -28,6 +28,7 @@ LOAD_ON_USE = {
     "fastload.runtime.metrics": "its HTTP server: only --metrics-port runs need it",
     "yaml": "only a scenario or SLO file that is not JSON is parsed as YAML",
     "fastload.cluster": "the cluster extra (Dask): only --cluster runs import it",
+    "aioquic": "an HTTP/3 run imports only the QUIC library it runs on (--h3-backend)",
 }
 # What each part of the package may import from the rest of it (besides itself). Reading the
 # table from the bottom up gives the layers: errors/units, results, report, ..., api/cli.

@@ -72,6 +72,9 @@ def main() -> None:
 @click.option("--protocol", type=click.Choice(["h1", "h2", "h3"]), default=None,
               help="Force HTTP/1.1, HTTP/2 or HTTP/3 [default: h1 for http://, ALPN h2 then h1 for "
                    "https://]. h3 is HTTP/3 over QUIC (UDP, aioquic) and needs an https:// URL.")
+@click.option("--h3-backend", type=click.Choice(["aioquic", "qh3"]), default=None,
+              help="The QUIC library of --protocol h3: aioquic (pure Python, the default) or qh3 "
+                   "(native packet core; pip install qh3).")
 @click.option("--h2c", is_flag=True, help="HTTP/2 over cleartext with prior knowledge.")
 @click.option("--insecure", "-k", is_flag=True, help="Skip TLS certificate verification.")
 @click.option("--ca", default=None, metavar="FILE", help="Trust the CA certificate(s) in FILE.")
@@ -185,7 +188,8 @@ def grpc_cmd(**kwargs) -> None:
 
 # The same load options as `run`, minus what gRPC fixes (method, body, protocol, pipelining).
 grpc_cmd.params.extend(p for p in run.params
-                       if p.name not in ("url", "method", "body", "body_file", "protocol", "pipeline")
+                       if p.name not in ("url", "method", "body", "body_file", "protocol", "pipeline",
+                                         "h3_backend")
                        and not p.name.startswith(("scenario", "replay", "check_")))
 
 

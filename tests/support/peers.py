@@ -371,6 +371,27 @@ def make_cert(d: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def make_ca_and_cert(d: Path) -> tuple[Path, Path, Path]:
+    """(CA certificate, server certificate signed by it, server key): a chain as real servers
+    have. Verifiers built on webpki (qh3's) refuse a self-signed CA certificate used as the
+    server's own ("CA used as end entity"); OpenSSL accepts both."""
+    ca_key, ca, key, csr, cert = (d / n for n in ("ca.key", "ca.pem", "key.pem", "cert.csr", "cert.pem"))
+    ext = d / "leaf.ext"
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                   "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for cmd in (
+        ["openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
+         "-subj", "/CN=fastload test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        ["openssl", "req", "-new", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=localhost"],
+        ["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+         "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext)],
+    ):
+        subprocess.run(cmd, check=True, capture_output=True)
+    return ca, cert, key
+
+
 def nghttpd_tls(cpu: int | None = None) -> TLSPeer:
     """nghttpd over TLS (ALPN h2) with a self-signed cert; '/' and '/hello.txt' are 12 bytes.
 
@@ -500,12 +521,13 @@ class H3Peer(TLSPeer):
 def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
               close_after: int = 0, no_status_every: int = 0, bad_length_every: int = 0,
               sse: str | None = None) -> H3Peer:
-    """tests/servers/h3_server.py (aioquic, 1 process) with a self-signed cert at ``.cert_path``."""
+    """tests/servers/h3_server.py (aioquic, 1 process); ``.cert_path`` is the CA that signed
+    its certificate (what --ca takes)."""
     tmp = _workdir("h3")
     peer = H3Peer("h3-server", tmp, scheme="https")
     d = peer.dir
-    peer.cert_path, peer.key_path = make_cert(d)
-    cmd = [sys.executable, str(SERVERS / "h3_server.py"), "--cert", str(peer.cert_path),
+    peer.cert_path, server_cert, peer.key_path = make_ca_and_cert(d)
+    cmd = [sys.executable, str(SERVERS / "h3_server.py"), "--cert", str(server_cert),
            "--key", str(peer.key_path), "--host", peer.host, "--port", "0", "--delay", delay,
            "--reset-every", str(reset_every), "--close-after", str(close_after),
            "--no-status-every", str(no_status_every), "--bad-length-every", str(bad_length_every)]

@@ -34,6 +34,7 @@ class RunOptions:
     h2c: bool = False
     insecure: bool = False
     ca: str | None = None
+    h3_backend: str | None = None  # --h3-backend: aioquic (default) or qh3
     # Workload
     method: str = "GET"
     headers: Sequence[str] = ()

@@ -22,6 +22,8 @@ from fastload.workload.mix import Mix, single
 from fastload.workload.replay import parse_replay
 from fastload.workload.scenario import parse_scenario
 
+# The QUIC libraries HTTP/3 can run on (fastload.h3.backends); the first is the default.
+H3_BACKENDS = ("aioquic", "qh3")
 MAX_PIPELINE = 1024
 MAX_STREAMS = 1 << 16
 
@@ -63,6 +65,7 @@ class Plan:
     avoid_cpus: tuple[int, ...] = ()
     server_pid: int | None = None
     mix: Mix | None = None  # --scenario / --replay / --check-*: variants picked per request
+    h3_backend: str = H3_BACKENDS[0]  # --h3-backend: the QUIC library of --protocol h3
 
     @property
     def paced(self) -> bool:
@@ -128,6 +131,7 @@ class Plan:
             "numa_node": self.numa_node,
             "avoid_cpus": list(self.avoid_cpus),
             "server_pid": self.server_pid,
+            **({"h3_backend": self.h3_backend} if self.protocol == "h3" else {}),
             **({"scenario": self.mix.config()} if self.mix is not None else {}),
         }
 
@@ -164,6 +168,7 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
         start_at=o.start_at, tags=out.tags, hdr_log=o.hdr_log, grpc=target.grpc,
         perf_stat=out.perf_stat, pin_mode=o.pin_mode, numa_node=o.numa_node,
         avoid_cpus=place.avoid_cpus, server_pid=o.server_pid, mix=work.mix,
+        h3_backend=target.h3_backend,
     )
 
 
@@ -179,6 +184,7 @@ class TargetSpec:
     body_file: str | None
     checks: CheckSpec  # --check-* flags
     sample: float
+    h3_backend: str
 
 
 def check_target(o: RunOptions) -> TargetSpec:
@@ -243,8 +249,16 @@ def check_target(o: RunOptions) -> TargetSpec:
             raise UsageError("--ca applies to https:// URLs")
         if not os.path.isfile(o.ca):
             raise UsageError(f"--ca: file {o.ca!r} does not exist")
+    h3_backend = H3_BACKENDS[0]
+    if o.h3_backend is not None:
+        if protocol != "h3":
+            raise UsageError("--h3-backend applies to --protocol h3")
+        if o.h3_backend not in H3_BACKENDS:
+            raise UsageError(f"--h3-backend: {o.h3_backend!r} must be one of {', '.join(H3_BACKENDS)}")
+        h3_backend = o.h3_backend
     return TargetSpec(target=target, protocol=protocol, h2c=h2c, grpc=grpc, method=method,
-                      headers=headers, body=body, body_file=body_file, checks=checks, sample=sample)
+                      headers=headers, body=body, body_file=body_file, checks=checks, sample=sample,
+                      h3_backend=h3_backend)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ pyproject.toml pins the aioquic versions these were checked against.
 - h3.connection.validate_header_name/validate_header_value: replaced by caching wrappers.
 - H3Connection._check_content_length: overridden (HEAD and 304 responses).
 - QuicConnection._ack_delay: set to 0 (ACKs ride with the next requests).
+- QuicConnection._remote_max_streams_bidi: read (the server's MAX_STREAMS).
+- QuicConnection._close_event: read by the session (a decided close, before its event).
 """
 
 from __future__ import annotations
@@ -75,3 +77,10 @@ def ack_at_once(quic: QuicConnection) -> None:
     and everything still works, only with more packets."""
     if hasattr(quic, "_ack_delay"):
         quic._ack_delay = 0.0
+
+
+def remote_max_streams_bidi(quic: QuicConnection) -> int:
+    """The server's MAX_STREAMS for bidirectional streams (a running total): past it aioquic
+    would queue a new stream unsent while its request's clock runs. Without the attribute,
+    no limit is seen and aioquic's queueing applies."""
+    return getattr(quic, "_remote_max_streams_bidi", 1 << 62)

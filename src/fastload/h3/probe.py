@@ -6,6 +6,7 @@ import asyncio
 
 from fastload import native
 from fastload.config.plan import Plan
+from fastload.h3.backends import check, load
 from fastload.h3.session import H3Request, H3Session, connect, make_configuration
 
 
@@ -18,7 +19,9 @@ class _ProbeEngine:
 
 
 def probe(plan: Plan, timeout_s: float) -> str | None:
-    """One QUIC handshake before any worker starts (the h3 preflight): None, or why it failed."""
+    """One QUIC handshake before any worker starts (the h3 preflight): None, or why it failed.
+    A --h3-backend that is not installed is a UsageError (exit 2)."""
+    backend = load(check(plan.h3_backend))
     loop = asyncio.new_event_loop()
     try:
         async def attempt() -> str | None:
@@ -26,7 +29,7 @@ def probe(plan: Plan, timeout_s: float) -> str | None:
             t = plan.target
             session, reason = await connect(
                 loop, lambda: H3Session(_ProbeEngine(), stats, make_configuration(plan),
-                                        H3Request(plan), 1, timeout_s), t.host, t.port)
+                                        H3Request(plan), 1, timeout_s, backend), t.host, t.port)
             if session is not None:
                 session.stop()
                 await asyncio.sleep(0)  # let the transport finish closing before the loop does

@@ -1,5 +1,5 @@
-"""HTTP/3 over QUIC on aioquic: one H3Session per QUIC connection with up to `streams` requests
-in flight, driven by a connected UDP endpoint on the worker's event loop and recorded through
+"""HTTP/3 over QUIC (aioquic, or qh3 with --h3-backend): one H3Session per QUIC connection with
+up to `streams` requests in flight, driven by a connected UDP endpoint on the worker's event loop and recorded through
 the same WorkerStats (schedule, quota, histograms, error classes) as the native sessions.
 
 aioquic is pure Python, so this path costs Python objects per packet and per request; what it
@@ -16,21 +16,10 @@ import ssl
 import time
 from typing import Any
 
-from aioquic.h3.connection import H3_ALPN, ErrorCode
-from aioquic.h3.events import DataReceived, HeadersReceived
-from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
-from aioquic.quic.events import (
-    ConnectionTerminated,
-    HandshakeCompleted,
-    StreamDataReceived,
-    StreamReset,
-)
-
 from fastload import native
 from fastload.config.plan import Plan
 from fastload.errors import certificate_rejected
-from fastload.h3.aioquic_internals import ClientH3, ack_at_once
+from fastload.h3.backends import Backend, load
 from fastload.workload.wire import h2_header_list
 
 monotonic_ns = native.monotonic_ns
@@ -41,21 +30,21 @@ _ALERT_NO_APPLICATION_PROTOCOL = 120
 # QUIC transport errors (RFC 9000 §20.1) that say a peer broke the protocol; the others (no
 # error, internal error, refused, idle timeout...) end a connection without blaming the bytes.
 _TRANSPORT_PROTOCOL_ERRORS = {0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0xa, 0xb, 0xd, 0xe, 0xf, 0x10}
-# HTTP/3 (RFC 9114 §8.1) and QPACK (RFC 9204 §6) errors that mean malformed HTTP/3.
-_H3_PROTOCOL_ERRORS = {
-    ErrorCode.H3_GENERAL_PROTOCOL_ERROR, ErrorCode.H3_STREAM_CREATION_ERROR,
-    ErrorCode.H3_CLOSED_CRITICAL_STREAM, ErrorCode.H3_FRAME_UNEXPECTED, ErrorCode.H3_FRAME_ERROR,
-    ErrorCode.H3_ID_ERROR, ErrorCode.H3_SETTINGS_ERROR, ErrorCode.H3_MISSING_SETTINGS,
-    ErrorCode.H3_MESSAGE_ERROR, 0x200, 0x201, 0x202,
-}
-_CANCELLED = int(ErrorCode.H3_REQUEST_CANCELLED)
+# HTTP/3 (RFC 9114 §8.1) and QPACK (RFC 9204 §6) errors that mean malformed HTTP/3: general
+# protocol, stream creation, closed critical stream, frame unexpected, frame, id, settings,
+# missing settings, message; QPACK decompression, encoder and decoder stream.
+_H3_PROTOCOL_ERRORS = {0x101, 0x103, 0x104, 0x105, 0x106, 0x108, 0x109, 0x10A, 0x10E,
+                       0x200, 0x201, 0x202}
+_H3_NO_ERROR = 0x100
+_CANCELLED = 0x10C  # H3_REQUEST_CANCELLED
 
 
-def make_configuration(plan: Plan) -> QuicConfiguration:
+def make_configuration(plan: Plan) -> Any:
     """Client QUIC/TLS settings from the plan: verification on unless --insecure, --ca added."""
-    config = QuicConfiguration(
+    b = load(plan.h3_backend)
+    config = b.QuicConfiguration(
         is_client=True,
-        alpn_protocols=H3_ALPN,
+        alpn_protocols=b.H3_ALPN,
         server_name=plan.target.host,
         verify_mode=ssl.CERT_NONE if plan.insecure else ssl.CERT_REQUIRED,
         # Requests are timed out by the engine (--timeout); the idle timeout only has to outlast it.
@@ -66,7 +55,7 @@ def make_configuration(plan: Plan) -> QuicConfiguration:
     return config
 
 
-def termination_class(event: ConnectionTerminated) -> int:
+def termination_class(event: Any) -> int:
     """Error class of the requests in flight on a connection that ended with `event`."""
     code = event.error_code
     if event.frame_type is None:  # APPLICATION_CLOSE: an HTTP/3 or QPACK code
@@ -76,7 +65,7 @@ def termination_class(event: ConnectionTerminated) -> int:
     return native.ERROR_RESET
 
 
-def handshake_error(event: ConnectionTerminated, host: str, port: int) -> str:
+def handshake_error(event: Any, host: str, port: int) -> str:
     """One line for a connection that ended before its handshake completed."""
     reason = event.reason_phrase or f"error 0x{event.error_code:x}"
     if event.frame_type is not None and 0x100 <= event.error_code <= 0x1FF:
@@ -86,6 +75,14 @@ def handshake_error(event: ConnectionTerminated, host: str, port: int) -> str:
         if alert == _ALERT_NO_APPLICATION_PROTOCOL:
             return f"server at {host}:{port} did not negotiate h3 by ALPN"
     return f"QUIC handshake with {host}:{port} failed: {reason}"
+
+
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
+    """The announced body length, -1 if none or unreadable (then not checked)."""
+    for name, value in headers:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
 
 
 def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -111,16 +108,19 @@ class H3Session(asyncio.DatagramProtocol):
     index, fill(), stop(), expire(), oldest_sent_ns(), inflight; it learns about the handshake
     through `handshake` (a future: None on success, else a one-line reason)."""
 
-    def __init__(self, engine: Any, stats: native.WorkerStats, configuration: QuicConfiguration,
-                 request: H3Request, streams: int, handshake_timeout_s: float) -> None:
+    def __init__(self, engine: Any, stats: native.WorkerStats, configuration: Any,
+                 request: H3Request, streams: int, handshake_timeout_s: float,
+                 backend: Backend) -> None:
         self.engine = engine
         self.stats = stats
         self.rec = native.Recorder(stats)
         self.index = -1
         self.loop = asyncio.get_running_loop()
-        self.quic = QuicConnection(configuration=configuration)
-        ack_at_once(self.quic)
-        self.h3 = ClientH3(self.quic)
+        self.b = backend
+        self.quic = backend.QuicConnection(configuration=configuration)
+        backend.prepare(self.quic)
+        self.h3 = backend.ClientH3(self.quic)
+        self._check_length = not backend.checks_content_length
         self.head = request.head
         self.headers = request.headers
         self.body = request.body
@@ -159,7 +159,7 @@ class H3Session(asyncio.DatagramProtocol):
         if self.closed or self.transport is None:
             return
         # Tell the server (one CONNECTION_CLOSE datagram) rather than leave it to time out.
-        self.quic.close(error_code=ErrorCode.H3_NO_ERROR)
+        self.quic.close(error_code=_H3_NO_ERROR)
         self._transmit()
         self._close()
 
@@ -252,11 +252,10 @@ class H3Session(asyncio.DatagramProtocol):
         now = monotonic_ns()
         n = 0
         quic, h3, headers, body = self.quic, self.h3, self.headers, self.body
-        # The server's MAX_STREAMS: past it aioquic would queue the stream unsent while its
-        # request's clock runs. Like h2 under SETTINGS_MAX_CONCURRENT_STREAMS, wait for the
-        # server to grant more (MAX_STREAMS frames arrive as streams complete). Private
-        # attribute: without it, aioquic's queueing applies.
-        max_streams = getattr(quic, "_remote_max_streams_bidi", 1 << 62)
+        # The server's MAX_STREAMS: past it the library would queue or refuse the stream. Like
+        # h2 under SETTINGS_MAX_CONCURRENT_STREAMS, wait for the server to grant more
+        # (MAX_STREAMS frames arrive as streams complete).
+        max_streams = self.b.max_streams_bidi(quic)
         while len(open_) < self.streams and rec.may_start(now):
             sid = quic.get_next_available_stream_id()
             if sid >> 2 >= max_streams:  # client bidi streams are 0, 4, 8...: sid/4 opened
@@ -267,8 +266,9 @@ class H3Session(asyncio.DatagramProtocol):
             h3.send_headers(sid, headers, end_stream=not body)
             if body:
                 h3.send_data(sid, body, end_stream=True)
-            # intended, sent, status, first byte, SSE scanner, events, last event time
-            r = [t, now, 0, 0, None, 0, -1]
+            # intended, sent, status, first byte, SSE scanner, events, last event time,
+            # Content-Length (-1: none), body bytes received
+            r = [t, now, 0, 0, None, 0, -1, -1, 0]
             open_[sid] = r
             self._unsent.append(r)
             rec.on_sent(now, 1)  # before the next may_start: the -n quota counts it
@@ -335,21 +335,21 @@ class H3Session(asyncio.DatagramProtocol):
             self._transmit()
 
     def _process_events(self, now: int) -> None:
-        quic, h3 = self.quic, self.h3
+        quic, h3, b = self.quic, self.h3, self.b
         event = quic.next_event()
         while event is not None:
             kind = type(event)
-            if kind is StreamDataReceived:
+            if kind is b.StreamDataReceived:
                 for h in h3.handle_event(event):
                     self._on_h3_event(h, now)
-            elif kind is StreamReset:
+            elif kind is b.StreamReset:
                 r = self.open.pop(event.stream_id, None)
                 if r is not None:
                     self.rec.on_failure(native.ERROR_RESET, r[0], now, 1)
                 h3.handle_event(event)
-            elif kind is HandshakeCompleted:
+            elif kind is b.HandshakeCompleted:
                 self._handshake_done()
-            elif kind is ConnectionTerminated:
+            elif kind is b.ConnectionTerminated:
                 self._terminated(event)
                 return
             else:
@@ -362,7 +362,7 @@ class H3Session(asyncio.DatagramProtocol):
             # A stream we gave up on (timeout), or a control/push stream.
             self.h3.length_mismatch.discard(h.stream_id)
             return
-        if type(h) is HeadersReceived:
+        if type(h) is self.b.HeadersReceived:
             if r[3] == 0:
                 r[3] = now
             if r[2] == 0:
@@ -372,9 +372,13 @@ class H3Session(asyncio.DatagramProtocol):
                         if status >= 200 or status < 100:  # 1xx: interim, wait for the final one
                             r[2] = status
                         break
-                if r[2] >= 200 and _is_event_stream(h.headers):
-                    r[4] = native.StreamScanner("sse")
-        elif type(h) is DataReceived:
+                if r[2] >= 200:
+                    if _is_event_stream(h.headers):
+                        r[4] = native.StreamScanner("sse")
+                    if self._check_length:
+                        r[7] = _content_length(h.headers)
+        elif type(h) is self.b.DataReceived:
+            r[8] += len(h.data)
             if r[4] is not None and h.data:
                 k = r[4].feed(h.data)
                 if k:
@@ -388,6 +392,8 @@ class H3Session(asyncio.DatagramProtocol):
             bad_length = False
             if self.h3.length_mismatch and h.stream_id in self.h3.length_mismatch:
                 self.h3.length_mismatch.discard(h.stream_id)
+                bad_length = not (self.head or r[2] == 304)
+            elif r[7] >= 0 and r[8] != r[7]:
                 bad_length = not (self.head or r[2] == 304)
             if r[2] <= 0 or bad_length:
                 # Ended without a final status, or with a body that is not the length it
@@ -426,7 +432,7 @@ class H3Session(asyncio.DatagramProtocol):
         if event is not None and not self.closed:
             self._terminated(event)
 
-    def _terminated(self, event: ConnectionTerminated) -> None:
+    def _terminated(self, event: Any) -> None:
         if self.closed:
             return
         self._transmit()  # our CONNECTION_CLOSE, if we are the side closing

@@ -96,7 +96,8 @@ def build_result(out: RunOutput) -> dict:
     doc = {
         "schema": SCHEMA,
         "version": __version__,
-        "target": {"url": plan.target.url, "protocol": plan.protocol},
+        "target": {"url": plan.target.url, "protocol": plan.protocol,
+                   **({"h3_backend": plan.h3_backend} if plan.protocol == "h3" else {})},
         "config": plan.config(),
         "started_at": out.started_at,
         "duration_s": duration_s,

@@ -85,10 +85,10 @@ class Engine:
         if plan.protocol == "h3":
             # Loaded on use: aioquic costs ~0.3 s of start-up CPU that no h1/h2 run should pay.
             from fastload.h3 import session as h3
-            from fastload.h3.aioquic_internals import cache_header_checks
+            from fastload.h3.backends import load
 
-            # QUIC does its own TLS (aioquic).
-            cache_header_checks()
+            # QUIC does its own TLS.
+            self.h3_backend = load(plan.h3_backend)
             self.h3 = h3
             self.h3_config = h3.make_configuration(plan)
             self.h3_request = h3.H3Request(plan)
@@ -107,7 +107,7 @@ class Engine:
     def _new_session(self, index: int) -> native._Session:
         if self.plan.protocol == "h3":
             s = self.h3.H3Session(self, self.stats, self.h3_config, self.h3_request,
-                                  self.plan.streams, self.plan.timeout_ns / 1e9)
+                                  self.plan.streams, self.plan.timeout_ns / 1e9, self.h3_backend)
         elif self.plan.protocol == "h2":
             first, steady, need, stateless = self.h2_blocks
             s = native.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
