@@ -1,12 +1,14 @@
 """A TCP echo server: every byte read is written back on the same connection, in order.
 
-python tests/servers/echo_server.py -> prints "listening on 127.0.0.1:PORT". The reference for
-the fault proxy's byte transparency: what comes back must be what was sent.
+python tests/servers/echo_server.py [HOST] -> prints "listening on HOST:PORT" (default host
+127.0.0.1). The reference for the fault proxy's byte transparency (what comes back must be what
+was sent) and the peer of the netem tests in a network namespace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 
 class Echo(asyncio.Protocol):
@@ -29,8 +31,9 @@ class Echo(asyncio.Protocol):
 
 async def main() -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(Echo, "127.0.0.1", 0)
-    print(f"listening on 127.0.0.1:{server.sockets[0].getsockname()[1]}", flush=True)
+    host = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1"
+    server = await loop.create_server(Echo, host, 0)
+    print(f"listening on {host}:{server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 
 
