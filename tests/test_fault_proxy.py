@@ -23,8 +23,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload.faults.proxy import ProxyProcess
-from fastload.faults.spec import FaultSpec, ProxySpec, parse_faults
+from fastload.faults.proxy import LOAD_PATH, ProxyProcess, proxies_for
+from fastload.faults.spec import FaultSpec, ProxySpec, parse_fault_proxies, parse_faults
 from support import SERVERS
 from support.peers import free_port
 from support.run import run_json
@@ -366,3 +366,22 @@ def test_stats_are_json(idle_proxy, echo_port):
         final = pp.stop()
     assert final["t"]["connections"] == 1
     assert final["t"]["bytes_up"] == final["t"]["bytes_down"] == 3
+
+
+def test_proxies_for_a_run(nginx_h1):
+    """Named proxies get their windows; windows without @TARGET get a proxy in front of the URL,
+    on a port picked at start; both run in one process."""
+    faults = parse_faults(["0s-60s:http_status=418", "0s-60s@side:http_status=503"])
+    side = free_port()
+    named = parse_fault_proxies([f"side=127.0.0.1:{side}=127.0.0.1:{nginx_h1.port}"])
+    plan = proxies_for(faults, named, "127.0.0.1", nginx_h1.port)
+    assert [(p.name, [f.name for f in fs]) for p, fs in plan] == [("side", ["fault2"]),
+                                                                 (LOAD_PATH, ["fault1"])]
+    with ProxyProcess(plan) as pp:
+        pp.schedule(time.monotonic_ns())
+        assert pp.listen["side"] == ("127.0.0.1", side) and pp.listen[LOAD_PATH][1] > 0
+        for port, status in ((side, 503), (pp.listen[LOAD_PATH][1], 418)):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            c.request("GET", "/")
+            assert c.getresponse().status == status
+            c.close()

@@ -246,7 +246,7 @@ http {{
     keepalive_timeout 300s;
     http2_max_concurrent_streams 256;
     server {{
-        listen 127.0.0.1:{port}{http2};
+        listen {host}:{port}{http2};
         location / {{ return 200 "hello world\\n"; }}
         location = /status/204 {{ return 204; }}
         location = /status/404 {{ return 404 "not found\\n"; }}
@@ -262,14 +262,17 @@ http {{
 """
 
 
-def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True) -> Peer:
-    """nginx 1 worker; ``access_log`` off for benchmarks (unbuffered log otherwise)."""
+def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True,
+          host: str = "127.0.0.1") -> Peer:
+    """nginx 1 worker; ``access_log`` off for benchmarks (unbuffered log otherwise); ``host``:
+    another address to listen on (bench/faults.py: one inside a network namespace)."""
     tmp = _workdir("nginx")
     peer = Peer("nginx-h2c" if h2c else "nginx", tmp)
+    peer.host = host
     d = peer.dir
-    port = free_port()
+    port = free_port(host)
     log = f"access_log {d}/access.log fastload;" if access_log else "access_log off;"
-    conf = NGINX_CONF.format(d=d, port=port, http2=" http2" if h2c else "", access_log=log,
+    conf = NGINX_CONF.format(d=d, host=host, port=port, http2=" http2" if h2c else "", access_log=log,
                              DEEP_JSON="[" * 3000)
     (d / "dav" / "upload").mkdir(parents=True)
     os.chmod(d / "dav" / "upload", 0o777)  # written by the worker, 'nobody' when run as root
@@ -534,8 +537,9 @@ def caddy(cpu: int | None = None) -> TLSPeer:
 # --------------------------------------------------------------------------- as a program (bench/)
 
 LAUNCHERS: dict[str, Callable[[argparse.Namespace], Peer]] = {
-    "nginx": lambda a: nginx(h2c=False, cpu=a.cpu, access_log=not a.no_access_log),
-    "nginx-h2c": lambda a: nginx(h2c=True, cpu=a.cpu, access_log=not a.no_access_log),
+    "nginx": lambda a: nginx(h2c=False, cpu=a.cpu, access_log=not a.no_access_log, host=a.host),
+    "nginx-h2c": lambda a: nginx(h2c=True, cpu=a.cpu, access_log=not a.no_access_log,
+                                 host=a.host),
     "h2o": lambda a: h2o(cpu=a.cpu, access_log=not a.no_access_log),
     "nghttpd-tls": lambda a: nghttpd_tls(cpu=a.cpu),
     "fastload": lambda a: fastload_server(delay=a.delay, cpu=a.cpu),
@@ -552,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", type=int, default=None, help="pin the server with taskset -c CPU")
     ap.add_argument("--no-access-log", action="store_true", help="nginx, h2o: no access log")
     ap.add_argument("--delay", default="0", help="fastload, h3: response delay (e.g. 5ms)")
+    ap.add_argument("--host", default="127.0.0.1", help="nginx: the address to listen on")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on the way out
     try:

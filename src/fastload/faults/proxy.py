@@ -690,6 +690,24 @@ class FaultProxy:
 
 # --------------------------------------------------------------------------- a process of proxies
 
+# The proxy in front of the URL, for windows without @TARGET. Not a name a user can type
+# (names start with a letter, digit or '_'), so it never collides with a --fault-proxy.
+LOAD_PATH = "(url)"
+
+
+def proxies_for(faults: Sequence[FaultSpec], proxies: Sequence[ProxySpec],
+                url_host: str, url_port: int) -> list[tuple[ProxySpec, list[FaultSpec]]]:
+    """What a ProxyProcess runs for a run: every --fault-proxy with its windows, and, when some
+    window has no @TARGET, LOAD_PATH on a free loopback port in front of the URL (the workers
+    then connect to its address, given by start())."""
+    out = [(p, [f for f in faults if f.target == p.name]) for p in proxies]
+    own = [f for f in faults if f.target is None]
+    if own:
+        loopback = "::1" if ":" in url_host else "127.0.0.1"
+        out.append((ProxySpec(LOAD_PATH, loopback, 0, url_host, url_port), own))
+    return out
+
+
 
 def _fault_to_json(f: FaultSpec) -> dict:
     d = asdict(f)
