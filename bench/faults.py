@@ -1,9 +1,9 @@
 """What an idle fault mechanism costs (not a test; ~3 min with the defaults).
 
 - **proxy**: nginx (1 worker, no access log) on CPU 0, `fastload run` on CPU 1, and the fault
-  proxy (`fastload.faults.proxy.ProxyProcess`, no window) pinned to --proxy-cpu (default 0, beside
-  the server: this machine has 2 cores, so it shares one with someone). Direct and through the
-  proxy, alternating, for h1 (-c 64) and h2c (-c 8 -m 32).
+  proxy (`fastload.faults.proxy.ProxyProcess`, no window) pinned to each CPU of --proxy-cpus
+  (default 0,1: this machine has 2 cores, so it shares one with the server or with the client).
+  Direct and through each proxy, alternating, for h1 (-c 64) and h2c (-c 8 -m 32).
 - **netem** (root only): the same nginx inside a network namespace behind a veth pair (addresses
   from 198.18.0.0/15), reached directly, and with fastload's tc tree installed on the veth (htb
   root, u32 filter to the server, idle leaf): what a run pays between its windows. A namespace
@@ -11,7 +11,7 @@
 
 Medians of --reps alternating runs; ratios are through / direct.
 
-    python3 bench/faults.py [--duration 5] [--reps 3] [--proxy-cpu 0] [--only proxy|netem]
+    python3 bench/faults.py [--duration 5] [--reps 3] [--proxy-cpus 0,1] [--only proxy|netem]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from urllib.parse import urlsplit
 
 from fastload.faults.netem import Netem
@@ -53,19 +53,20 @@ def median_rows(runs: list[dict]) -> dict:
 
 def bench_proxy(scenario: str, args: argparse.Namespace) -> dict[str, dict]:
     kind = SCENARIOS[scenario][0]
-    runs: dict[str, list[dict]] = {"direct": [], "proxy": []}
-    with Server(kind, "--no-access-log", cpu=0) as server:
+    runs: dict[str, list[dict]] = {"direct": []}
+    with Server(kind, "--no-access-log", cpu=0) as server, ExitStack() as stack:
         u = urlsplit(server.url)
         spec = ProxySpec("bench", "127.0.0.1", 0, u.hostname or "127.0.0.1", u.port or 80)
-        with ProxyProcess([(spec, [])], cpus=[args.proxy_cpu]) as proxy:
+        via = {}
+        for cpu in args.proxy_cpus:
+            proxy = stack.enter_context(ProxyProcess([(spec, [])], cpus=[cpu]))
             host, port = proxy.listen["bench"]
-            via = f"http://{host}:{port}/"
-            for _ in range(args.reps):
-                runs["direct"].append(load(server.url, scenario, args.duration))
-                runs["proxy"].append(load(via, scenario, args.duration))
-            stats = proxy.stats()["bench"]
-    print(f"  {scenario}: proxy forwarded {stats['bytes_up']:,} B up, {stats['bytes_down']:,} B"
-          f" down over {stats['connections']} connections", file=sys.stderr)
+            via[f"proxy on CPU {cpu}"] = f"http://{host}:{port}/"
+            runs[f"proxy on CPU {cpu}"] = []
+        for _ in range(args.reps):
+            runs["direct"].append(load(server.url, scenario, args.duration))
+            for path, url in via.items():
+                runs[path].append(load(url, scenario, args.duration))
     return {k: median_rows(v) for k, v in runs.items()}
 
 
@@ -119,13 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--proxy-cpu", type=int, default=0)
+    ap.add_argument("--proxy-cpus", type=lambda t: [int(c) for c in t.split(",")],
+                    default=[0, 1])
     ap.add_argument("--only", choices=("proxy", "netem"))
     args = ap.parse_args(argv)
     if args.only != "netem":
         results = {s: bench_proxy(s, args) for s in SCENARIOS}
-        table(f"Idle fault proxy (CPU {args.proxy_cpu}) vs direct: {args.duration} s runs,"
-              f" medians of {args.reps}", results, "direct")
+        table(f"Idle fault proxy vs direct: {args.duration} s runs, medians of {args.reps}",
+              results, "direct")
     if args.only != "proxy":
         if os.geteuid() != 0:
             print("\nnetem: skipped (needs root)")

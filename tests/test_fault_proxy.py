@@ -385,3 +385,33 @@ def test_proxies_for_a_run(nginx_h1):
             c.request("GET", "/")
             assert c.getresponse().status == status
             c.close()
+
+
+_PARENT = """
+import time
+from fastload.faults.proxy import ProxyProcess
+from fastload.faults.spec import ProxySpec
+pp = ProxyProcess([(ProxySpec("t", "127.0.0.1", 0, "127.0.0.1", 9), [])])
+pp.start()
+print(pp.proc.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_proxy_process_ends_with_its_parent():
+    """A run's parent SIGKILLed: the proxy sees its stdin close and exits (nothing to clean)."""
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.kill()
+    parent.wait(timeout=10)
+    parent.stdout.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.02)
+    os.kill(child, signal.SIGKILL)
+    pytest.fail("the proxy process outlived its parent")

@@ -133,8 +133,7 @@ class _Lane:
 class _Conn:
     """One proxied connection: the client side (accepted) and the upstream side."""
 
-    __slots__ = ("proxy", "loop", "client", "upstream", "fault", "plain", "lanes", "pending",
-                 "held", "held_eof", "paused", "closed", "eof", "req", "resp", "queue",
+    __slots__ = ("proxy", "loop", "client", "upstream", "fault", "plain", "lanes", "held", "held_eof", "paused", "closed", "eof", "req", "resp", "queue",
                  "current", "interim", "close_after")
 
     def __init__(self, proxy: FaultProxy):
@@ -791,11 +790,14 @@ class ProxyProcess:
         self.listen: dict[str, tuple[str, int]] = {}
 
     def start(self, timeout_s: float = 10.0) -> dict[str, tuple[str, int]]:
-        # stderr to a file: a pipe nobody reads would block the child once full.
+        # stderr to a file: a pipe nobody reads would block the child once full. A session of
+        # its own: a Ctrl-C at the terminal goes to the run, which stops the proxy when it has
+        # read the final counters (and if the run dies, the child's stdin closes).
         self._stderr = tempfile.TemporaryFile(mode="w+")  # type: ignore[assignment]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastload.faults.proxy", "--control"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            start_new_session=True)
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(self.config) + "\n")
         self.proc.stdin.flush()
