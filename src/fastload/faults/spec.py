@@ -134,17 +134,18 @@ def parse_fault(text: str, position: int = 1) -> FaultSpec:
     if kind not in _VALUED and eq:
         raise UsageError(f"{where}: {kind} takes no value (write {kind}, not {first!r})")
 
-    fields: dict[str, object] = {}
+    latency_ns = jitter_ns = bytes_per_s = status = 0
+    loss, p, direction = 0.0, 1.0, "down"
     if kind == "latency":
-        fields["latency_ns"] = parse_duration_ns(value, f"{where}: latency")
+        latency_ns = parse_duration_ns(value, f"{where}: latency")
     elif kind == "bandwidth":
-        fields["bytes_per_s"] = parse_size_bytes(value.removesuffix("/s"), f"{where}: bandwidth")
+        bytes_per_s = parse_size_bytes(value.removesuffix("/s"), f"{where}: bandwidth")
     elif kind == "http_status":
         if not re.fullmatch(r"[2-5]\d\d", value):
             raise UsageError(f"{where}: http_status {value!r} is not a final status code 200-599")
-        fields["status"] = int(value)
+        status = int(value)
     elif kind == "loss":
-        fields["loss"] = _probability(value, f"{where}: loss")
+        loss = _probability(value, f"{where}: loss")
 
     name = f"fault{position}"
     seen: set[str] = set()
@@ -164,17 +165,19 @@ def parse_fault(text: str, position: int = 1) -> FaultSpec:
                                  " and not baseline or recovery-*")
             name = val
         elif key == "jitter":
-            fields["jitter_ns"] = parse_duration_ns(val, f"{where}: jitter", allow_zero=True)
+            jitter_ns = parse_duration_ns(val, f"{where}: jitter", allow_zero=True)
         elif key == "dir":
             if val not in DIRECTIONS:
                 raise UsageError(f"{where}: dir {val!r} must be down, up or both")
-            fields["direction"] = val
+            direction = val
         elif key == "p":
-            fields["p"] = _probability(val, f"{where}: p")
-    if int(fields.get("jitter_ns", 0)) > int(fields.get("latency_ns", 0)):  # type: ignore[call-overload]
+            p = _probability(val, f"{where}: p")
+    if jitter_ns > latency_ns:
         raise UsageError(f"{where}: jitter is larger than the latency (a delay cannot be negative)")
     return FaultSpec(name=name, start_ns=start_ns, end_ns=end_ns, target=target if at else None,
-                     kind=kind, spec=text, explicit=frozenset(seen), **fields)  # type: ignore[arg-type]
+                     kind=kind, spec=text, latency_ns=latency_ns, jitter_ns=jitter_ns,
+                     direction=direction, bytes_per_s=bytes_per_s, status=status, loss=loss, p=p,
+                     explicit=frozenset(seen))
 
 
 _EXAMPLES = {"latency": "latency=200ms", "bandwidth": "bandwidth=100KB",
