@@ -109,6 +109,22 @@ def test_bandwidth_window_measured_and_removed(net):
     assert not _ours_left(net.dev)
 
 
+def test_a_window_ends_on_time_and_leaves_an_idle_leaf(net):
+    """At the end, the tbf is changed to a rate nothing reaches (not deleted: that would drop
+    what it holds): traffic is fast again, and the tree goes at remove()."""
+    with Netem(parse_faults(["0s-300ms:bandwidth=100KB"]), net.ip, net.port) as n:
+        t0 = time.monotonic_ns()
+        n.schedule(t0)
+        time.sleep(0.4)
+        assert [a["action"] for a in n.applied] == ["start", "end"]
+        assert all(0 <= a["at_ns"] - a["due_ns"] < 100_000_000 for a in n.applied)
+        leaf = subprocess.run(["tc", "qdisc", "show", "dev", net.dev], capture_output=True,
+                              text=True).stdout
+        assert "tbf fa5a: parent fa57:1 rate 100Gbit" in leaf
+        assert _upload_s(net, 300_000) < 0.3  # at 100 kB/s it would take 3 s
+    assert not _ours_left(net.dev) and not n.errors
+
+
 def _netem_in_kernel(dev: str) -> str | None:
     """Why this kernel cannot run netem, or None when it can."""
     p = subprocess.run(["tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms"],
@@ -238,3 +254,15 @@ def test_netem_needs_root():
     assert p.returncode == 0, p.stderr
     assert p.stdout == ("--fault-via netem needs root (tc changes the network device's queueing);"
                         " run as root or use --fault-via proxy\n")
+
+
+def test_a_kernel_without_netem_is_one_line_before_any_traffic(net):
+    """The other side of test_latency_window_measured: where sch_netem is missing, install()
+    says so in one line and leaves nothing behind."""
+    if _netem_in_kernel(net.dev) is None:
+        pytest.skip("this kernel has sch_netem")
+    with pytest.raises(UsageError) as e:
+        Netem(parse_faults(["1s-2s:latency=50ms"]), net.ip, net.port).install()
+    assert str(e.value).startswith("--fault-via netem: this kernel cannot run the netem qdisc")
+    assert "\n" not in str(e.value) and "use --fault-via proxy" in str(e.value)
+    assert not _ours_left(net.dev)

@@ -212,16 +212,22 @@ class Netem:
                                  "at_ns": time.monotonic_ns(), "due_ns": at_ns})
 
     def remove(self) -> None:
-        """Stop the schedule and delete the tree (idempotent)."""
+        """Stop the schedule and delete the tree (idempotent). It runs while an exception
+        unwinds, so it raises nothing of its own: a device that went away took the tree with
+        it, and a tree tc could not delete is found and removed at the next start."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=_TC_TIMEOUT_S * 2)
             self._thread = None
         if self.installed and self.dev:
-            root = root_qdisc(self.dev)
-            if root is not None and root[1] == ROOT:
-                _tc("qdisc", "del", "dev", self.dev, "root", "handle", ROOT)
             self.installed = False
+            try:
+                root = root_qdisc(self.dev)
+                if root is not None and root[1] == ROOT:
+                    _tc("qdisc", "del", "dev", self.dev, "root", "handle", ROOT)
+            except (UsageError, TcError, subprocess.TimeoutExpired) as e:
+                self.errors.append(f"--fault-via netem: could not remove {ROOT} from"
+                                   f" {self.dev}: {e}")
 
     def __enter__(self) -> Netem:
         self.install()
