@@ -32,8 +32,10 @@ class Server:
     """``Server("nginx", cpu=0, "--no-access-log")``: a running reference server (see
     ``python tests/support/peers.py --help`` for the kinds); a context manager."""
 
-    def __init__(self, kind: str, *options: str, cpu: int | None = None):
-        cmd = [sys.executable, str(PEERS), kind, *options]
+    def __init__(self, kind: str, *options: str, cpu: int | None = None,
+                 wrap: tuple[str, ...] = ()):
+        # wrap: a command prefix, e.g. ("ip", "netns", "exec", NS) to start it in a namespace.
+        cmd = [*wrap, sys.executable, str(PEERS), kind, *options]
         if cpu is not None:
             cmd += ["--cpu", str(cpu)]
         self.kind = kind

@@ -49,6 +49,23 @@ def parse_count(text: str | int, what: str = "count", minimum: int = 1) -> int:
     return value
 
 
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kKmMgG]i?)?([bB])\s*$")
+_SIZE_MULT = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000,
+              "ki": 1_024, "mi": 1_048_576, "gi": 1_073_741_824}
+
+
+def parse_size_bytes(text: str, what: str = "size") -> int:
+    """'500B', '100KB', '1.5MB', '64KiB' -> whole bytes, at least 1. KB/MB/GB are decimal (as tc
+    and parse_count read k and M), KiB/MiB/GiB binary."""
+    m = _SIZE_RE.match(str(text))
+    if not m:
+        raise UsageError(f"{what}: {text!r} is not a size (examples: 500B, 100KB, 1.5MB, 64KiB)")
+    value = round(float(m.group(1)) * _SIZE_MULT[(m.group(2) or "").lower()])
+    if value < 1:
+        raise UsageError(f"{what}: {text!r} must be at least 1 byte")
+    return value
+
+
 class BackwardsRange(ValueError):
     """A CPU range like '3-1': a list the user meant, written the wrong way round."""
 

@@ -276,8 +276,9 @@ http {{
 
 def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True,
           host: str = "127.0.0.1") -> Peer:
-    """nginx 1 worker on host; ``access_log`` off for benchmarks (unbuffered log otherwise).
-    The log's last field is the client's address (count_by_address)."""
+    """nginx 1 worker on host (another address: a network namespace's, for bench/faults.py and
+    the cluster tests); ``access_log`` off for benchmarks (unbuffered log otherwise). The log's
+    last field is the client's address (count_by_address)."""
     tmp = _workdir("nginx")
     peer = Peer("nginx-h2c" if h2c else "nginx", tmp)
     peer.host = host
@@ -571,8 +572,9 @@ def caddy(cpu: int | None = None) -> TLSPeer:
 # --------------------------------------------------------------------------- as a program (bench/)
 
 LAUNCHERS: dict[str, Callable[[argparse.Namespace], Peer]] = {
-    "nginx": lambda a: nginx(h2c=False, cpu=a.cpu, access_log=not a.no_access_log),
-    "nginx-h2c": lambda a: nginx(h2c=True, cpu=a.cpu, access_log=not a.no_access_log),
+    "nginx": lambda a: nginx(h2c=False, cpu=a.cpu, access_log=not a.no_access_log, host=a.host),
+    "nginx-h2c": lambda a: nginx(h2c=True, cpu=a.cpu, access_log=not a.no_access_log,
+                                 host=a.host),
     "h2o": lambda a: h2o(cpu=a.cpu, access_log=not a.no_access_log),
     "nghttpd-tls": lambda a: nghttpd_tls(cpu=a.cpu),
     "fastload": lambda a: fastload_server(delay=a.delay, cpu=a.cpu),
@@ -589,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu", type=int, default=None, help="pin the server with taskset -c CPU")
     ap.add_argument("--no-access-log", action="store_true", help="nginx, h2o: no access log")
     ap.add_argument("--delay", default="0", help="fastload, h3: response delay (e.g. 5ms)")
+    ap.add_argument("--host", default="127.0.0.1", help="nginx: the address to listen on")
     args = ap.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the server on the way out
     try:
