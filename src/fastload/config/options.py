@@ -69,6 +69,10 @@ class RunOptions:
     metrics_port: int | None = None
     slo: Sequence[str] = ()  # build() also takes one expression as a string
     slo_file: str | None = None
+    # Phases and hooks (config.windows): --phase NAME=START-END, --at OFFSET:COMMAND, --recover EXPR
+    phase: Sequence[str] = ()
+    at: Sequence[str] = ()
+    recover: Sequence[str] = ()
 
     @classmethod
     def build(cls, url: str, **options: Any) -> RunOptions:
@@ -88,6 +92,7 @@ class RunOptions:
             options["tags"] = [f"{k}={v}" for k, v in tags.items()]
         elif isinstance(tags, str):
             options["tags"] = [tags]
-        if isinstance(options.get("slo"), str):  # one expression, not its characters
-            options["slo"] = [options["slo"]]
+        for name in ("slo", "phase", "at", "recover"):
+            if isinstance(options.get(name), str):  # one expression, not its characters
+                options[name] = [options[name]]
         return cls(url=url, **options)

@@ -90,20 +90,23 @@ TickHook = Callable[[int, dict, float], None]
 def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         stop_requested: Callable[[], bool] | None = None,
         on_tick: TickHook | None = None,
-        on_spawned: Callable[[], None] | None = None) -> RunOutput:
+        on_spawned: Callable[[], None] | None = None,
+        on_start: Callable[[int], None] | None = None) -> RunOutput:
     """Runs the plan (after preflight) and returns every worker's raw result.
 
     on_tick(worker_index, tick, elapsed_s) sees every worker's raw per-second tick as it
     arrives; on_spawned() runs once all workers are started (the place to start threads, which
-    must not exist while forking)."""
+    must not exist while forking); on_start(start_ns) runs once the start instant is sent (the
+    workers' common CLOCK_MONOTONIC start, before any warm-up), unless the run was stopped."""
 
     with tempfile.TemporaryDirectory(prefix="fastload-") as scratch:
-        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned)
+        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned, on_start)
 
 
 def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | None,
          stop_requested: Callable[[], bool] | None, on_tick: TickHook | None,
-         on_spawned: Callable[[], None] | None) -> RunOutput:
+         on_spawned: Callable[[], None] | None,
+         on_start: Callable[[int], None] | None = None) -> RunOutput:
     procs, conns = _start_workers(plan, scratch)
     server = ServerCPU(plan.server_pid) if plan.server_pid is not None else None
     interrupted = False
@@ -136,6 +139,8 @@ def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | Non
             # Wall-clock rendezvous for several hosts; the monotonic clock then takes over.
             start_ns = max(start_ns, mono + int((plan.start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
+        if on_start is not None and not interrupted:
+            on_start(start_ns)
         out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[])
         _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, server,
                  on_tick)

@@ -63,6 +63,9 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     trace = plan.worker_trace(index) if plan.replay else None
     if trace is not None:
         quota = len(trace[0])
+    if plan.phases:
+        # Counted per phase and per 100 ms as they are recorded; shipped with the result.
+        stats.set_phases([p.start_ns for p in plan.phases[1:]], plan.duration_ns or 0)
     engine = Engine(loop, plan, plan.worker_connections(index), stats)
     finished = loop.create_future()
     if quota is not None:
@@ -221,6 +224,7 @@ def _result(plan: Plan, index: int, stats: native.WorkerStats, start_ns: int, st
         "cpu_sys_s": ru[1] - cpu_at_start[1],
         "cpu_wait_s": ru[2] - cpu_at_start[2],
         **({"mix": _mix_result(stats.mix)} if stats.mix is not None else {}),
+        **({"phases": stats.phase_results(), "fine": stats.fine_results()} if stats.phased else {}),
     }
 
 
