@@ -12,7 +12,15 @@ from typing import Any
 from fastload.config.options import RunOptions
 from fastload.config.rates import parse_rate, parse_stages
 from fastload.config.syntax import TOKEN_RE, Target, parse_header, parse_tags, parse_target
-from fastload.config.windows import Hook, Window, check_hooks, check_windows, parse_hook, parse_phase, partition
+from fastload.config.windows import (
+    Hook,
+    Window,
+    check_hooks,
+    check_windows,
+    parse_hook,
+    parse_phase,
+    partition,
+)
 from fastload.errors import UsageError, check_writable, read_input
 from fastload.grpc.call import grpc_request
 from fastload.host import placement

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from fastload.errors import UsageError
 from fastload.units import parse_duration_ns
@@ -80,7 +81,7 @@ def check_windows(windows: Sequence[Window], duration_ns: int | None, warmup_ns:
             raise UsageError(f"window {w.name!r} ({w.spec}) ends after the run, which lasts "
                              f"{duration_ns / 1e9:g}s" + (" after the warm-up" if warmup_ns else ""))
     ordered = sorted(windows, key=lambda w: w.start_ns)
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in pairwise(ordered):
         if a.end_ns is None or b.start_ns < a.end_ns:
             raise UsageError(f"windows {a.name!r} ({a.spec}) and {b.name!r} ({b.spec}) overlap")
     return tuple(ordered)

@@ -79,7 +79,8 @@ cdef class Histogram:
     cdef int64_t _value_at(self, Py_ssize_t index) noexcept:
         # HdrHistogram's value_from_index.
         cdef int64_t bucket_index = (index >> self.sub_bucket_half_count_magnitude) - 1
-        cdef int64_t sub_bucket_index = (index & (self.sub_bucket_half_count - 1)) + self.sub_bucket_half_count
+        cdef int64_t sub_bucket_index = ((index & (self.sub_bucket_half_count - 1))
+                                         + self.sub_bucket_half_count)
         if bucket_index < 0:
             sub_bucket_index -= self.sub_bucket_half_count
             bucket_index = 0

@@ -56,17 +56,23 @@ cdef class WorkerStats:
     cdef int64_t* phase_errors      # n_phases x N_ERROR_CLASSES
     cdef int64_t* phase_requests
     cdef double* phase_sum_ns
+    # The 100 ms intervals, in a ring of fine_cap slots (a power of two): slot f % fine_cap holds
+    # interval f (fine_owner, -1 when free). The worker's 1 s tick ships the slots in use and
+    # frees them (take_fine), so memory follows the span of intended times recorded within a
+    # second (about --timeout), not the length of the run; the ring doubles when that span
+    # outgrows it.
     cdef Histogram fine_layout      # the layout of the 100 ms histograms (2 significant digits)
-    cdef Py_ssize_t fine_cap        # intervals allocated (grown when a run outlasts them)
-    cdef Py_ssize_t fine_used       # 1 + the highest interval recorded
+    cdef Py_ssize_t fine_cap
+    cdef int64_t* fine_owner        # fine_cap
     cdef int64_t* fine_counts       # fine_cap x fine_layout.counts_len
     cdef int64_t* fine_requests     # fine_cap
     cdef int64_t* fine_errors       # fine_cap x N_ERROR_CLASSES
-    # Where the last recorded response went: its check runs after on_response.
+    # Where the last recorded response went: its check runs right after on_response.
     cdef int last_phase
-    cdef Py_ssize_t last_fine
+    cdef int64_t last_offset
 
-    cdef bint grow_fine(self, Py_ssize_t need) noexcept
+    cdef bint grow_fine(self) noexcept
+    cdef bint _alloc_fine(self, Py_ssize_t cap) noexcept
     cdef void _free_phases(self) noexcept
 
     cdef inline int phase_of(self, int64_t offset) noexcept:
@@ -76,13 +82,19 @@ cdef class WorkerStats:
         return p
 
     cdef inline Py_ssize_t fine_of(self, int64_t offset) noexcept:
-        """The 100 ms interval of offset, or -1 if it could not be allocated."""
-        cdef Py_ssize_t f = <Py_ssize_t>(offset // FINE_NS)
-        if f >= self.fine_cap and not self.grow_fine(f + 1):
-            return -1
-        if f >= self.fine_used:
-            self.fine_used = f + 1
-        return f
+        """The ring slot of offset's 100 ms interval (offset >= 0), or -1 if the ring could not
+        grow to hold it."""
+        cdef int64_t f = offset // FINE_NS
+        cdef Py_ssize_t s
+        while True:
+            s = <Py_ssize_t>(f & (self.fine_cap - 1))
+            if self.fine_owner[s] == f:
+                return s
+            if self.fine_owner[s] < 0:
+                self.fine_owner[s] = f
+                return s
+            if not self.grow_fine():
+                return -1
 
     cdef inline void phase_response(self, int64_t intended, int64_t lat_us, int status) noexcept:
         cdef int64_t offset = intended - self.record_from_ns
@@ -93,7 +105,7 @@ cdef class WorkerStats:
         self.phase_counts[p * self.hist.counts_len + self.hist.slot_of(lat_us)] += 1
         self.phase_status[p * MAX_STATUS + status] += 1
         self.last_phase = p
-        self.last_fine = f
+        self.last_offset = offset
         if f >= 0:
             self.fine_requests[f] += 1
             self.fine_counts[f * self.fine_layout.counts_len + self.fine_layout.slot_of(lat_us)] += 1
@@ -108,9 +120,10 @@ cdef class WorkerStats:
             self.fine_errors[f * N_ERROR_CLASSES + cls] += n
 
     cdef inline void phase_check_failed(self, int cls) noexcept:
+        cdef Py_ssize_t f = self.fine_of(self.last_offset)
         self.phase_errors[self.last_phase * N_ERROR_CLASSES + cls] += 1
-        if self.last_fine >= 0:
-            self.fine_errors[self.last_fine * N_ERROR_CLASSES + cls] += 1
+        if f >= 0:
+            self.fine_errors[f * N_ERROR_CLASSES + cls] += 1
 
     cdef inline bint may_start(self, int64_t now) noexcept:
         if not self.running or now >= self.stop_ns:

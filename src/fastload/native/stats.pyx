@@ -3,8 +3,8 @@
 # the end.
 
 from libc.stdint cimport int64_t
-from libc.stdlib cimport calloc, free, realloc
-from libc.string cimport memset
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
 
 from fastload.native.clock cimport now_ns
 from fastload.native.hdr cimport Histogram
@@ -51,19 +51,22 @@ cdef class WorkerStats:
         free(self.phase_errors)
         free(self.phase_requests)
         free(self.phase_sum_ns)
+        free(self.fine_owner)
         free(self.fine_counts)
         free(self.fine_requests)
         free(self.fine_errors)
         self.phase_start = self.phase_counts = self.phase_status = self.phase_errors = NULL
-        self.phase_requests = self.fine_counts = self.fine_requests = self.fine_errors = NULL
+        self.phase_requests = self.fine_owner = self.fine_counts = self.fine_requests = NULL
+        self.fine_errors = NULL
         self.phase_sum_ns = NULL
+        self.fine_cap = 0
         self.phased = False
 
-    def set_phases(self, starts_ns, int64_t expected_ns=0):
+    def set_phases(self, starts_ns, int64_t span_ns=0):
         """Turns on per-phase and 100 ms counting. starts_ns: where each phase after the first
         begins, in ns after record_from_ns, increasing (the first phase begins at 0).
-        expected_ns: how long the run should last, to allocate its 100 ms intervals at once
-        (they grow if it lasts longer)."""
+        span_ns: how far apart the intended times recorded between two take_fine() calls may
+        be (the request timeout and the tick), to size the ring at once."""
         cdef Py_ssize_t i
         cdef list starts = [0] + [int(x) for x in starts_ns]
         for i in range(1, len(starts)):
@@ -80,43 +83,58 @@ cdef class WorkerStats:
         self.phase_sum_ns = <double*>calloc(n, sizeof(double))
         if self.fine_layout is None:
             self.fine_layout = Histogram(1, 60_000_000, 2)
-        self.fine_cap = 0
-        self.fine_used = 0
-        self.last_fine = -1
+        cap = 16
+        while cap * FINE_NS <= span_ns:
+            cap *= 2
+        self.last_offset = 0
         self.last_phase = 0
         if (self.phase_start == NULL or self.phase_counts == NULL or self.phase_status == NULL
                 or self.phase_errors == NULL or self.phase_requests == NULL
-                or self.phase_sum_ns == NULL
-                or not self.grow_fine(max(expected_ns // FINE_NS + 1, 16))):
+                or self.phase_sum_ns == NULL or not self._alloc_fine(cap)):
             self._free_phases()
             raise MemoryError()
         for i in range(n):
             self.phase_start[i] = starts[i]
         self.phased = True
 
-    cdef bint grow_fine(self, Py_ssize_t need) noexcept:
-        # On the hot path only when a run outlasts its expected length: doubling keeps that rare.
-        # On failure the intervals stay as they are and the caller skips this record in them.
-        cdef Py_ssize_t cap = self.fine_cap * 2 if self.fine_cap * 2 >= need else need
-        cdef Py_ssize_t width = self.fine_layout.counts_len
-        cdef int64_t* counts = <int64_t*>realloc(self.fine_counts, cap * width * sizeof(int64_t))
-        if counts == NULL:
+    cdef bint _alloc_fine(self, Py_ssize_t cap) noexcept:
+        """A new empty ring of cap slots, the old one's slots moved into it (freed)."""
+        cdef Py_ssize_t width = self.fine_layout.counts_len, i, s
+        cdef int64_t* owner = <int64_t*>malloc(cap * sizeof(int64_t))
+        cdef int64_t* counts = <int64_t*>calloc(cap * width, sizeof(int64_t))
+        cdef int64_t* requests = <int64_t*>calloc(cap, sizeof(int64_t))
+        cdef int64_t* errors = <int64_t*>calloc(cap * N_ERROR_CLASSES, sizeof(int64_t))
+        if owner == NULL or counts == NULL or requests == NULL or errors == NULL:
+            free(owner)
+            free(counts)
+            free(requests)
+            free(errors)
             return False
-        self.fine_counts = counts
-        cdef int64_t* requests = <int64_t*>realloc(self.fine_requests, cap * sizeof(int64_t))
-        if requests == NULL:
-            return False
-        self.fine_requests = requests
-        cdef int64_t* errors = <int64_t*>realloc(self.fine_errors, cap * N_ERROR_CLASSES * sizeof(int64_t))
-        if errors == NULL:
-            return False
-        self.fine_errors = errors
-        memset(counts + self.fine_cap * width, 0, (cap - self.fine_cap) * width * sizeof(int64_t))
-        memset(requests + self.fine_cap, 0, (cap - self.fine_cap) * sizeof(int64_t))
-        memset(errors + self.fine_cap * N_ERROR_CLASSES, 0,
-               (cap - self.fine_cap) * N_ERROR_CLASSES * sizeof(int64_t))
+        for i in range(cap):
+            owner[i] = -1
+        # Distinct intervals in distinct slots of the old ring stay distinct in a larger power
+        # of two.
+        for i in range(self.fine_cap):
+            if self.fine_owner[i] >= 0:
+                s = <Py_ssize_t>(self.fine_owner[i] & (cap - 1))
+                owner[s] = self.fine_owner[i]
+                requests[s] = self.fine_requests[i]
+                memcpy(counts + s * width, self.fine_counts + i * width, width * sizeof(int64_t))
+                memcpy(errors + s * N_ERROR_CLASSES, self.fine_errors + i * N_ERROR_CLASSES,
+                       N_ERROR_CLASSES * sizeof(int64_t))
+        free(self.fine_owner)
+        free(self.fine_counts)
+        free(self.fine_requests)
+        free(self.fine_errors)
+        self.fine_owner, self.fine_counts, self.fine_requests, self.fine_errors = owner, counts, requests, errors
         self.fine_cap = cap
         return True
+
+    cdef bint grow_fine(self) noexcept:
+        # On the hot path only when the intended times recorded within one tick span more than
+        # the ring (a long backlog): doubling keeps that rare. On failure the ring stays as it
+        # is and the caller leaves this record out of the 100 ms intervals.
+        return self._alloc_fine(self.fine_cap * 2)
 
     def phase_results(self):
         """Per phase: requests, errors by class, status codes, latency histogram (encoded) and
@@ -141,24 +159,31 @@ cdef class WorkerStats:
             })
         return out
 
-    def fine_results(self):
-        """The 100 ms intervals that recorded anything: (index, requests, errors by class,
-        encoded histogram of 2 significant digits)."""
-        cdef Py_ssize_t f
+    def take_fine(self):
+        """The 100 ms intervals recorded since the last call, in order, as (index, requests,
+        errors by class, encoded histogram of 2 significant digits); their slots are freed.
+        An interval may come in several takes: the parent adds them up."""
+        cdef Py_ssize_t s, width
         cdef int i
         cdef Histogram h
         out = []
         if not self.phased:
             return out
         names = error_class_names()
+        width = self.fine_layout.counts_len
         h = Histogram(self.fine_layout.lowest, self.fine_layout.highest, self.fine_layout.sigfigs)
-        for f in range(self.fine_used):
-            errors = {names[i]: self.fine_errors[f * N_ERROR_CLASSES + i]
-                      for i in range(N_ERROR_CLASSES) if self.fine_errors[f * N_ERROR_CLASSES + i]}
-            if not self.fine_requests[f] and not errors:
+        for s in range(self.fine_cap):
+            if self.fine_owner[s] < 0:
                 continue
-            h.load(self.fine_counts + f * self.fine_layout.counts_len)
-            out.append((f, self.fine_requests[f], errors, h.encode()))
+            errors = {names[i]: self.fine_errors[s * N_ERROR_CLASSES + i]
+                      for i in range(N_ERROR_CLASSES) if self.fine_errors[s * N_ERROR_CLASSES + i]}
+            h.load(self.fine_counts + s * width)
+            out.append((self.fine_owner[s], self.fine_requests[s], errors, h.encode()))
+            self.fine_owner[s] = -1
+            self.fine_requests[s] = 0
+            memset(self.fine_counts + s * width, 0, width * sizeof(int64_t))
+            memset(self.fine_errors + s * N_ERROR_CLASSES, 0, N_ERROR_CLASSES * sizeof(int64_t))
+        out.sort(key=lambda x: x[0])
         return out
 
     def count_error(self, int cls, int64_t n=1):

@@ -8,7 +8,7 @@ import math
 
 from fastload import __version__
 from fastload.errors import UsageError
-from fastload.results import perf, streaming
+from fastload.results import perf, phases, streaming
 from fastload.results.document import SCHEMA, checks_totals, sum_counts
 from fastload.results.histogram import decode, encode, merge, percentiles_us, summary_us
 
@@ -114,6 +114,8 @@ def merge_documents(docs: list[dict]) -> dict:
         out["by_request"] = _merge_by_request(docs, duration_s)
     if any("checks" in d for d in docs):
         out["checks"] = _merge_checks([d["checks"] for d in docs if "checks" in d])
+    if any(d.get("phases") for d in docs):
+        out["phases"], out["fine_timeline"] = phases.merge_documents(docs)
     return out
 
 

@@ -195,3 +195,63 @@ def figures(phases: list[dict], timeline: Sequence[dict], recover: Sequence[str]
         w["impact"] = impact(w, baseline) if has_base else None
         w["time_to_degrade_s"] = None if meets is None else time_to_degrade(timeline, w["start_s"], until, meets)
         w["time_to_recover_s"] = None if meets is None else time_to_recover(timeline, w["end_s"], until, meets)
+
+
+def merge_documents(docs: Sequence[dict]) -> tuple[list[dict], list[dict]]:
+    """phases and fine_timeline of several documents (hosts loading one service on a shared
+    clock, or repeated runs): per phase name, counts summed and histograms merged exactly; the
+    100 ms intervals by their run time; then the windows' figures computed again."""
+    names: list[str] = []
+    for d in docs:
+        names += [p["name"] for p in d.get("phases") or () if p["name"] not in names]
+    phases = []
+    for name in names:
+        parts = [p for d in docs for p in d.get("phases") or () if p["name"] == name]
+        first = parts[0]
+        requests = sum(p["requests"] for p in parts)
+        hist = merge(p["histogram"] for p in parts)
+        latency = summary_us(hist)
+        if requests:
+            latency["mean"] = sum(p["latency_us"].get("mean", 0.0) * p["requests"] for p in parts) / requests
+        errors: dict[str, int] = {}
+        status: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+            for k, v in p["status_codes"].items():
+                status[k] = status.get(k, 0) + v
+        end_s = max(p["end_s"] for p in parts)
+        length = end_s - first["start_s"]
+        phases.append({"name": name, "kind": first["kind"], "spec": first["spec"],
+                       "start_s": first["start_s"], "end_s": end_s, "requests": requests,
+                       "rps": requests / length if length > 0 else 0.0, "errors": errors,
+                       "status_codes": dict(sorted(status.items())), "latency_us": latency,
+                       "histogram": encode(hist)})
+    timeline = _merge_fine([d.get("fine_timeline") or [] for d in docs])
+    recover = next((d["config"]["recover"] for d in docs if d.get("config", {}).get("recover")), ())
+    figures(phases, timeline, recover)
+    return phases, timeline
+
+
+def _merge_fine(timelines: Sequence[Sequence[dict]]) -> list[dict]:
+    n = max((len(t) for t in timelines), default=0)
+    out = []
+    for i in range(n):
+        parts = [t[i] for t in timelines if i < len(t)]
+        requests = sum(p["requests"] for p in parts)
+        errors: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+        entry: dict = {"t": round(i * FINE_S, 1), "requests": requests, "rps": requests / FINE_S,
+                       "errors": errors}
+        blobs = [p["histogram"] for p in parts if p.get("histogram")]
+        if blobs:
+            h = HdrHistogram(1, 60_000_000, FINE_SIGFIGS)
+            for b in blobs:
+                h.add(HdrHistogram.decode(b))
+            p50, p99, p999 = percentiles_us(h, (50.0, 99.0, 99.9))
+            entry["latency_us"] = {"p50": p50, "p99": p99, "p99.9": p999}
+            entry["histogram"] = encode(h)
+        out.append(entry)
+    return out

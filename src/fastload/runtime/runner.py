@@ -203,6 +203,8 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
     tick_buf: dict[int, list[dict]] = {}
     total_requests = 0
     total_errors = 0
+    # Each worker's 100 ms intervals (--phase windows) as its ticks shipped them.
+    fine: dict[int, list] = {}
     while pending:
         if (sigint["hit"] or (stop_requested is not None and stop_requested())) and stop_sent_at is None:
             out.interrupted = True
@@ -235,6 +237,7 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
             kind = msg[0]
             if kind == "tick":
                 tick = msg[1]
+                fine.setdefault(i, []).extend(tick.pop("fine", ()))
                 second = round((tick["t_ns"] - start_ns) / 1e9)
                 tick_buf.setdefault(second, []).append(tick)
                 total_requests += tick["requests"]
@@ -249,6 +252,8 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                                              p99_us=interval["p99_us"], errors=total_errors,
                                              requests=total_requests, interval=interval))
             elif kind == "done":
+                if "fine" in msg[1]:
+                    msg[1]["fine"] = fine.pop(i, []) + msg[1]["fine"]
                 out.workers.append(msg[1])
                 del pending[c]
             elif kind == "failed":
