@@ -96,12 +96,14 @@ cdef class WorkerStats:
             if not self.grow_fine():
                 return -1
 
-    cdef inline void phase_response(self, int64_t intended, int64_t lat_us, int status) noexcept:
+    cdef inline void phase_response(self, int64_t intended, int64_t lat, int status) noexcept:
+        """A recorded response (lat: its latency in ns, as on_response measured it)."""
         cdef int64_t offset = intended - self.record_from_ns
+        cdef int64_t lat_us = lat // 1000
         cdef int p = self.phase_of(offset)
         cdef Py_ssize_t f = self.fine_of(offset)
         self.phase_requests[p] += 1
-        self.phase_sum_ns[p] += <double>lat_us * 1000.0
+        self.phase_sum_ns[p] += <double>lat
         self.phase_counts[p * self.hist.counts_len + self.hist.slot_of(lat_us)] += 1
         self.phase_status[p * MAX_STATUS + status] += 1
         self.last_phase = p
@@ -202,7 +204,7 @@ cdef class WorkerStats:
             status = 0
         self.status[status] += 1
         if self.phased:
-            self.phase_response(intended, lat // 1000, status)
+            self.phase_response(intended, lat, status)
         if self.quota >= 0 and self.requests >= self.quota and self.running:
             self.running = False
             if self.on_quota_done is not None:

@@ -126,7 +126,10 @@ cdef class WorkerStats:
         free(self.fine_counts)
         free(self.fine_requests)
         free(self.fine_errors)
-        self.fine_owner, self.fine_counts, self.fine_requests, self.fine_errors = owner, counts, requests, errors
+        self.fine_owner = owner
+        self.fine_counts = counts
+        self.fine_requests = requests
+        self.fine_errors = errors
         self.fine_cap = cap
         return True
 

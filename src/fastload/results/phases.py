@@ -129,8 +129,8 @@ def slo_criterion(exprs: Sequence[str]) -> Criterion:
 
 
 def time_to_degrade(timeline: Sequence[dict], start_s: float, until_s: float, meets: Criterion) -> float | None:
-    """From start_s to the first interval (starting at or after it, before until_s) that
-    breaks the criterion; None if none does."""
+    """From start_s to the first interval (starting at or after it, ending by until_s: the
+    window's end) that breaks the criterion; None if none does."""
     for i in range(_first_at(start_s), _end_before(until_s, len(timeline))):
         if not meets(timeline[i]):
             return max(round(i * FINE_S - start_s, 6), 0.0)
@@ -193,7 +193,8 @@ def figures(phases: list[dict], timeline: Sequence[dict], recover: Sequence[str]
         until = phases[windows[k + 1]]["start_s"] if k + 1 < len(windows) else end_of_run
         has_base = baseline is not None and baseline["requests"] > 0
         w["impact"] = impact(w, baseline) if has_base else None
-        w["time_to_degrade_s"] = None if meets is None else time_to_degrade(timeline, w["start_s"], until, meets)
+        # Degrading is judged inside the window; recovering, up to the next window.
+        w["time_to_degrade_s"] = None if meets is None else time_to_degrade(timeline, w["start_s"], w["end_s"], meets)
         w["time_to_recover_s"] = None if meets is None else time_to_recover(timeline, w["end_s"], until, meets)
 
 
