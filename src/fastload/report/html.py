@@ -196,14 +196,24 @@ def _charts(doc: dict, baseline: dict | None, names: tuple[str, str]) -> str:
                             y_label=y_label, series=[Series(n, r, p) for p, n, r in tl[key]],
                             x_range=(0.0, max(t_end, 1.0)), y_divisor=divisor, bars=bars,
                             shades=_window_shades(doc)))
+    fine = [(report_plots.fine_timeline(d), n, r) for d, n, r in docs if d.get("fine_timeline")]
+    if fine:
+        # By intended send time, on run time (the windows' axis, after the warm-up).
+        unit = report_plots.latency_unit(*[y for p, _, _ in fine for _, y in p])
+        end = max((p[-1][0] + 0.1 for p, _, _ in fine if p), default=1.0)
+        charts.append(Chart(chart_id="p99-per-100ms", title="p99 per 100 ms by intended send time",
+                            x_label="seconds of run time (after the warm-up)", y_label=f"p99 ({unit[1]})",
+                            series=[Series(n, r, p) for p, n, r in fine], x_range=(0.0, end),
+                            y_divisor=unit[0], shades=_window_shades(doc, warmup=False)))
     return ('<section id="charts"><h2>Charts</h2><div class="charts">\n'
             + "\n".join(render(c) for c in charts) + "\n</div></section>")
 
 
-def _window_shades(doc: dict) -> list[tuple[float, float, str]]:
-    """The windows on the timeline's axis, which starts before the warm-up (windows after it)."""
-    warmup = float(doc.get("config", {}).get("warmup_s") or 0.0)
-    return [(p["start_s"] + warmup, p["end_s"] + warmup, p["name"])
+def _window_shades(doc: dict, warmup: bool = True) -> list[tuple[float, float, str]]:
+    """The windows on a chart's axis: the per-second timeline's starts before the warm-up
+    (windows after it), the 100 ms timeline's at run time 0."""
+    shift = float(doc.get("config", {}).get("warmup_s") or 0.0) if warmup else 0.0
+    return [(p["start_s"] + shift, p["end_s"] + shift, p["name"])
             for p in doc.get("phases") or () if p["kind"] in ("phase", "fault")]
 
 
