@@ -181,6 +181,7 @@ def test_native_phase_and_interval_counts_match_the_reference(starts, records):
     rec = native.Recorder(stats)
     n = len(starts) + 1
     want = [[0, 0] for _ in range(n)]
+    want_sum_ns = [0] * n
     want_fine: dict[int, list[int]] = {}
     got_fine: dict[int, list[int]] = {}
 
@@ -200,6 +201,7 @@ def test_native_phase_and_interval_counts_match_the_reference(starts, records):
         if outcome < 0:
             assert rec.on_response(200, origin + offset, origin + offset + lat, origin + offset)
             want[p][0] += 1
+            want_sum_ns[p] += lat
             fine[0] += 1
         else:
             rec.on_failure(outcome, origin + offset, origin + offset + lat, 1)
@@ -207,6 +209,7 @@ def test_native_phase_and_interval_counts_match_the_reference(starts, records):
             fine[1] += 1
     got = [[r["requests"], sum(r["errors"].values())] for r in stats.phase_results()]
     assert got == want
+    assert [r["sum_ns"] for r in stats.phase_results()] == want_sum_ns
     assert sum(g[0] for g in got) == stats.requests
     take()
     assert got_fine == want_fine
@@ -327,6 +330,7 @@ def test_merge_two_documents_with_phases(nginx_h1, tmp_path):
     assert html.returncode == 0, html.stderr
     page = (tmp_path / "r.html").read_text()
     assert 'id="phases"' in page and 'id="phase-recovery-p"' in page and 'class="window"' in page
+    assert 'id="p99-per-100ms"' in page
     cmp = fastload("compare", str(tmp_path / "r0.json"), str(tmp_path / "r1.json"))
     assert cmp.returncode in (0, 1), cmp.stderr
     assert "per phase" in cmp.stdout and "recovery-p" in cmp.stdout
@@ -340,3 +344,37 @@ def test_hook_timing_does_not_block_the_load(nginx_h1):
     assert doc["requests"] == pytest.approx(200, abs=3)
     assert doc["hooks"][0]["exit_code"] == 0 and doc["hooks"][0]["duration_s"] >= 0.8
     assert time.monotonic() - t0 < 60
+
+
+def test_phases_over_h2c_after_a_warmup_add_up_to_nginx(nginx_h2c):
+    # The HTTP/2 session records through the same WorkerStats; windows start after the warm-up.
+    before = nginx_h2c.count_requests()
+    doc = run_json(nginx_h2c.url, "--h2c", "-R", "400", "--warmup", "500ms", "-d", "2s", "-c", "2",
+                   "-w", "1", "--phase", "p=500ms-1s")
+    served = nginx_h2c.count_requests() - before
+    assert [p["name"] for p in doc["phases"]] == ["baseline", "p", "recovery-p"]
+    assert sum(p["requests"] for p in doc["phases"]) == doc["requests"]
+    assert [p["requests"] for p in doc["phases"]] == [pytest.approx(n, abs=3) for n in (200, 200, 400)]
+    # The warm-up's 200 requests reached nginx but belong to no phase.
+    assert doc["requests"] + 200 - 3 <= served <= doc["requests"] + 200 + 3 + 20
+
+
+def test_phases_from_the_python_api(nginx_h1):
+    from fastload import run
+
+    result = run(nginx_h1.url, rate=200, duration="1s", connections=2, workers=1,
+                 phase="p=300ms-600ms", slo=["p:errors==0", "baseline:requests>=50"])
+    assert result.passed, result.slo
+    assert [p["name"] for p in result["phases"]] == ["baseline", "p", "recovery-p"]
+    assert [row["phase"] for row in result.slo] == ["p", "baseline"]
+
+
+def test_degrading_is_judged_inside_the_window_only():
+    # The window stays within the criterion; a spike after it is not the window degrading, but
+    # it does delay the recovery.
+    timeline = [_interval(i, 2) for i in range(20)] + [_interval(20, 9)] + [_interval(21 + i, 2) for i in range(9)]
+    phases = [_phase("baseline", "baseline", 0, 1, 2), _phase("f", "phase", 1, 2, 2),
+              _phase("recovery-f", "recovery", 2, 3, 2)]
+    ph.figures(phases, timeline)
+    assert phases[1]["time_to_degrade_s"] is None
+    assert phases[1]["time_to_recover_s"] == pytest.approx(0.1)
