@@ -131,6 +131,17 @@ def main() -> None:
                    "status_5xx==0, max<2s. Any failure makes the exit code 1.")
 @click.option("--slo-file", default=None, metavar="FILE",
               help="SLO expressions from a YAML or JSON list (added to --slo).")
+@click.option("--phase", multiple=True, metavar="NAME=START-END",
+              help="Mark a window of run time (after --warmup), e.g. deploy=30s-45s, for per-phase "
+                   "results (baseline, NAME, recovery-NAME) and recovery time; applies nothing "
+                   "(repeatable). Gates: --slo 'NAME:p99<800ms', --slo 'recovery<47s'.")
+@click.option("--at", multiple=True, metavar="OFFSET:COMMAND",
+              help="Run `sh -c COMMAND` at OFFSET of run time without blocking the load "
+                   "(repeatable); what it did goes into the JSON `hooks`.")
+@click.option("--recover", multiple=True, metavar="EXPR",
+              help="Recovery criterion per 100 ms interval, in SLO syntax (p99<50ms, errors<1%; "
+                   "repeatable) [default: p99 <= max(1.5 x baseline p99, baseline p99 + 1 ms) "
+                   "and errors <= baseline + 0.1 points].")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--cluster", default=None, metavar="ADDRESS",
               help="Run from several load hosts: a Dask scheduler (tcp://HOST:PORT, tls://HOST:PORT) "

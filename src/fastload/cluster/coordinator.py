@@ -121,6 +121,8 @@ def execute_cluster(options: RunOptions, *, on_warning: Callable[[str], None] | 
         raise UsageError(f"--hosts {wanted} is more than the {where} agents of {options.cluster}")
     security = security_for(options, kind)
     prep = prepare(options, on_warning, place_here=False)
+    if prep.plan.hooks:
+        raise UsageError("--at does not apply with --cluster yet: run the hooks beside the run")
     cluster_warnings: list[str] = []
 
     def warn(text: str) -> None:

@@ -76,6 +76,10 @@ class RunOptions:
     cluster_tls_ca_file: str | None = None
     cluster_tls_cert: str | None = None
     cluster_tls_key: str | None = None
+    # Phases and hooks (config.windows): --phase NAME=START-END, --at OFFSET:COMMAND, --recover EXPR
+    phase: Sequence[str] = ()
+    at: Sequence[str] = ()
+    recover: Sequence[str] = ()
 
     @classmethod
     def build(cls, url: str, **options: Any) -> RunOptions:
@@ -95,6 +99,7 @@ class RunOptions:
             options["tags"] = [f"{k}={v}" for k, v in tags.items()]
         elif isinstance(tags, str):
             options["tags"] = [tags]
-        if isinstance(options.get("slo"), str):  # one expression, not its characters
-            options["slo"] = [options["slo"]]
+        for name in ("slo", "phase", "at", "recover"):
+            if isinstance(options.get(name), str):  # one expression, not its characters
+                options[name] = [options[name]]
         return cls(url=url, **options)

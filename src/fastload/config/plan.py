@@ -12,6 +12,15 @@ from typing import Any
 from fastload.config.options import RunOptions
 from fastload.config.rates import parse_rate, parse_stages
 from fastload.config.syntax import TOKEN_RE, Target, parse_header, parse_tags, parse_target
+from fastload.config.windows import (
+    Hook,
+    Window,
+    check_hooks,
+    check_windows,
+    parse_hook,
+    parse_phase,
+    partition,
+)
 from fastload.errors import UsageError, check_writable, read_input
 from fastload.grpc.call import grpc_request
 from fastload.host import placement
@@ -66,6 +75,10 @@ class Plan:
     server_pid: int | None = None
     mix: Mix | None = None  # --scenario / --replay / --check-*: variants picked per request
     h3_backend: str = H3_BACKENDS[0]  # --h3-backend: the QUIC library of --protocol h3
+    windows: tuple[Window, ...] = ()  # --phase (and later --fault) windows, in time order
+    phases: tuple[Window, ...] = ()  # the run cut at the windows: baseline, windows, recovery-*
+    hooks: tuple[Hook, ...] = ()  # --at, in time order
+    recover: tuple[str, ...] = ()  # --recover expressions (SLO syntax); () = the default criterion
 
     @property
     def paced(self) -> bool:
@@ -133,6 +146,12 @@ class Plan:
             "server_pid": self.server_pid,
             **({"h3_backend": self.h3_backend} if self.protocol == "h3" else {}),
             **({"scenario": self.mix.config()} if self.mix is not None else {}),
+            **({"windows": [{"name": w.name, "kind": w.kind, "spec": w.spec, "start_s": w.start_ns / 1e9,
+                             "end_s": None if w.end_ns is None else w.end_ns / 1e9}
+                            for w in self.windows]} if self.windows else {}),
+            **({"hooks": [{"at_s": h.offset_ns / 1e9, "command": h.command} for h in self.hooks]}
+               if self.hooks else {}),
+            **({"recover": list(self.recover)} if self.recover else {}),
         }
 
 
@@ -155,6 +174,7 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
     work = check_workload(o, target, shape)
     place = check_placement(o, shape, work) if place_here else check_placement_syntax(o)
     out = check_outputs(o)
+    timing = check_timing(o, work.duration_ns, shape.warmup_ns)
     protocol = target.protocol or "h1"  # https:// without --protocol: preflight asks ALPN
     return Plan(
         target=target.target, protocol=protocol, protocol_forced=target.protocol is not None,
@@ -169,7 +189,27 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
         perf_stat=out.perf_stat, pin_mode=o.pin_mode, numa_node=o.numa_node,
         avoid_cpus=place.avoid_cpus, server_pid=o.server_pid, mix=work.mix,
         h3_backend=target.h3_backend,
+        windows=timing.windows, phases=timing.phases, hooks=timing.hooks, recover=timing.recover,
     )
+
+
+@dataclass(frozen=True)
+class Timing:
+    windows: tuple[Window, ...]
+    phases: tuple[Window, ...]
+    hooks: tuple[Hook, ...]
+    recover: tuple[str, ...]
+
+
+def check_timing(o: RunOptions, duration_ns: int | None, warmup_ns: int) -> Timing:
+    """What happens when in run time: --phase windows (no overlap, within the run), the phases
+    they cut the run into, and --at hooks."""
+    windows = check_windows([parse_phase(p) for p in o.phase], duration_ns, warmup_ns)
+    hooks = check_hooks([parse_hook(a) for a in o.at], duration_ns)
+    if o.recover and not windows:
+        raise UsageError("--recover needs a window to recover from (--phase)")
+    return Timing(windows=windows, phases=partition(windows, duration_ns) if windows else (),
+                  hooks=hooks, recover=tuple(o.recover))
 
 
 @dataclass(frozen=True)

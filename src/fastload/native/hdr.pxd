@@ -29,6 +29,18 @@ cdef class Histogram:
         return ((<Py_ssize_t>(bucket_index + 1)) << self.sub_bucket_half_count_magnitude) + \
             sub_bucket_index - self.sub_bucket_half_count
 
+    cdef void load(self, const int64_t* counts) noexcept
+    cdef int64_t _value_at(self, Py_ssize_t index) noexcept
+
+    cdef inline Py_ssize_t slot_of(self, int64_t value) noexcept nogil:
+        """The counts index record() would use for value (same clamping), for callers that
+        keep counts of this layout in their own arrays (per-phase and 100 ms histograms)."""
+        if value < 0:
+            value = 0
+        elif value > self.highest:
+            value = self.highest
+        return self.index_of(value)
+
     cdef inline void record(self, int64_t value) noexcept nogil:
         if value < 0:
             value = 0

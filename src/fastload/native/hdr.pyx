@@ -59,6 +59,33 @@ cdef class Histogram:
     def record_value(self, int64_t value):
         self.record(value)
 
+    cdef void load(self, const int64_t* counts) noexcept:
+        """Replaces the counts with counts_len values of this layout (kept elsewhere by
+        slot_of); min and max become the lowest and highest recorded bucket's values."""
+        cdef Py_ssize_t i
+        cdef int64_t total = 0
+        memcpy(self._counts, counts, self.counts_len * sizeof(int64_t))
+        self.overflow_count = 0
+        self._min = -1
+        self._max = -1
+        for i in range(self.counts_len):
+            if counts[i]:
+                total += counts[i]
+                if self._min < 0:
+                    self._min = self._value_at(i)
+                self._max = self._value_at(i)
+        self.total_count = total
+
+    cdef int64_t _value_at(self, Py_ssize_t index) noexcept:
+        # HdrHistogram's value_from_index.
+        cdef int64_t bucket_index = (index >> self.sub_bucket_half_count_magnitude) - 1
+        cdef int64_t sub_bucket_index = ((index & (self.sub_bucket_half_count - 1))
+                                         + self.sub_bucket_half_count)
+        if bucket_index < 0:
+            sub_bucket_index -= self.sub_bucket_half_count
+            bucket_index = 0
+        return sub_bucket_index << (bucket_index + self.unit_magnitude)
+
     def reset(self):
         memset(self._counts, 0, self.counts_len * sizeof(int64_t))
         self.total_count = 0

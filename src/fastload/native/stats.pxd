@@ -5,6 +5,10 @@ from fastload.native.mix cimport RequestMix
 from fastload.native.outcomes cimport GRPC_CODES, GRPC_MISSING, MAX_STATUS, N_ERROR_CLASSES
 from fastload.native.schedule cimport Schedule
 
+# The fine timeline's interval (--phase/--fault windows): requests by intended send time.
+cpdef enum:
+    FINE_NS = 100_000_000
+
 
 cdef class WorkerStats:
     cdef public Histogram hist           # latency: from the intended send time in the open model
@@ -41,6 +45,87 @@ cdef class WorkerStats:
     cdef public int64_t max_queue_delay_ns
     # --scenario/--replay: the pre-encoded requests and per-variant results (None: one request).
     cdef public RequestMix mix
+    # --phase/--fault windows: each outcome is also counted in the phase and the 100 ms interval
+    # of its intended send time (offsets from record_from_ns). Off unless set_phases() was
+    # called, so a run without windows pays one test per record.
+    cdef readonly bint phased
+    cdef int n_phases
+    cdef int64_t* phase_start       # ns after record_from_ns where phase i begins; [0] == 0
+    cdef int64_t* phase_counts      # n_phases x hist.counts_len: latency, in hist's layout
+    cdef int64_t* phase_status      # n_phases x MAX_STATUS
+    cdef int64_t* phase_errors      # n_phases x N_ERROR_CLASSES
+    cdef int64_t* phase_requests
+    cdef double* phase_sum_ns
+    # The 100 ms intervals, in a ring of fine_cap slots (a power of two): slot f % fine_cap holds
+    # interval f (fine_owner, -1 when free). The worker's 1 s tick ships the slots in use and
+    # frees them (take_fine), so memory follows the span of intended times recorded within a
+    # second (about --timeout), not the length of the run; the ring doubles when that span
+    # outgrows it.
+    cdef Histogram fine_layout      # the layout of the 100 ms histograms (2 significant digits)
+    cdef Py_ssize_t fine_cap
+    cdef int64_t* fine_owner        # fine_cap
+    cdef int64_t* fine_counts       # fine_cap x fine_layout.counts_len
+    cdef int64_t* fine_requests     # fine_cap
+    cdef int64_t* fine_errors       # fine_cap x N_ERROR_CLASSES
+    # Where the last recorded response went: its check runs right after on_response.
+    cdef int last_phase
+    cdef int64_t last_offset
+
+    cdef bint grow_fine(self) noexcept
+    cdef bint _alloc_fine(self, Py_ssize_t cap) noexcept
+    cdef void _free_phases(self) noexcept
+
+    cdef inline int phase_of(self, int64_t offset) noexcept:
+        cdef int p = self.n_phases - 1
+        while p > 0 and offset < self.phase_start[p]:
+            p -= 1
+        return p
+
+    cdef inline Py_ssize_t fine_of(self, int64_t offset) noexcept:
+        """The ring slot of offset's 100 ms interval (offset >= 0), or -1 if the ring could not
+        grow to hold it."""
+        cdef int64_t f = offset // FINE_NS
+        cdef Py_ssize_t s
+        while True:
+            s = <Py_ssize_t>(f & (self.fine_cap - 1))
+            if self.fine_owner[s] == f:
+                return s
+            if self.fine_owner[s] < 0:
+                self.fine_owner[s] = f
+                return s
+            if not self.grow_fine():
+                return -1
+
+    cdef inline void phase_response(self, int64_t intended, int64_t lat, int status) noexcept:
+        """A recorded response (lat: its latency in ns, as on_response measured it)."""
+        cdef int64_t offset = intended - self.record_from_ns
+        cdef int64_t lat_us = lat // 1000
+        cdef int p = self.phase_of(offset)
+        cdef Py_ssize_t f = self.fine_of(offset)
+        self.phase_requests[p] += 1
+        self.phase_sum_ns[p] += <double>lat
+        self.phase_counts[p * self.hist.counts_len + self.hist.slot_of(lat_us)] += 1
+        self.phase_status[p * MAX_STATUS + status] += 1
+        self.last_phase = p
+        self.last_offset = offset
+        if f >= 0:
+            self.fine_requests[f] += 1
+            self.fine_counts[f * self.fine_layout.counts_len + self.fine_layout.slot_of(lat_us)] += 1
+
+    cdef inline void phase_error(self, int cls, int64_t at, int64_t n) noexcept:
+        """n failures of class cls for requests intended (sent) at `at`."""
+        cdef int64_t offset = at - self.record_from_ns
+        cdef int p = self.phase_of(offset)
+        cdef Py_ssize_t f = self.fine_of(offset)
+        self.phase_errors[p * N_ERROR_CLASSES + cls] += n
+        if f >= 0:
+            self.fine_errors[f * N_ERROR_CLASSES + cls] += n
+
+    cdef inline void phase_check_failed(self, int cls) noexcept:
+        cdef Py_ssize_t f = self.fine_of(self.last_offset)
+        self.phase_errors[self.last_phase * N_ERROR_CLASSES + cls] += 1
+        if f >= 0:
+            self.fine_errors[f * N_ERROR_CLASSES + cls] += 1
 
     cdef inline bint may_start(self, int64_t now) noexcept:
         if not self.running or now >= self.stop_ns:
@@ -66,6 +151,8 @@ cdef class WorkerStats:
         test here."""
         self.errors[cls] += 1
         self.interval_errors += 1
+        if self.phased:
+            self.phase_check_failed(cls)
 
     cdef inline int64_t take_due(self, int64_t now) noexcept:
         """Intended send time of the next request that may go now, or -1 if none is due.
@@ -116,6 +203,8 @@ cdef class WorkerStats:
         if status < 0 or status >= MAX_STATUS:
             status = 0
         self.status[status] += 1
+        if self.phased:
+            self.phase_response(intended, lat, status)
         if self.quota >= 0 and self.requests >= self.quota and self.running:
             self.running = False
             if self.on_quota_done is not None:
@@ -163,6 +252,8 @@ cdef class WorkerStats:
         if self.in_window(intended, now):
             self.errors[cls] += n
             self.interval_errors += n
+            if self.phased:
+                self.phase_error(cls, intended, n)
         if intended >= self.record_from_ns:
             # They did not complete: with a quota, other requests take their place.
             self.counted -= n

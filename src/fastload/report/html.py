@@ -58,6 +58,8 @@ td.FAIL, td.REGRESSION { color: var(--fail); font-weight: 600; }
 code { font-size: 13px; word-break: break-all; }
 ul.warnings li { color: #8a4b00; } td.diff { background: #fff3cd; }
 footer { color: #888; margin-top: 32px; font-size: 12px; }
+svg.chart rect.window { fill: #f5a623; fill-opacity: 0.15; stroke: none; }
+svg.chart text.window-label { font-size: 11px; fill: #a06000; }
 """
 
 
@@ -81,6 +83,7 @@ def render_page(doc: dict, baseline: dict | None = None, names: tuple[str, str] 
         _latency_table(doc, baseline),
         _status_and_errors(doc, baseline),
         _by_request(doc),
+        _phases(doc),
         _slo(doc),
         _warnings(doc),
         _config(doc, baseline),
@@ -191,9 +194,60 @@ def _charts(doc: dict, baseline: dict | None, names: tuple[str, str]) -> str:
             ("errors-over-time", "errors", "Errors over time", "errors per second", 1.0, True)):
         charts.append(Chart(chart_id=chart_id, title=title, x_label="seconds since start",
                             y_label=y_label, series=[Series(n, r, p) for p, n, r in tl[key]],
-                            x_range=(0.0, max(t_end, 1.0)), y_divisor=divisor, bars=bars))
+                            x_range=(0.0, max(t_end, 1.0)), y_divisor=divisor, bars=bars,
+                            shades=_window_shades(doc)))
+    fine = [(report_plots.fine_timeline(d), n, r) for d, n, r in docs if d.get("fine_timeline")]
+    if fine:
+        # By intended send time, on run time (the windows' axis, after the warm-up).
+        unit = report_plots.latency_unit(*[y for p, _, _ in fine for _, y in p])
+        end = max((p[-1][0] + 0.1 for p, _, _ in fine if p), default=1.0)
+        charts.append(Chart(chart_id="p99-per-100ms", title="p99 per 100 ms by intended send time",
+                            x_label="seconds of run time (after the warm-up)", y_label=f"p99 ({unit[1]})",
+                            series=[Series(n, r, p) for p, n, r in fine], x_range=(0.0, end),
+                            y_divisor=unit[0], shades=_window_shades(doc, warmup=False)))
     return ('<section id="charts"><h2>Charts</h2><div class="charts">\n'
             + "\n".join(render(c) for c in charts) + "\n</div></section>")
+
+
+def _window_shades(doc: dict, warmup: bool = True) -> list[tuple[float, float, str]]:
+    """The windows on a chart's axis: the per-second timeline's starts before the warm-up
+    (windows after it), the 100 ms timeline's at run time 0."""
+    shift = float(doc.get("config", {}).get("warmup_s") or 0.0) if warmup else 0.0
+    return [(p["start_s"] + shift, p["end_s"] + shift, p["name"])
+            for p in doc.get("phases") or () if p["kind"] in ("phase", "fault")]
+
+
+def _phases(doc: dict) -> str:
+    phases = doc.get("phases")
+    if not phases:
+        return ""
+    out = ['<section id="phases"><h2>Phases</h2><p>By intended send time; impact is the ratio to '
+           'the baseline, recovery the time from the window\'s end to 3 intervals of 100 ms '
+           'meeting the criterion' + (f" ({escape(', '.join(doc['config']['recover']))})"
+                                       if doc.get("config", {}).get("recover") else "") + '.</p>',
+           '<table class="phases"><tr><th>phase</th><th>kind</th><th class="num">from</th>'
+           '<th class="num">to</th><th class="num">requests</th><th class="num">req/s</th>'
+           '<th class="num">p50</th><th class="num">p99</th><th class="num">errors</th>'
+           '<th class="num">p50 x</th><th class="num">p99 x</th><th class="num">p99.9 x</th>'
+           '<th class="num">errors x</th><th class="num">degrade</th><th class="num">recover</th></tr>']
+    for p in phases:
+        lat = p["latency_us"]
+        cells = [escape(p["name"]), escape(p["kind"] + (f" {p['spec']}" if p["spec"] else "")),
+                 f"{p['start_s']:.1f}s", f"{p['end_s']:.1f}s", str(p["requests"]), f"{p['rps']:.1f}",
+                 format_us(lat["p50"]) if p["requests"] else "-",
+                 format_us(lat["p99"]) if p["requests"] else "-", f"{error_rate(p):.3%}"]
+        if "time_to_recover_s" in p:
+            impact = p.get("impact") or {}
+            cells += ["-" if impact.get(k) is None else f"{impact[k]:.2f}"
+                      for k in ("p50", "p99", "p99.9", "error_rate")]
+            cells += ["-" if p["time_to_degrade_s"] is None else f"{p['time_to_degrade_s']:.1f}s",
+                      "never" if p["time_to_recover_s"] is None else f"{p['time_to_recover_s']:.1f}s"]
+        else:
+            cells += [""] * 6
+        out.append('<tr id="phase-' + escape(p["name"]) + '"><td>' + cells[0] + "</td><td>" + cells[1]
+                   + "</td>" + "".join(f'<td class="num">{c}</td>' for c in cells[2:]) + "</tr>")
+    out.append("</table></section>")
+    return "\n".join(out)
 
 
 def _comparison(doc: dict, baseline: dict, max_regression: float) -> str:

@@ -83,6 +83,13 @@ def timeline(doc: dict, key: str) -> list[tuple[float, float]]:
     return out
 
 
+def fine_timeline(doc: dict, key: str = "p99") -> list[tuple[float, float]]:
+    """(run time in s, latency in µs) of the 100 ms intervals (--phase windows), by intended
+    send time; intervals without a response are left out."""
+    return [(float(e["t"]), float(e["latency_us"][key])) for e in doc.get("fine_timeline") or ()
+            if "latency_us" in e]
+
+
 def latency_unit(*values: float) -> tuple[float, str]:
     """(divisor, unit) that keeps latency tick labels short: µs below 1 ms, ms below 10 s."""
     top = max(values, default=0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from fastload.errors import error_rate
 from fastload.results.histogram import decode
 from fastload.units import format_bytes, format_count, format_us
 
@@ -86,6 +87,12 @@ def summary(doc: dict) -> str:
         failing = ", ".join(f"{k} {v}" for k, v in c["by_check"].items())
         lines.append(f"Checks:       {c['checked']} checked (sample {c['sample']:g}), {c['failed']} failed"
                      f" ({c['failure_rate']:.3%})" + (f": {failing}" if failing else ""))
+    if doc.get("phases"):
+        lines += phase_lines(doc["phases"])
+    for h in doc.get("hooks", []):
+        ran = "not started" if h["start_s"] is None else (
+            f"at {h['start_s']:.3f}s, {h['duration_s']:.3f}s, " + ("killed" if h["killed"] else f"exit {h['exit_code']}"))
+        lines.append(f"Hook {h['at_s']:g}s: {h['command']} ({ran})")
     if doc.get("slo"):
         lines.append("SLO:")
         for row in doc["slo"]:
@@ -113,6 +120,29 @@ def streaming_lines(doc: dict) -> list[str]:
             lines.append(f"    {label:<12} " + ", ".join(f"{k} {format_us(t[k])}"
                                                        for k in ("p50", "p90", "p99", "max")))
     return lines
+
+
+def phase_lines(phases: list[dict]) -> list[str]:
+    """One line per phase (by intended send time), with each window's impact and recovery."""
+    width = min(max(len(p["name"]) for p in phases), 32)
+    out = [f"  {'Phase':<{width}} {'from':>7} {'to':>7} {'req/s':>9} {'p50':>10} {'p99':>10} "
+           f"{'errors':>8}  {'p99 x':>6} {'degrade':>8} {'recover':>8}"]
+    for p in phases:
+        lat = p["latency_us"]
+        err = error_rate(p)
+        line = (f"  {p['name'][:width]:<{width}} {p['start_s']:>6.1f}s {p['end_s']:>6.1f}s "
+                f"{format_count(p['rps']):>9} {format_us(lat['p50']) if p['requests'] else '-':>10} "
+                f"{format_us(lat['p99']) if p['requests'] else '-':>10} {err:>8.3%}")
+        if "time_to_recover_s" in p:
+            ratio = (p.get("impact") or {}).get("p99")
+            line += (f"  {'-' if ratio is None else f'{ratio:.1f}':>6} {_secs(p['time_to_degrade_s'], '-'):>8} "
+                     f"{_secs(p['time_to_recover_s'], 'never'):>8}")
+        out.append(line)
+    return out
+
+
+def _secs(v: float | None, none: str) -> str:
+    return none if v is None else f"{v:.1f}s"
 
 
 MAX_REQUEST_LINES = 20

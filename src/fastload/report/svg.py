@@ -42,6 +42,8 @@ class Chart:
     y_divisor: float = 1.0  # tick labels show y / y_divisor
     bars: bool = False
     markers: list[Marker] = field(default_factory=list)
+    # Spans of x shaded behind the data, each (from, to, label): the windows of --phase/--fault.
+    shades: list[tuple[float, float, str]] = field(default_factory=list)
 
 
 def nice_step(span: float, target_ticks: int = 5) -> float:
@@ -109,6 +111,12 @@ def render(c: Chart) -> str:
         x = _num(px(t))
         out.append(f'<line class="grid" x1="{x}" y1="{y1}" x2="{x}" y2="{y0}"/>')
         out.append(f'<text class="tick" x="{x}" y="{y0 + 16}" text-anchor="middle">{escape(label)}</text>')
+    for a, b, label in c.shades:
+        left, right = max(px(a), x0), min(px(b), x1)
+        if right > left:
+            out.append(f'<rect class="window" x="{_num(left)}" y="{y1}" width="{_num(right - left)}" '
+                       f'height="{y0 - y1}"><title>{escape(label)}</title></rect>')
+            out.append(f'<text class="window-label" x="{_num(left + 3)}" y="{y1 + 12}">{escape(label)}</text>')
     out.append(f'<rect class="frame" x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}"/>')
     out.append(f'<text class="axis-label" x="{(x0 + x1) / 2}" y="{HEIGHT - 10}" '
                f'text-anchor="middle">{escape(c.x_label)}</text>')

@@ -149,7 +149,7 @@ def compare(base: dict, cur: dict, max_regression: float) -> dict:
     worse = ec - eb > max(max_regression * eb, 0.001)
     rows.append(Row("errors", eb, ec, (ec - eb) / eb if eb else (0.0 if ec == eb else math.inf), worse,
                     p_err, None, worse and p_err < SIGNIFICANCE))
-    return {
+    out = {
         "max_regression": max_regression,
         "significance": SIGNIFICANCE,
         "per_second_samples": [len(rps_b), len(rps_c)],
@@ -157,6 +157,62 @@ def compare(base: dict, cur: dict, max_regression: float) -> dict:
         "rows": [r.to_dict() for r in rows],
         "regression": any(r.regression for r in rows),
     }
+    if base.get("phases") and cur.get("phases"):
+        out["phases"] = compare_phases(base["phases"], cur["phases"])
+    return out
+
+
+def compare_phases(base: list[dict], cur: list[dict]) -> list[dict]:
+    """Side by side per phase name present in both runs: p50, p99, error rate and, for windows,
+    the time to recover. Shown, not decided on: a phase has too few per-second samples for the
+    tests above, and its gates belong in --slo NAME:..."""
+    cur_by = {p["name"]: p for p in cur}
+    out = []
+    for b in base:
+        c = cur_by.get(b["name"])
+        if c is None:
+            continue
+        row: dict = {"name": b["name"], "kind": b["kind"]}
+        for key in ("p50", "p99"):
+            row[key] = _pair(b["latency_us"][key], c["latency_us"][key])
+        row["error_rate"] = _pair(error_rate(b), error_rate(c))
+        if "time_to_recover_s" in b or "time_to_recover_s" in c:
+            row["time_to_recover_s"] = _pair(b.get("time_to_recover_s"), c.get("time_to_recover_s"))
+        out.append(row)
+    return out
+
+
+def _pair(b: float | None, c: float | None) -> dict:
+    change = None
+    if b is not None and c is not None:
+        change = (c - b) / b if b else (0.0 if c == b else None)
+    return {"baseline": b, "current": c, "change": change}
+
+
+def phase_table(rows: list[dict]) -> str:
+    """The per-phase comparison as text (for `fastload compare`)."""
+    def cell(pair: dict, fmt) -> str:
+        b, c = pair["baseline"], pair["current"]
+        text = f"{fmt(b)} -> {fmt(c)}"
+        return text + (f" ({pair['change'] * 100:+.0f}%)" if pair["change"] is not None else "")
+
+    def ms(v):
+        return "-" if v is None else f"{v / 1000:.2f}ms"
+
+    def pct(v):
+        return "-" if v is None else f"{v * 100:.3f}%"
+
+    def sec(v):
+        return "never" if v is None else f"{v:.1f}s"
+
+    lines = ["per phase (shown, not decided on):"]
+    for r in rows:
+        parts = [f"p50 {cell(r['p50'], ms)}", f"p99 {cell(r['p99'], ms)}",
+                 f"errors {cell(r['error_rate'], pct)}"]
+        if "time_to_recover_s" in r:
+            parts.append(f"recovery {cell(r['time_to_recover_s'], sec)}")
+        lines.append(f"  {r['name']:<16} " + ", ".join(parts))
+    return "\n".join(lines) + "\n"
 
 
 def _ci_on_bad_side(ci: tuple[float, float] | None, higher_better: bool) -> bool:
@@ -212,4 +268,4 @@ def table(result: dict) -> str:
     lines.append(f"allowed regression {result['max_regression'] * 100:g}%, significance {result['significance']}"
                  + (f"; {result['note']}" if result["note"] else ""))
     lines.append("verdict: " + ("REGRESSION" if result["regression"] else "no significant regression"))
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + (phase_table(result["phases"]) if result.get("phases") else "")

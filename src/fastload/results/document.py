@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from fastload import __version__
 from fastload.errors import ERROR_CLASSES
-from fastload.results import perf, streaming
+from fastload.results import perf, phases, streaming
 from fastload.results.histogram import encode, merge, summary_us
 from fastload.results.sizes import size_summary
 
@@ -39,6 +39,7 @@ class RunOutput:
     warnings: list[str] = field(default_factory=list)
     server_cpu: dict | None = None  # --server-pid: host.info.ServerCPU.report()
     start_ns: int | None = None  # the planned start on the monotonic clock (workers' start_ns)
+    hooks: list[dict] = field(default_factory=list)  # --at: what each hook did (runtime.hooks)
 
 
 def to_json(doc: dict) -> str:
@@ -165,6 +166,17 @@ def build_result(out: RunOutput) -> dict:
         _open_model(doc, plan, ws, duration_s, requests, cpu_s, wait_s)
     if plan.mix is not None:
         _by_request(doc, plan, ws, duration_s)
+    if plan.phases:
+        spans = [{"name": p.name, "kind": p.kind, "spec": p.spec, "start_s": p.start_ns / 1e9,
+                  "end_s": None if p.end_ns is None else p.end_ns / 1e9} for p in plan.phases]
+        doc["phases"], doc["fine_timeline"] = phases.build(spans, ws, duration_s, plan.recover)
+    if out.hooks:
+        doc["hooks"] = out.hooks
+        for h in out.hooks:
+            if h["exit_code"] != 0:
+                what = "did not start" if h["start_s"] is None else (
+                    "was killed at the end of the run" if h["killed"] else f"exited with {h['exit_code']}")
+                doc.setdefault("warnings", []).append(f"hook at {h['at_s']:g}s ({h['command']}) {what}")
     return doc
 
 

@@ -8,7 +8,7 @@ import math
 
 from fastload import __version__
 from fastload.errors import UsageError
-from fastload.results import perf, streaming
+from fastload.results import perf, phases, streaming
 from fastload.results.document import SCHEMA, checks_totals, sum_counts
 from fastload.results.histogram import decode, encode, merge, percentiles_us, summary_us
 
@@ -118,6 +118,8 @@ def merge_documents(docs: list[dict]) -> dict:
         out["grpc_status"] = sum_counts(d.get("grpc_status", {}) for d in docs)
     if any("rate" in d for d in docs):
         _merge_open_model(out, docs)
+    if any(d.get("phases") for d in docs):
+        out["phases"], out["fine_timeline"] = phases.merge_documents(docs)
     return out
 
 

@@ -2,7 +2,12 @@
 `checks<0.1%`, parsed before the run and checked against the result document afterwards.
 
 `checks` is about response checks (--check-*, scenario checks): with '%' the share of checked
-responses that failed a check (failed / checked), without it the number that failed."""
+responses that failed a check (failed / checked), without it the number that failed.
+
+With windows (--phase, --fault) a gate may name a phase, `fault1:p99<800ms` or
+`baseline:errors<0.1%`, and is then checked against that phase's entry in `phases`.
+`recovery<47s` gates a window's time_to_recover_s: `fault1:recovery<47s` for one window, bare
+for every window (a window that never recovered fails it)."""
 
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ _COUNT_MULT = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6}
 # Timing sections of the result a latency key may be prefixed with: ttfb_p99 -> ttfb_us.p99.
 _TIMING_PREFIXES = ("ttfb", "ttfe", "event_gap", "service_time", "schedule_lag")
 _EVENT_METRICS = ("events_mean", "events_p50", "events_max")
+# `NAME:expr`: a phase name as config.windows allows it (no ':').
+_SCOPED_RE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*:(.*)$")
+_SECONDS = {"": 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
+RECOVERY = "recovery"
 
 
 @dataclass(frozen=True)
@@ -31,15 +40,53 @@ class Slo:
     op: str
     threshold: float  # in the metric's unit: µs for latencies, percent for rates with '%'
     percent: bool
+    phase: str | None = None  # `NAME:expr`: checked against phases[NAME]
 
     def value_of(self, doc: dict) -> float | None:
+        if self.metric == RECOVERY:
+            return _recovery_value(doc, self.phase)
+        if self.phase is not None:
+            entry = next((p for p in doc.get("phases") or () if p["name"] == self.phase), None)
+            return None if entry is None else metric_value(entry, self.metric, self.percent)
         return metric_value(doc, self.metric, self.percent)
 
     def check(self, doc: dict) -> dict:
         value = self.value_of(doc)
         passed = value is not None and _OPS[self.op](value, self.threshold)
-        return {"expr": self.expr, "metric": self.metric, "op": self.op, "threshold": self.threshold,
-                "value": value, "passed": bool(passed)}
+        out = {"expr": self.expr, "metric": self.metric, "op": self.op, "threshold": self.threshold,
+               "value": value, "passed": bool(passed)}
+        if self.phase is not None:
+            out["phase"] = self.phase
+        return out
+
+
+def _recovery_value(doc: dict, phase: str | None) -> float | None:
+    """time_to_recover_s of the window named phase, or the longest of every window (None if
+    one never recovered: the gate fails)."""
+    windows = [p for p in doc.get("phases") or () if "time_to_recover_s" in p]
+    if phase is not None:
+        windows = [p for p in windows if p["name"] == phase]
+    values = [p["time_to_recover_s"] for p in windows]
+    if not values or any(v is None for v in values):
+        return None
+    return max(values)
+
+
+def check_scopes(slos: list[Slo], phases: list[tuple[str, str]]) -> None:
+    """Before any traffic: every gate names a phase of this run, and a recovery gate a window.
+    phases: (name, kind) of the run's phases."""
+    kinds = dict(phases)
+    windows = [n for n, k in phases if k not in ("baseline", "recovery")]
+    for g in slos:
+        if g.phase is not None and g.phase not in kinds:
+            known = ", ".join(kinds) if kinds else "none: give --phase or --fault windows"
+            raise UsageError(f"--slo {g.expr!r}: no phase {g.phase!r} in this run (phases: {known})")
+        if g.metric == RECOVERY:
+            if not windows:
+                raise UsageError(f"--slo {g.expr!r}: recovery needs a window (--phase or --fault)")
+            if g.phase is not None and g.phase not in windows:
+                raise UsageError(f"--slo {g.expr!r}: {g.phase!r} is not a window; recovery is "
+                                 f"measured for {', '.join(windows)}")
 
 
 def _latency_metric(name: str) -> tuple[str, str] | None:
@@ -55,38 +102,47 @@ def is_time_metric(metric: str) -> bool:
     return _latency_metric(metric) is not None
 
 
-def parse(expr: str) -> Slo:
+def parse(expr: str, what: str = "--slo") -> Slo:
+    """One gate; `NAME:expr` scopes it to a phase (--slo only: --recover judges intervals)."""
+    scoped = _SCOPED_RE.match(expr)
+    if scoped and what == "--slo":
+        inner = parse(scoped.group(2), what)
+        return Slo(expr, inner.metric, inner.op, inner.threshold, inner.percent, scoped.group(1))
     m = _EXPR_RE.match(expr)
     if not m:
         bad = _first_bad_token(expr)
-        raise UsageError(f"--slo {expr!r}: cannot parse at {bad!r} (expected e.g. p99<800ms, "
+        raise UsageError(f"{what} {expr!r}: cannot parse at {bad!r} (expected e.g. p99<800ms, "
                          "rps>=1000, errors<0.5%, status_5xx==0)")
     metric, op, number, unit = m.groups()
     value = float(number.replace("_", ""))
+    if metric == RECOVERY and what == "--slo":
+        if unit not in _SECONDS:
+            raise UsageError(f"{what} {expr!r}: unit {unit!r} is not a time unit (s, ms)")
+        return Slo(expr, metric, op, value * _SECONDS[unit], False)
     if _latency_metric(metric):
         if unit in ("", "ms"):
             threshold = value * 1_000.0  # bare numbers are milliseconds, as in k6 thresholds
         elif unit in _TIME_US:
             threshold = value * _TIME_US[unit]
         else:
-            raise UsageError(f"--slo {expr!r}: unit {unit!r} is not a time unit (us, ms, s)")
+            raise UsageError(f"{what} {expr!r}: unit {unit!r} is not a time unit (us, ms, s)")
         return Slo(expr, metric, op, threshold, False)
     if metric in _EVENT_METRICS:
         if unit not in _COUNT_MULT:
-            raise UsageError(f"--slo {expr!r}: unit {unit!r} does not apply to {metric}")
+            raise UsageError(f"{what} {expr!r}: unit {unit!r} does not apply to {metric}")
         return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
     if metric in ("rps", "requests") or metric.startswith("status_") or metric in ("errors", "error_rate") \
             or metric in _error_classes() or metric == "checks":
         if unit == "%":
             if metric in ("rps", "requests"):
-                raise UsageError(f"--slo {expr!r}: {metric} cannot be a percentage")
+                raise UsageError(f"{what} {expr!r}: {metric} cannot be a percentage")
             return Slo(expr, metric, op, value, True)
         if unit not in _COUNT_MULT:
-            raise UsageError(f"--slo {expr!r}: unit {unit!r} does not apply to {metric}")
+            raise UsageError(f"{what} {expr!r}: unit {unit!r} does not apply to {metric}")
         if metric.startswith("status_") and not re.fullmatch(r"status_([1-5]xx|[1-5][0-9][0-9])", metric):
-            raise UsageError(f"--slo {expr!r}: unknown status metric {metric!r} (status_5xx, status_404)")
+            raise UsageError(f"{what} {expr!r}: unknown status metric {metric!r} (status_5xx, status_404)")
         return Slo(expr, metric, op, value * _COUNT_MULT[unit], False)
-    raise UsageError(f"--slo {expr!r}: unknown metric {metric!r} (latency: p50..p99.99, min, mean, max,"
+    raise UsageError(f"{what} {expr!r}: unknown metric {metric!r} (latency: p50..p99.99, min, mean, max,"
                      " stdev, also as ttfb_, ttfe_, event_gap_, service_time_p99...; rps, requests,"
                      " errors, status_5xx, status_NNN, events_mean, checks)")
 

@@ -17,6 +17,7 @@ from fastload.report import summary
 from fastload.results import slo
 from fastload.results.document import build_result, first_check_error, to_json
 from fastload.runtime import preflight, runner
+from fastload.runtime.hooks import Hooks
 
 
 @dataclass
@@ -51,10 +52,16 @@ def prepare(options: RunOptions, on_warning: Callable[[str], None] | None,
     """Everything checked before any traffic. place_here False: a --cluster run, where each
     load host places its own workers and checks its own limits."""
     gates = parse_slos(options.slo, options.slo_file)
+    for expr in options.recover:
+        slo.parse(expr, what="--recover")
     plan = plan_from(options, place_here=place_here)
+    slo.check_scopes(gates, [(p.name, p.kind) for p in plan.phases])
     if any(g.metric == "checks" for g in gates) and (plan.mix is None or not plan.mix.has_checks):
         raise UsageError("--slo checks...: no response checks are configured (--check-*, scenario checks)")
     early = placement.warnings(plan.cpus, plan.server_pid) if place_here else []
+    if plan.windows and not plan.paced and not plan.replay:
+        early.append("windows without -R: a closed model slows down with the server and hides the "
+                     "latency a fault causes (coordinated omission); -R RATE measures it")
     if place_here:
         preflight.ensure_fd_limit(plan)
         preflight.ensure_ports(plan)
@@ -76,6 +83,7 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
     prep = prepare(options, on_warning)
     plan = prep.plan
     live = server = None
+    hooks = Hooks(plan.hooks) if plan.hooks else None
     if options.metrics_port is not None:
         # Loaded on use: its HTTP server is --metrics-port's alone.
         from fastload.runtime import metrics
@@ -91,10 +99,16 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
             on_progress=both(on_progress, live.on_progress if live is not None else None),
             on_tick=live.on_tick if live is not None else None,
             on_spawned=server.start if server is not None else None,
+            on_start=(lambda start_ns: hooks.start(start_ns + plan.warmup_ns)) if hooks is not None else None,
         )
     finally:
         if server is not None:
             server.close()
+        if hooks is not None:
+            # Waited for up to --timeout, then killed: a hook never outlives the run by more.
+            done = hooks.finish(plan.timeout_ns / 1e9)
+    if hooks is not None:
+        out.hooks = done
     out.warnings[:0] = prep.early
     doc = build_result(out)
     raised = first_check_error(out.workers)

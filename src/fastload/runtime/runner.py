@@ -93,21 +93,26 @@ def run(plan: Plan, on_progress: Callable[[Progress], None] | None = None,
         stop_requested: Callable[[], bool] | None = None,
         on_tick: TickHook | None = None,
         on_spawned: Callable[[], None] | None = None,
-        start_gate: StartGate | None = None) -> RunOutput:
+        start_gate: StartGate | None = None,
+        on_start: Callable[[int], None] | None = None) -> RunOutput:
     """Runs the plan (after preflight) and returns every worker's raw result.
 
     on_tick(worker_index, tick, elapsed_s) sees every worker's raw per-second tick as it
     arrives; on_spawned() runs once all workers are started (the place to start threads, which
     must not exist while forking); start_gate(ready), if given, is asked for the start instant
-    once every worker has connected (a cluster host waits there for the common start)."""
+    once every worker has connected (a cluster host waits there for the common start);
+    on_start(start_ns) runs once the start instant is sent (the workers' common
+    CLOCK_MONOTONIC start, before any warm-up), unless the run was stopped."""
 
     with tempfile.TemporaryDirectory(prefix="fastload-") as scratch:
-        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned, start_gate)
+        return _run(plan, scratch, on_progress, stop_requested, on_tick, on_spawned, start_gate,
+                    on_start)
 
 
 def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | None,
          stop_requested: Callable[[], bool] | None, on_tick: TickHook | None,
-         on_spawned: Callable[[], None] | None, start_gate: StartGate | None) -> RunOutput:
+         on_spawned: Callable[[], None] | None, start_gate: StartGate | None,
+         on_start: Callable[[int], None] | None = None) -> RunOutput:
     procs, conns = _start_workers(plan, scratch)
     server = ServerCPU(plan.server_pid) if plan.server_pid is not None else None
     interrupted = False
@@ -144,6 +149,8 @@ def _run(plan: Plan, scratch: str, on_progress: Callable[[Progress], None] | Non
             # Wall-clock rendezvous for several hosts; the monotonic clock then takes over.
             start_ns = max(start_ns, mono + int((start_at - wall) * 1e9))
         _broadcast(conns, ("stop",) if interrupted else ("go", start_ns))
+        if on_start is not None and not interrupted:
+            on_start(start_ns)
         out = RunOutput(plan=plan, started_at=wall + (start_ns - mono) / 1e9, workers=[],
                         start_ns=start_ns)
         _collect(plan, procs, conns, out, start_ns, sigint, on_progress, stop_requested, server,
@@ -207,6 +214,8 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
     tick_buf: dict[int, list[dict]] = {}
     total_requests = 0
     total_errors = 0
+    # Each worker's 100 ms intervals (--phase windows) as its ticks shipped them.
+    fine: dict[int, list] = {}
     while pending:
         if (sigint["hit"] or (stop_requested is not None and stop_requested())) and stop_sent_at is None:
             out.interrupted = True
@@ -239,6 +248,7 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
             kind = msg[0]
             if kind == "tick":
                 tick = msg[1]
+                fine.setdefault(i, []).extend(tick.pop("fine", ()))
                 second = round((tick["t_ns"] - start_ns) / 1e9)
                 tick_buf.setdefault(second, []).append(tick)
                 total_requests += tick["requests"]
@@ -253,6 +263,8 @@ def _collect(plan: Plan, procs: list[mp.Process], conns: list[Connection], out: 
                                              p99_us=interval["p99_us"], errors=total_errors,
                                              requests=total_requests, interval=interval))
             elif kind == "done":
+                if "fine" in msg[1]:
+                    msg[1]["fine"] = fine.pop(i, []) + msg[1]["fine"]
                 out.workers.append(msg[1])
                 del pending[c]
             elif kind == "failed":

@@ -79,6 +79,10 @@ async def _run(loop: asyncio.AbstractEventLoop, plan: Plan, index: int, conn: Co
     trace = plan.worker_trace(index) if plan.replay else None
     if trace is not None:
         quota = len(trace[0])
+    if plan.phases:
+        # Counted per phase (shipped with the result) and per 100 ms interval (shipped with
+        # each tick). Between two ticks, intended times recorded span about the timeout.
+        stats.set_phases([p.start_ns for p in plan.phases[1:]], plan.timeout_ns + int(2 * TICK_S * 1e9))
     engine = Engine(loop, plan, plan.worker_connections(index), stats)
     finished = loop.create_future()
     if quota is not None:
@@ -188,7 +192,8 @@ def _send_tick(stats: native.WorkerStats, conn: Connection) -> None:
         # Cumulative error classes and status codes ride along for live metrics (--metrics-port).
         conn.send(("tick", {"t_ns": time.monotonic_ns(), "requests": requests, "errors": errors,
                             "histogram": blob, "error_counts": stats.error_counts(),
-                            "status_codes": stats.status_counts()}))
+                            "status_codes": stats.status_counts(),
+                            **({"fine": stats.take_fine()} if stats.phased else {})}))
     except OSError:
         pass
 
@@ -237,6 +242,8 @@ def _result(plan: Plan, index: int, stats: native.WorkerStats, start_ns: int, st
         "cpu_sys_s": ru[1] - cpu_at_start[1],
         "cpu_wait_s": ru[2] - cpu_at_start[2],
         **({"mix": _mix_result(stats.mix)} if stats.mix is not None else {}),
+        # "fine": the 100 ms intervals recorded after the last tick (the parent adds the ticks').
+        **({"phases": stats.phase_results(), "fine": stats.take_fine()} if stats.phased else {}),
     }
 
 
