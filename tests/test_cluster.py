@@ -131,7 +131,9 @@ def test_local_cluster_open_model_rate_is_a_total(nginx_h1):
     doc = fastload.run(nginx_h1.url, cluster="local:2", rate=1000, duration="3s",
                        connections=8)
     served = nginx_h1.count_requests() - before
-    assert served == doc["requests"]
+    # Responses still in flight at the end of -d are not counted (as wrk): at most one per
+    # connection.
+    assert doc["requests"] <= served <= doc["requests"] + 8
     assert abs(doc["requests"] - 3000) <= 10  # the schedule's last few may miss the deadline
     assert doc["rate"]["target"] == pytest.approx(1000)
     assert sum(h["requests"] for h in doc["hosts"]) == doc["requests"]

@@ -300,7 +300,10 @@ def test_custom_events_and_summary_line(nginx_h1, tmp_path):
     assert p.returncode == 0, p.stderr
     doc = json.loads(out.read_text())
     assert doc["perf"]["events"] == ["task-clock", "page-faults", "cs"]
-    assert "note" not in doc["perf"] and "warnings" not in doc
+    # No note and no perf warning (a warning that the workers waited for a CPU is about the
+    # machine, not about perf: two workers and nginx share 2 CPUs here).
+    assert "note" not in doc["perf"]
+    assert not [w for w in doc.get("warnings", []) if "perf" in w], doc.get("warnings")
     check_sums(doc)
     total = doc["perf"]["counters"]
     assert total["task-clock"] > 0 and total["page-faults"] >= 0 and total["cs"] >= 0
