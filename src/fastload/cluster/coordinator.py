@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import dask
 import distributed
 
 from fastload import __version__
@@ -193,6 +194,7 @@ class _connect:
         self.cluster = None
         try:
             if kind == "local":
+                dask.config.set(agent.QUIET_WORKER)  # the Nannies pass it to the agents
                 self.cluster = distributed.LocalCluster(
                     n_workers=int(where), threads_per_worker=1, processes=True, host="127.0.0.1",
                     resources={agent.RESOURCE: 1}, silence_logs=logging.CRITICAL, scheduler_port=0,
