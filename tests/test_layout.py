@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "grpc": {"errors"},
     "workload": {"config.syntax", "results", "errors", "units", "version"},
     "native": {"workload", "errors"},
-    "config.plan": {"config.options", "config.rates", "config.syntax", "config.windows", "workload",
+    "config.plan": {"config.options", "config.rates", "config.syntax", "config.windows", "faults", "workload",
                     "grpc", "host", "errors", "units"},
     "config.windows": {"errors", "units"},
     "config.rates": {"errors", "units"},
@@ -52,7 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     # Fault injection stands alone: nothing imports it yet (the run will, to start its proxies
     # and netem windows), and it needs only the syntax of what users type.
     "faults": {"config.syntax", "units", "errors"},
-    "runtime": {"native", "h3", "config.plan", "config.options", "config.windows", "workload", "host", "results",
+    "runtime": {"native", "h3", "config.plan", "config.options", "config.windows", "workload", "host", "results", "faults",
                 "report", "errors", "units", "version"},
     "cluster": {"runtime", "config.plan", "config.options", "host", "results", "errors", "units",
                 "version"},

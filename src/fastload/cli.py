@@ -142,6 +142,21 @@ def main() -> None:
               help="Recovery criterion per 100 ms interval, in SLO syntax (p99<50ms, errors<1%; "
                    "repeatable) [default: p99 <= max(1.5 x baseline p99, baseline p99 + 1 ms) "
                    "and errors <= baseline + 0.1 points].")
+@click.option("--fault", "fault", multiple=True, metavar="'START-END[@TARGET]:KIND[=V][,P=V]'",
+              help="Inject a fault in a window of run time (after the warm-up), repeatable: "
+                   "latency=D[,jitter=D][,dir=down|up|both], bandwidth=RATE, reset, blackhole, down, "
+                   "http_status=CODE (HTTP/1.1), loss=P (netem); p=P, name=NAME. Without @TARGET it "
+                   "applies to fastload's own connections (through a proxy in front of the URL). "
+                   "Each window gets per-phase results, impact and recovery time (see README).")
+@click.option("--fault-proxy", "fault_proxy", multiple=True, metavar="NAME=LISTEN=UPSTREAM",
+              help="Run a fault proxy for the run (e.g. redis=127.0.0.1:16379=127.0.0.1:6379); point "
+                   "the service under test at LISTEN; --fault ...@NAME applies there.")
+@click.option("--fault-via", type=click.Choice(["proxy", "netem"]), default="proxy",
+              show_default=True,
+              help="proxy: a userspace proxy (no root); netem: tc netem/tbf on --fault-dev (root; "
+                   "latency, jitter, loss, bandwidth only).")
+@click.option("--fault-dev", default=None, metavar="IFACE",
+              help="The device for --fault-via netem [default: the route's to the target].")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
 @click.option("--cluster", default=None, metavar="ADDRESS",
               help="Run from several load hosts: a Dask scheduler (tcp://HOST:PORT, tls://HOST:PORT) "

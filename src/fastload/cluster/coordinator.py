@@ -124,6 +124,9 @@ def execute_cluster(options: RunOptions, *, on_warning: Callable[[str], None] | 
     prep = prepare(options, on_warning, place_here=False)
     if prep.plan.hooks:
         raise UsageError("--at does not apply with --cluster yet: run the hooks beside the run")
+    if prep.plan.faults:
+        raise UsageError("--fault does not apply with --cluster yet (--phase marks a fault made "
+                         "by another tool)")
     cluster_warnings: list[str] = []
 
     def warn(text: str) -> None:

@@ -80,6 +80,11 @@ class RunOptions:
     phase: Sequence[str] = ()
     at: Sequence[str] = ()
     recover: Sequence[str] = ()
+    # Faults (fastload.faults): --fault SPEC, --fault-proxy NAME=LISTEN=UPSTREAM, the mechanism
+    fault: Sequence[str] = ()
+    fault_proxy: Sequence[str] = ()
+    fault_via: str = "proxy"
+    fault_dev: str | None = None
 
     @classmethod
     def build(cls, url: str, **options: Any) -> RunOptions:

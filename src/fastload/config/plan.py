@@ -22,6 +22,14 @@ from fastload.config.windows import (
     partition,
 )
 from fastload.errors import UsageError, check_writable, read_input
+from fastload.faults.netem import require_root
+from fastload.faults.spec import (
+    FaultSpec,
+    ProxySpec,
+    parse_fault_proxies,
+    parse_faults,
+    validate,
+)
 from fastload.grpc.call import grpc_request
 from fastload.host import placement
 from fastload.host.perfstat import PerfSpec, parse_spec
@@ -79,6 +87,13 @@ class Plan:
     phases: tuple[Window, ...] = ()  # the run cut at the windows: baseline, windows, recovery-*
     hooks: tuple[Hook, ...] = ()  # --at, in time order
     recover: tuple[str, ...] = ()  # --recover expressions (SLO syntax); () = the default criterion
+    faults: tuple[FaultSpec, ...] = ()  # --fault windows (also in windows, kind "fault")
+    fault_proxies: tuple[ProxySpec, ...] = ()  # --fault-proxy
+    fault_via: str = "proxy"  # "proxy" | "netem"
+    fault_dev: str | None = None  # --fault-dev (netem); None: the route's device
+    # Where the workers connect instead of the URL's host and port (the fault proxy in front
+    # of the URL); the URL still gives Host, SNI and certificate checks.
+    connect_to: tuple[str, int] | None = None
 
     @property
     def paced(self) -> bool:
@@ -174,7 +189,7 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
     work = check_workload(o, target, shape)
     place = check_placement(o, shape, work) if place_here else check_placement_syntax(o)
     out = check_outputs(o)
-    timing = check_timing(o, work.duration_ns, shape.warmup_ns)
+    timing = check_timing(o, work.duration_ns, shape.warmup_ns, target)
     protocol = target.protocol or "h1"  # https:// without --protocol: preflight asks ALPN
     return Plan(
         target=target.target, protocol=protocol, protocol_forced=target.protocol is not None,
@@ -190,6 +205,8 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
         avoid_cpus=place.avoid_cpus, server_pid=o.server_pid, mix=work.mix,
         h3_backend=target.h3_backend,
         windows=timing.windows, phases=timing.phases, hooks=timing.hooks, recover=timing.recover,
+        faults=timing.faults, fault_proxies=timing.fault_proxies, fault_via=o.fault_via,
+        fault_dev=o.fault_dev,
     )
 
 
@@ -199,17 +216,40 @@ class Timing:
     phases: tuple[Window, ...]
     hooks: tuple[Hook, ...]
     recover: tuple[str, ...]
+    faults: tuple[FaultSpec, ...] = ()
+    fault_proxies: tuple[ProxySpec, ...] = ()
 
 
-def check_timing(o: RunOptions, duration_ns: int | None, warmup_ns: int) -> Timing:
-    """What happens when in run time: --phase windows (no overlap, within the run), the phases
-    they cut the run into, and --at hooks."""
-    windows = check_windows([parse_phase(p) for p in o.phase], duration_ns, warmup_ns)
+def check_timing(o: RunOptions, duration_ns: int | None, warmup_ns: int,
+                 t: TargetSpec | None = None) -> Timing:
+    """What happens when in run time: --phase and --fault windows (no overlap, within the run),
+    the phases they cut the run into, and --at hooks."""
+    faults = parse_faults(o.fault)
+    proxies = parse_fault_proxies(o.fault_proxy)
+    if o.fault_via not in ("proxy", "netem"):
+        raise UsageError(f"--fault-via: {o.fault_via!r} must be proxy or netem")
+    if proxies and not faults:
+        raise UsageError("--fault-proxy: no --fault window names it (@NAME)")
+    if o.fault_dev is not None and o.fault_via != "netem":
+        raise UsageError("--fault-dev applies to --fault-via netem")
+    if faults:
+        protocol = t.protocol if t is not None else None
+        validate(faults, proxies, via=o.fault_via,
+                 protocol=protocol or ("h1" if t is not None and not t.target.tls else None),
+                 run_end_ns=duration_ns)
+        if o.fault_via == "netem":
+            require_root()
+        if t is not None and t.protocol == "h3" and any(f.target is None for f in faults):
+            raise UsageError("--fault on fastload's own connections needs TCP (h1, h2): HTTP/3 is UDP")
+    fault_windows = [Window(name=f.name, kind="fault", spec=f.spec, start_ns=f.start_ns,
+                            end_ns=f.end_ns) for f in faults]
+    windows = check_windows([parse_phase(p) for p in o.phase] + fault_windows, duration_ns,
+                            warmup_ns)
     hooks = check_hooks([parse_hook(a) for a in o.at], duration_ns)
     if o.recover and not windows:
-        raise UsageError("--recover needs a window to recover from (--phase)")
+        raise UsageError("--recover needs a window to recover from (--phase, --fault)")
     return Timing(windows=windows, phases=partition(windows, duration_ns) if windows else (),
-                  hooks=hooks, recover=tuple(o.recover))
+                  hooks=hooks, recover=tuple(o.recover), faults=faults, fault_proxies=proxies)
 
 
 @dataclass(frozen=True)

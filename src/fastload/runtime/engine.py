@@ -122,9 +122,10 @@ class Engine:
         t = self.plan.target
         if self.plan.protocol == "h3":
             return await self._connect_h3(index)
+        host, port = self.plan.connect_to or (t.host, t.port)
         try:
             await self.loop.create_connection(
-                lambda: self._new_session(index), t.host, t.port, ssl=self.ssl_context,
+                lambda: self._new_session(index), host, port, ssl=self.ssl_context,
                 server_hostname=t.host if self.ssl_context else None,
             )
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:

@@ -17,6 +17,7 @@ from fastload.report import summary
 from fastload.results import slo
 from fastload.results.document import build_result, first_check_error, to_json
 from fastload.runtime import preflight, runner
+from fastload.runtime.faults import FaultRun
 from fastload.runtime.hooks import Hooks
 
 
@@ -84,6 +85,7 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
     plan = prep.plan
     live = server = None
     hooks = Hooks(plan.hooks) if plan.hooks else None
+    faults = FaultRun(plan) if plan.faults else None
     if options.metrics_port is not None:
         # Loaded on use: its HTTP server is --metrics-port's alone.
         from fastload.runtime import metrics
@@ -94,16 +96,33 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
         plan = preflight.preflight(plan)
         if live is not None:
             live.set_plan(plan)
+        if faults is not None:
+            faults.plan = plan
+            plan, fault_warnings = faults.start()
+            prep.early.extend(fault_warnings)
+            for warning in fault_warnings:
+                if on_warning is not None:
+                    on_warning(warning)
+
+        def on_start(start_ns: int) -> None:
+            # Run time 0, for hooks and fault windows alike, is the end of the warm-up.
+            if faults is not None:
+                faults.schedule(start_ns + plan.warmup_ns)
+            if hooks is not None:
+                hooks.start(start_ns + plan.warmup_ns)
+
         out = runner.run(
             plan,
             on_progress=both(on_progress, live.on_progress if live is not None else None),
             on_tick=live.on_tick if live is not None else None,
             on_spawned=server.start if server is not None else None,
-            on_start=(lambda start_ns: hooks.start(start_ns + plan.warmup_ns)) if hooks is not None else None,
+            on_start=on_start if hooks is not None or faults is not None else None,
         )
     finally:
         if server is not None:
             server.close()
+        if faults is not None:
+            faults.stop()  # the proxies' last counters; tc's tree removed, whatever happened
         if hooks is not None:
             # Waited for up to --timeout, then killed: a hook never outlives the run by more.
             done = hooks.finish(plan.timeout_ns / 1e9)
@@ -111,6 +130,10 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
         out.hooks = done
     out.warnings[:0] = prep.early
     doc = build_result(out)
+    if faults is not None:
+        doc["faults"], late = faults.report()
+        if late:
+            doc.setdefault("warnings", []).extend(late)
     raised = first_check_error(out.workers)
     return finish(options, prep, plan, doc, out.intervals, no_results=not out.workers,
                   failed_workers=len(out.failed_workers),

@@ -66,6 +66,8 @@ def preflight(plan: Plan, timeout_s: float = 5.0) -> Plan:
             raise RunError(reason)
         return plan
     try:
+        # Straight to the server even with a fault proxy in front of it (plan.connect_to): the
+        # pre-flight checks the target, and a proxy connection would count in its statistics.
         sock = socket.create_connection((t.host, t.port), timeout=timeout_s)
     except OSError as e:
         raise RunError(f"cannot connect to {t.host}:{t.port}: {e.strerror or e}") from None
