@@ -393,3 +393,20 @@ def test_a_host_whose_network_goes_is_lost_after_silence_and_the_run_goes_on(tmp
     assert doc["complete"] is False and "host n2" in err
     # Declared lost about 5 s after its last tick: the run ends then, not minutes later.
     assert ended_at - cut_at < 12
+
+
+def test_faults_on_the_load_path_run_on_every_host_and_hooks_here(nginx_h1, tmp_path):
+    mark = tmp_path / "hook-ran"
+    doc = fastload.run(nginx_h1.url, cluster="local:2", rate=400, duration="4s", connections=64,
+                       fault=["1s-3s:latency=50ms"], at=[f"500ms:touch {mark}"])
+    phases = {p["name"]: p for p in doc["phases"]}
+    assert 50_000 <= phases["fault1"]["latency_us"]["p50"] < 60_000
+    assert phases["baseline"]["latency_us"]["p50"] < 10_000
+    assert sum(p["requests"] for p in doc["phases"]) == doc["requests"]
+    per_host = doc["faults"]["hosts"]
+    assert sorted(per_host) == ["0", "1"]
+    assert all(f["proxies"]["(url)"]["by_fault"]["fault1"]["delayed_chunks"] > 0
+               for f in per_host.values())
+    # The hook ran once, here, on the common start.
+    assert mark.exists() and len(doc["hooks"]) == 1 and doc["hooks"][0]["exit_code"] == 0
+    assert 0.4 < doc["hooks"][0]["start_s"] < 0.7

@@ -54,7 +54,7 @@ ALLOWED: dict[str, set[str]] = {
     "faults": {"config.syntax", "units", "errors"},
     "runtime": {"native", "h3", "config.plan", "config.options", "config.windows", "workload", "host", "results", "faults",
                 "report", "errors", "units", "version"},
-    "cluster": {"runtime", "config.plan", "config.options", "host", "results", "errors", "units",
+    "cluster": {"runtime", "config.plan", "config.options", "faults", "host", "results", "errors", "units",
                 "version"},
     "api": {"cluster", "runtime", "results", "config.options", "errors"},
     "cli": {"cluster", "runtime", "results", "report", "config.options", "host", "serve", "errors",

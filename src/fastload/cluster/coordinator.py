@@ -32,11 +32,13 @@ from fastload.cluster.split import split_plan
 from fastload.config.options import RunOptions
 from fastload.config.plan import Placement, Plan
 from fastload.errors import RunError, UsageError
-from fastload.results.document import sum_counts
+from fastload.faults.proxy import ProxyProcess, proxies_for
+from fastload.results.document import hook_warnings, sum_counts
 from fastload.results.histogram import encode, merge, summary_us
 from fastload.results.merge import merge_documents
 from fastload.runtime import runner
 from fastload.runtime.execute import Outcome, both, finish, prepare
+from fastload.runtime.hooks import Hooks
 from fastload.units import parse_count
 
 LOCAL = "local:"
@@ -122,11 +124,6 @@ def execute_cluster(options: RunOptions, *, on_warning: Callable[[str], None] | 
         raise UsageError(f"--hosts {wanted} is more than the {where} agents of {options.cluster}")
     security = security_for(options, kind)
     prep = prepare(options, on_warning, place_here=False)
-    if prep.plan.hooks:
-        raise UsageError("--at does not apply with --cluster yet: run the hooks beside the run")
-    if prep.plan.faults:
-        raise UsageError("--fault does not apply with --cluster yet (--phase marks a fault made "
-                         "by another tool)")
     cluster_warnings: list[str] = []
 
     def warn(text: str) -> None:
@@ -160,15 +157,19 @@ def execute_cluster(options: RunOptions, *, on_warning: Callable[[str], None] | 
                 prep.plan, workers=sum(h.plan.workers for h in hosts)))
             server = metrics.MetricsServer(live, options.metrics_port)
             server.start()
+        here = _Here(prep.plan)  # the --at hooks and named fault proxies, on this machine
         try:
+            here.start()
             run = _Run(client, hosts, prep.plan, warn,
                        both(on_progress, live.on_progress if live is not None else None),
-                       live.on_tick if live is not None else None)
+                       live.on_tick if live is not None else None, on_start=here.schedule)
             run.go()
         finally:
             if server is not None:
                 server.close()
+            here.stop()
     doc = _document(prep.plan, options.cluster, hosts, run, cluster_warnings)
+    here.report(doc)
     done = [h for h in hosts if h.report is not None and not h.report["no_results"]]
     return finish(options, prep, _plan_of(prep.plan, hosts, doc), doc, run.intervals,
                   no_results=not done and not any(h.ticks for h in hosts),
@@ -283,12 +284,66 @@ def _split(client: distributed.Client, hosts: list[Host], plan: Plan,
     return split_plan(plan, places, numa, [h.name for h in hosts])
 
 
+class _Here:
+    """What a cluster run does where the command was started: the --at hooks and the named
+    --fault-proxy proxies (the service under test calls them), on the common start."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.hooks = Hooks(plan.hooks) if plan.hooks else None
+        named = [f for f in plan.faults if f.target is not None]
+        self.proxies = ProxyProcess(proxies_for(named, plan.fault_proxies, plan.target.host,
+                                                plan.target.port), seed=plan.seed) \
+            if plan.fault_proxies else None
+        self.listen: dict[str, tuple[str, int]] = {}
+        self.final: dict = {}
+        self.done: list[dict] = []
+
+    def start(self) -> None:
+        if self.proxies is not None:
+            self.listen = self.proxies.start()
+
+    def schedule(self, start_wall: float) -> None:
+        """start_wall: the common start on this machine's clock; run time 0 is after warm-up."""
+        origin = time.monotonic_ns() + int((start_wall - time.time()) * 1e9) + self.plan.warmup_ns
+        if self.proxies is not None:
+            self.proxies.schedule(origin)
+        if self.hooks is not None:
+            self.hooks.start(origin)
+
+    def stop(self) -> None:
+        if self.proxies is not None:
+            self.final = self.proxies.stop()
+        if self.hooks is not None:
+            self.done = self.hooks.finish(self.plan.timeout_ns / 1e9)
+
+    def report(self, doc: dict) -> None:
+        if self.done:
+            doc["hooks"] = self.done
+            late = hook_warnings(self.done)
+            if late:
+                doc.setdefault("warnings", []).extend(late)
+        if self.plan.faults:
+            hosts = {h["name"]: h.pop("faults", None) for h in doc.get("hosts", [])}
+            doc["faults"] = {
+                "via": self.plan.fault_via,
+                "windows": [{"name": f.name, "spec": f.spec, "kind": f.kind, "target": f.target,
+                             "start_s": f.start_ns / 1e9, "end_s": f.end_ns / 1e9}
+                            for f in self.plan.faults],
+                "proxies": {name: {**self.final.get(name, {}), "listen": f"{h}:{p}"}
+                            for name, (h, p) in self.listen.items()},
+                "hosts": {k: v for k, v in hosts.items() if v is not None},
+            }
+
+
 class _Run:
     """Submits one task per host, starts them together, watches them to the end."""
 
     def __init__(self, client: distributed.Client, hosts: list[Host], plan: Plan,
                  warn: Callable[[str], None], on_progress: Callable[[Any], None] | None,
-                 on_tick: Callable[[int, dict, float], None] | None) -> None:
+                 on_tick: Callable[[int, dict, float], None] | None,
+                 on_start: Callable[[float], None] | None = None) -> None:
+        self.on_start = on_start
         self.client = client
         self.hosts = hosts
         self.plan = plan
@@ -381,6 +436,8 @@ class _Run:
             if not h.lost:
                 self._send(h, ("go", h.offset.to_host(self.start)))
                 h.last_seen = time.monotonic() + (self.start - now)  # silent until it starts
+        if self.on_start is not None:
+            self.on_start(self.start)
 
     def _watch(self) -> None:
         cpu0, wall0 = time.process_time(), time.monotonic()
@@ -554,6 +611,7 @@ def _document(plan: Plan, address: str, hosts: list[Host], run: _Run,
             **({"lost_reason": h.lost} if h.lost else {}),
             "hostname": h.facts.get("hostname"),
             "histogram": doc["histogram"] if doc is not None else None,
+            **({"faults": doc["faults"]} if doc is not None and "faults" in doc else {}),
         })
     if not docs:
         if all(h.lost for h in hosts):

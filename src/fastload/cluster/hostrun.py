@@ -20,6 +20,7 @@ from fastload.errors import FastloadError, UsageError
 from fastload.host import perfstat, placement
 from fastload.results.document import build_result
 from fastload.runtime import preflight, runner
+from fastload.runtime.faults import FaultRun
 from fastload.runtime.worker import die_with_parent
 
 # How long a host waits at the gate for the start signal before it gives up without sending
@@ -51,6 +52,12 @@ def _run(conn: Connection, plan: Plan) -> tuple:
             if plan.perf_stat.note:
                 early.append(plan.perf_stat.note)
         plan = preflight.preflight(plan)
+        # Faults on the load path run on every host, on the shared start (the coordinator
+        # runs the named proxies).
+        faults = FaultRun(plan) if plan.faults else None
+        if faults is not None:
+            plan, fault_warnings = faults.start()
+            early += fault_warnings
     except FastloadError as e:
         return ("error", 2 if isinstance(e, UsageError) else 3, str(e))
     stop = {"asked": False}
@@ -72,12 +79,24 @@ def _run(conn: Connection, plan: Plan) -> tuple:
         conn.send(("tick", index, round(elapsed_s),
                    {k: v for k, v in tick.items() if k != "t_ns"}))  # t_ns is this host's clock
 
+    on_start = None
+    if faults is not None:
+        def on_start(start_ns: int) -> None:
+            faults.schedule(start_ns + plan.warmup_ns)
+
     try:
-        out = runner.run(plan, stop_requested=stop_requested, on_tick=on_tick, start_gate=gate)
+        out = runner.run(plan, stop_requested=stop_requested, on_tick=on_tick, start_gate=gate,
+                         on_start=on_start)
     except FastloadError as e:
         return ("error", 2 if isinstance(e, UsageError) else 3, str(e))
+    finally:
+        if faults is not None:
+            faults.stop()
     out.warnings[:0] = early
     doc = build_result(out)
+    if faults is not None:
+        doc["faults"], late = faults.report()
+        doc.setdefault("warnings", []).extend(late)
     # The measured start: when the first worker began, against the instant asked for.
     lag_s = None
     if out.workers and out.start_ns is not None:

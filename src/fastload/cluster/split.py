@@ -53,8 +53,11 @@ def split_plan(plan: Plan, places: Sequence[Placement], numa_nodes: Sequence[int
             cpus=place.cpus[:workers], avoid_cpus=place.avoid_cpus, numa_node=numa_nodes[i], mix=mix,
             rate=None if plan.rate is None else plan.rate * fraction[i],
             stages=tuple((d, r0 * fraction[i], r1 * fraction[i]) for d, r0, r1 in plan.stages),
-            # The coordinator writes these from the merged result and starts every host itself.
-            start_at=None, json_path=None, hdr_log=None, quiet=True))
+            # The coordinator writes these from the merged result and starts every host itself;
+            # it runs the --at hooks and the named --fault-proxy proxies, each host the faults
+            # on its own connections.
+            start_at=None, json_path=None, hdr_log=None, quiet=True, hooks=(),
+            faults=tuple(f for f in plan.faults if f.target is None), fault_proxies=()))
     return out
 
 

@@ -172,12 +172,21 @@ def build_result(out: RunOutput) -> dict:
         doc["phases"], doc["fine_timeline"] = phases.build(spans, ws, duration_s, plan.recover)
     if out.hooks:
         doc["hooks"] = out.hooks
-        for h in out.hooks:
-            if h["exit_code"] != 0:
-                what = "did not start" if h["start_s"] is None else (
-                    "was killed at the end of the run" if h["killed"] else f"exited with {h['exit_code']}")
-                doc.setdefault("warnings", []).append(f"hook at {h['at_s']:g}s ({h['command']}) {what}")
+        doc.setdefault("warnings", []).extend(hook_warnings(out.hooks))
+        if not doc["warnings"]:
+            del doc["warnings"]
     return doc
+
+
+def hook_warnings(hooks: list[dict]) -> list[str]:
+    """One line per --at hook that failed, did not start, or had to be killed."""
+    out = []
+    for h in hooks:
+        if h["exit_code"] != 0:
+            what = "did not start" if h["start_s"] is None else (
+                "was killed at the end of the run" if h["killed"] else f"exited with {h['exit_code']}")
+            out.append(f"hook at {h['at_s']:g}s ({h['command']}) {what}")
+    return out
 
 
 def _by_request(doc: dict, plan, ws: list[dict], duration_s: float) -> None:
