@@ -399,7 +399,8 @@ def agent_cmd(scheduler: str, name: str | None, cpus: str | None, numa_node: int
         if all(files):
             security = distributed.Security(tls_ca_file=tls_ca_file, tls_worker_cert=tls_cert,
                                             tls_worker_key=tls_key, require_encryption=True)
-        agent.serve(scheduler, name, cpus, numa_node, security)
+        agent.serve(scheduler, name, cpus, numa_node, security,
+                    on_joined=lambda line: click.echo(line, err=True))
     except FastloadError as e:
         click.echo(f"fastload: error: {e}", err=True)
         sys.exit(e.exit_code)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -137,8 +138,9 @@ def run_host(run_id: str, index: int, plan: Plan) -> dict:
 
 
 def serve(scheduler: str, name: str | None, cpus: str | None, numa_node: int | None,
-          security: distributed.Security | None) -> None:
-    """`fastload agent`: runs until SIGINT/SIGTERM or until the scheduler goes away."""
+          security: distributed.Security | None, on_joined: Callable[[str], None]) -> None:
+    """`fastload agent`: runs until SIGINT/SIGTERM or until the scheduler goes away;
+    on_joined(line) once it has joined (the CLI prints it)."""
     global _OPTIONS
     # The agent's own pinning options are checked here, on the host they describe.
     place(RunOptions(url="http://agent", cpus=cpus, numa_node=numa_node))
@@ -146,18 +148,18 @@ def serve(scheduler: str, name: str | None, cpus: str | None, numa_node: int | N
     # Dask logs each out-of-band call (a run makes several): only its warnings are news here.
     logging.getLogger("distributed").setLevel(logging.WARNING)
     dask.config.set(QUIET_WORKER)
-    asyncio.run(_serve(scheduler, name, security))
+    asyncio.run(_serve(scheduler, name, security, on_joined))
 
 
-async def _serve(scheduler: str, name: str | None, security: distributed.Security | None) -> None:
+async def _serve(scheduler: str, name: str | None, security: distributed.Security | None,
+                 on_joined: Callable[[str], None]) -> None:
     try:
         worker = await distributed.Worker(scheduler, nthreads=1, name=name, security=security,
                                           resources={RESOURCE: 1}, dashboard=False)
     except (OSError, asyncio.TimeoutError) as e:
         raise RunError(f"cannot reach the scheduler at {scheduler}: {e}") from None
-    print(f"fastload agent {worker.name}: joined {scheduler} as {worker.address} (fastload "
-          f"{__version__}, CPUs {format_cpulist(sorted(os.sched_getaffinity(0)))})", file=sys.stderr,
-          flush=True)
+    on_joined(f"fastload agent {worker.name}: joined {scheduler} as {worker.address} (fastload "
+              f"{__version__}, CPUs {format_cpulist(sorted(os.sched_getaffinity(0)))})")
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
