@@ -320,29 +320,20 @@ def test_hosts_in_their_own_network_namespaces_match_nginx_per_address():
 
 
 def test_metrics_port_shows_every_host_merged(nginx_h1, tmp_path):
-    from test_metrics import samples, scrape
+    from test_metrics import samples, scrape_during
 
     port = peers.free_port()
     out = tmp_path / "r.json"
-    proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", nginx_h1.url, "--cluster",
-                             "local:2", "-w", "1", "-d", "4s", "-c", "4", "--metrics-port", str(port),
-                             "--json", str(out), "--quiet"], stderr=subprocess.PIPE, text=True)
+    scrapes, err, code = scrape_during([nginx_h1.url, "--cluster", "local:2", "-w", "1", "-d", "4s",
+                                        "-c", "4", "--metrics-port", str(port), "--json", str(out),
+                                        "--quiet"], port, every_s=0.1)
+    assert code == 0, err
     totals = []
-    try:
-        deadline = time.monotonic() + 90
-        while proc.poll() is None and time.monotonic() < deadline:
-            text = scrape(port)
-            if text is not None:
-                s = samples(text)
-                per_worker = [v for (n, _), v in s.items() if n == "fastload_worker_requests_total"]
-                assert len(per_worker) == 2 and sum(per_worker) == s[("fastload_requests_total", ())]
-                totals.append(s[("fastload_requests_total", ())])
-            time.sleep(0.1)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    for text in scrapes:
+        s = samples(text)
+        per_worker = [v for (n, _), v in s.items() if n == "fastload_worker_requests_total"]
+        assert len(per_worker) == 2 and sum(per_worker) == s[("fastload_requests_total", ())]
+        totals.append(s[("fastload_requests_total", ())])
     doc = json.loads(out.read_text())
     assert totals == sorted(totals) and totals[-1] > 0
     assert doc["requests"] - sum(iv["requests"] for iv in doc["timeline"][-2:]) <= totals[-1] <= doc["requests"]

@@ -117,25 +117,33 @@ def scrape(port: int) -> str | None:
         return None
 
 
-def test_live_scrapes_during_a_real_run_agree_with_the_json(nginx_h1, tmp_path):
-    port = peers.free_port()
-    out = tmp_path / "r.json"
-    proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", nginx_h1.url, "-d", "3s",
-                             "-c", "4", "-w", "2", "--metrics-port", str(port), "--json", str(out),
-                             "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def scrape_during(args: list[str], port: int, every_s: float = 0.05) -> tuple[list[str], str, int]:
+    """Runs `fastload run *args` and scrapes /metrics on port until it ends: (the scrapes,
+    its stderr, its exit code)."""
+    proc = subprocess.Popen([sys.executable, "-m", "fastload", "run", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     scrapes: list[str] = []
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while proc.poll() is None and time.monotonic() < deadline:
             text = scrape(port)
             if text is not None:
                 scrapes.append(text)
-            time.sleep(0.05)
+            time.sleep(every_s)
         _, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
+    return scrapes, err, proc.returncode
+
+
+def test_live_scrapes_during_a_real_run_agree_with_the_json(nginx_h1, tmp_path):
+    port = peers.free_port()
+    out = tmp_path / "r.json"
+    scrapes, err, code = scrape_during([nginx_h1.url, "-d", "3s", "-c", "4", "-w", "2",
+                                        "--metrics-port", str(port), "--json", str(out), "--quiet"],
+                                       port)
+    assert code == 0, err
     doc = json.loads(out.read_text())
     assert len(scrapes) >= 10
     totals = []

@@ -70,6 +70,13 @@ class BackwardsRange(ValueError):
     """A CPU range like '3-1': a list the user meant, written the wrong way round."""
 
 
+def fraction(text: str) -> float:
+    """'0.2' or '20%' -> 0.2 (ValueError if neither); the caller checks the range and says
+    what the number is for."""
+    t = text.strip()
+    return float(t[:-1]) / 100 if t.endswith("%") else float(t)
+
+
 def parse_cpulist(text: str) -> list[int]:
     """The kernel's list format ('0-3,8,10-11'; '' for none) -> sorted unique CPU or node
     numbers. ValueError for anything else: the one parser behind --cpus and /sys, /proc reads."""

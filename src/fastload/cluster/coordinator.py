@@ -32,12 +32,12 @@ from fastload.cluster.split import split_plan
 from fastload.config.options import RunOptions
 from fastload.config.plan import Placement, Plan
 from fastload.errors import RunError, UsageError
-from fastload.faults.proxy import ProxyProcess, proxies_for
 from fastload.results.document import hook_warnings, sum_counts
 from fastload.results.histogram import encode, merge, summary_us
 from fastload.results.merge import merge_documents
 from fastload.runtime import runner
 from fastload.runtime.execute import Outcome, both, finish, prepare
+from fastload.runtime.faults import FaultRun, describe
 from fastload.runtime.hooks import Hooks
 from fastload.units import parse_count
 
@@ -286,22 +286,20 @@ def _split(client: distributed.Client, hosts: list[Host], plan: Plan,
 
 class _Here:
     """What a cluster run does where the command was started: the --at hooks and the named
-    --fault-proxy proxies (the service under test calls them), on the common start."""
+    --fault-proxy proxies (the service under test calls them), on the common start. The
+    faults on fastload's own connections run on the hosts (cluster.split gives them theirs)."""
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.hooks = Hooks(plan.hooks) if plan.hooks else None
-        named = [f for f in plan.faults if f.target is not None]
-        self.proxies = ProxyProcess(proxies_for(named, plan.fault_proxies, plan.target.host,
-                                                plan.target.port), seed=plan.seed) \
+        named = tuple(f for f in plan.faults if f.target is not None)
+        self.proxies = FaultRun(dataclasses.replace(plan, faults=named, fault_via="proxy")) \
             if plan.fault_proxies else None
-        self.listen: dict[str, tuple[str, int]] = {}
-        self.final: dict = {}
         self.done: list[dict] = []
 
     def start(self) -> None:
         if self.proxies is not None:
-            self.listen = self.proxies.start()
+            self.proxies.start()  # named proxies only: the plan the hosts run is not changed
 
     def schedule(self, start_wall: float) -> None:
         """start_wall: the common start on this machine's clock; run time 0 is after warm-up."""
@@ -313,7 +311,7 @@ class _Here:
 
     def stop(self) -> None:
         if self.proxies is not None:
-            self.final = self.proxies.stop()
+            self.proxies.stop()
         if self.hooks is not None:
             self.done = self.hooks.finish(self.plan.timeout_ns / 1e9)
 
@@ -327,11 +325,8 @@ class _Here:
             hosts = {h["name"]: h.pop("faults", None) for h in doc.get("hosts", [])}
             doc["faults"] = {
                 "via": self.plan.fault_via,
-                "windows": [{"name": f.name, "spec": f.spec, "kind": f.kind, "target": f.target,
-                             "start_s": f.start_ns / 1e9, "end_s": f.end_ns / 1e9}
-                            for f in self.plan.faults],
-                "proxies": {name: {**self.final.get(name, {}), "listen": f"{h}:{p}"}
-                            for name, (h, p) in self.listen.items()},
+                "windows": describe(self.plan.faults),
+                "proxies": self.proxies.report()[0]["proxies"] if self.proxies is not None else {},
                 "hosts": {k: v for k, v in hosts.items() if v is not None},
             }
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from fastload.errors import UsageError
-from fastload.units import parse_duration_ns, parse_size_bytes
+from fastload.units import fraction, parse_duration_ns, parse_size_bytes
 
 KINDS = ("latency", "bandwidth", "reset", "blackhole", "down", "http_status", "loss")
 # Kinds that take a value after '=', and the ones that must not.
@@ -95,9 +95,8 @@ def _join(host: str, port: int) -> str:
 
 def _probability(text: str, what: str) -> float:
     """'0.2' or '20%' -> 0.2, in (0, 1]."""
-    t = text.strip()
     try:
-        value = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+        value = fraction(text)
     except ValueError:
         raise UsageError(f"{what}: {text!r} is not a probability (examples: 0.2, 20%)") from None
     if not 0 < value <= 1:

@@ -85,7 +85,7 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
     plan = prep.plan
     live = server = None
     hooks = Hooks(plan.hooks) if plan.hooks else None
-    faults = FaultRun(plan) if plan.faults else None
+    faults: FaultRun | None = None
     if options.metrics_port is not None:
         # Loaded on use: its HTTP server is --metrics-port's alone.
         from fastload.runtime import metrics
@@ -96,8 +96,8 @@ def execute(options: RunOptions, *, on_warning: Callable[[str], None] | None = N
         plan = preflight.preflight(plan)
         if live is not None:
             live.set_plan(plan)
-        if faults is not None:
-            faults.plan = plan
+        if plan.faults:
+            faults = FaultRun(plan)  # after the pre-flight: ALPN has settled the protocol
             plan, fault_warnings = faults.start()
             prep.early.extend(fault_warnings)
             for warning in fault_warnings:

@@ -6,11 +6,13 @@ the run, also after an exception or Ctrl-C; what they did goes into the document
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from fastload.config.plan import Plan
 from fastload.faults import spec as fault_spec
 from fastload.faults.netem import Netem
 from fastload.faults.proxy import LOAD_PATH, ProxyProcess, proxies_for
+from fastload.faults.spec import FaultSpec
 
 
 class FaultRun:
@@ -56,10 +58,7 @@ class FaultRun:
     def report(self) -> tuple[dict, list[str]]:
         """The document's `faults` section, and warnings (tc failures during the run)."""
         plan = self.plan
-        out: dict = {"via": plan.fault_via,
-                     "windows": [{"name": f.name, "spec": f.spec, "kind": f.kind,
-                                  "target": f.target, "start_s": f.start_ns / 1e9,
-                                  "end_s": f.end_ns / 1e9} for f in plan.faults]}
+        out: dict = {"via": plan.fault_via, "windows": describe(plan.faults)}
         warnings: list[str] = []
         if self.netem is not None:
             out["device"] = self.netem.dev
@@ -70,3 +69,9 @@ class FaultRun:
             out["proxies"] = {name: {**self.final.get(name, {}), "listen": f"{h}:{p}"}
                               for name, (h, p) in self.listen.items()}
         return out, warnings
+
+
+def describe(faults: Sequence[FaultSpec]) -> list[dict]:
+    """The `faults.windows` of the result document."""
+    return [{"name": f.name, "spec": f.spec, "kind": f.kind, "target": f.target,
+             "start_s": f.start_ns / 1e9, "end_s": f.end_ns / 1e9} for f in faults]

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from fastload.errors import UsageError
-from fastload.units import parse_count
+from fastload.units import fraction, parse_count
 
 # Bytes captured per sampled response (HTTP/1.1: headers + raw body; HTTP/2: the body); body
 # checks see at most this much.
@@ -182,9 +182,8 @@ def parse_sample(value: str | float | None) -> float:
     """'0.01', '1%', 1 -> fraction of responses checked."""
     if value is None:
         return 1.0
-    text = str(value).strip()
     try:
-        p = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        p = fraction(str(value))
     except ValueError:
         raise UsageError(f"--check-sample: {value!r} is not a fraction (0.01) or a percentage (1%)") from None
     if not 0 < p <= 1:
