@@ -270,8 +270,12 @@ def test_default_events_per_worker_and_summed(nginx_h1):
         assert c["task-clock"] > 0 and c["context-switches"] >= 0 and c["cpu-migrations"] >= 0
         assert "missing" not in w["perf"]
         # perf counts a part of what getrusage saw from the start (which also has the closing).
+        # task-clock also charges the task for the switches in and out of its CPU, which the
+        # scheduler's runtime (getrusage) does not: with the server and the other worker on
+        # 2 CPUs that was 21 ms over 4,844 switches (4.4 µs each) in a CI run; allow 10 µs.
         cpu_s = w["cpu_user_s"] + w["cpu_sys_s"]
-        assert 0.5 * cpu_s < c["task-clock"] / 1e3 <= cpu_s * 1.05 + 0.005, (c, cpu_s)
+        switch_s = c["context-switches"] * 10e-6
+        assert 0.5 * cpu_s < c["task-clock"] / 1e3 <= cpu_s * 1.05 + 0.005 + switch_s, (c, cpu_s)
         if hw:
             assert w["perf"]["ipc"] == pytest.approx(c["instructions"] / c["cycles"])
     assert doc["client_cpu_user_s"] == pytest.approx(sum(w["cpu_user_s"] for w in doc["workers"]))
