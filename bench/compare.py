@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Compare fastload with wrk (HTTP/1.1) and h2load (h2c) on the same server and CPUs.
+"""Compare fastload with wrk (HTTP/1.1) and h2load (h2c) on the same server and CPUs, in
+cleartext and over TLS (nginx https://: wrk for HTTP/1.1, h2load for h2 by ALPN; fastload on
+its native TLS path and, as `fastload-py`, on uvloop's TLS with --tls-path python).
 
 The server is pinned to one CPU and every client to another, so requests/s and
 client CPU per request compare the clients, not the scheduler. Repetitions
 alternate the tool order to spread out drift (thermal, caches, background noise).
 
-    python bench/compare.py                # both scenarios, 3 reps, ~1-2 min
+    python bench/compare.py                # all four scenarios, 3 reps, ~3-4 min
     python bench/compare.py --only h2 --reps 5 --json out.json
+    python bench/compare.py --only tls-h1 --only tls-h2
     python bench/compare.py --fastload "python -m fastload"
 """
 
@@ -24,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from servers import Server, have
@@ -56,6 +59,8 @@ class Scenario:
     peer_cmd: Callable[[str, int], list[str]]
     parse_peer: Callable[[str], tuple[int, float]]
     fastload_args: list[str]
+    # More fastload runs in the same rotation: tool name -> extra arguments.
+    variants: dict[str, list[str]] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- output parsers
@@ -176,6 +181,26 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
                 "-",
             ],
         ),
+        "tls-h1": Scenario(
+            name="https HTTP/1.1 keep-alive, 64 conns, nginx 1 worker",
+            start_server=lambda cpu: Server("nginx-tls", "--no-access-log", cpu=cpu),
+            peer_tool="wrk",
+            peer_cmd=lambda url, secs: ["wrk", "-t1", "-c64", f"-d{secs}s", url],
+            parse_peer=parse_wrk,
+            fastload_args=["--protocol", "h1", "-k", "-c", "64", "-w", "1", "--cpus", "1",
+                           "-d", f"{d}s", "--json", "-"],
+            variants={"fastload-py": ["--tls-path", "python"]},
+        ),
+        "tls-h2": Scenario(
+            name="https h2 (ALPN), 8 conns x 32 streams, nginx 1 worker",
+            start_server=lambda cpu: Server("nginx-tls", "--no-access-log", cpu=cpu),
+            peer_tool="h2load",
+            peer_cmd=lambda url, secs: ["h2load", "-c8", "-m32", "-t1", "-D", str(secs), url],
+            parse_peer=parse_h2load,
+            fastload_args=["--protocol", "h2", "-k", "-c", "8", "-m", "32", "-w", "1", "--cpus",
+                           "1", "-d", f"{d}s", "--json", "-"],
+            variants={"fastload-py": ["--tls-path", "python"]},
+        ),
     }
 
 
@@ -198,6 +223,8 @@ def run_scenario(
         if fastload is not None:
             cmd = [*pin, *fastload, "run", url, *sc.fastload_args]
             tools.append(("fastload", cmd, parse_fastload))
+            for tool, extra in sc.variants.items():
+                tools.append((tool, [*cmd, *extra], parse_fastload))
         for rep in range(args.reps):
             order = tools if rep % 2 == 0 else tools[::-1]
             for tool, cmd, parse in order:
@@ -224,15 +251,16 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
     rows = []
     for key in keys:
         peer = [r for r in all_runs if r.scenario == key and r.tool == peer_tools[key]]
-        fl = [r for r in all_runs if r.scenario == key and r.tool == "fastload"]
         p_rps, p_cpu = median(peer, "rps"), median(peer, "cpu_us_per_req")
         rows.append({"scenario": key, "tool": peer_tools[key], "rps": p_rps, "cpu_us": p_cpu})
-        if fl:
+        tools = sorted({r.tool for r in all_runs if r.scenario == key and r.tool.startswith("fastload")})
+        for tool in tools:
+            fl = [r for r in all_runs if r.scenario == key and r.tool == tool]
             f_rps, f_cpu = median(fl, "rps"), median(fl, "cpu_us_per_req")
             rows.append(
                 {
                     "scenario": key,
-                    "tool": "fastload",
+                    "tool": tool,
                     "rps": f_rps,
                     "cpu_us": f_cpu,
                     "rps_ratio": f_rps / p_rps if p_rps else float("nan"),
@@ -244,14 +272,14 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
 
 def print_table(rows: list[dict]) -> None:
     print(
-        f"\n{'scenario':<9}{'tool':<10}{'median req/s':>14}{'CPU µs/req':>12}"
+        f"\n{'scenario':<9}{'tool':<12}{'median req/s':>14}{'CPU µs/req':>12}"
         f"{'rps ratio':>11}{'CPU ratio':>11}"
     )
     for r in rows:
         ratios = (
             f"{r['rps_ratio']:>11.2f}{r['cpu_ratio']:>11.2f}" if "rps_ratio" in r else f"{'':>22}"
         )
-        print(f"{r['scenario']:<9}{r['tool']:<10}{r['rps']:>14,.0f}{r['cpu_us']:>12.2f}{ratios}")
+        print(f"{r['scenario']:<9}{r['tool']:<12}{r['rps']:>14,.0f}{r['cpu_us']:>12.2f}{ratios}")
     print("ratios are fastload / peer: rps ratio > 1 is faster, CPU ratio < 1 is cheaper")
 
 
@@ -259,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5, help="seconds per client run")
-    ap.add_argument("--only", choices=["h1", "h2"])
+    ap.add_argument("--only", choices=["h1", "h2", "tls-h1", "tls-h2"], action="append",
+                    help="run only this scenario (repeatable)")
     ap.add_argument("--fastload", default="fastload", help="command prefix for `... run URL`")
     ap.add_argument("--json", metavar="OUT", help="write all raw numbers here ('-' = stdout)")
     ap.add_argument("--server-cpu", type=int, default=0)
@@ -272,9 +301,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"NOTE: fastload not measured ({reason}); reporting peers only.")
         fastload = None
     scs = scenarios(args.duration, args.server_cpu)
-    keys = [args.only] if args.only else list(scs)
+    keys = args.only or list(scs)
     missing = {b for k in keys for b in ("taskset", scs[k].peer_tool) if not have(b)}
-    missing |= {b for b, k in (("nginx", "h1"), ("h2o", "h2")) if k in keys and not have(b)}
+    missing |= {b for b, k in (("nginx", "h1"), ("h2o", "h2"), ("nginx", "tls-h1"), ("nginx", "tls-h2"))
+                if k in keys and not have(b)}
     if missing:
         print(f"missing binaries: {', '.join(sorted(missing))}", file=sys.stderr)
         return 2

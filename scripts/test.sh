@@ -14,6 +14,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   done
   # Text in the headless-browser screenshot of the HTML report.
   [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+  # OpenSSL's headers: the native TLS unit (fastload.native.tls) is built only where they are.
+  [ -e /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
   if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: apt-get install ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

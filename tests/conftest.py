@@ -52,6 +52,14 @@ def nghttpd_tls() -> Iterator[peers.TLSPeer]:
 
 
 @pytest.fixture(scope="session")
+def nginx_tls() -> Iterator[peers.TLSPeer]:
+    """nginx over TLS (ALPN h2 and http/1.1), self-signed cert at ``.cert_path``, access log
+    on (``count_requests()``)."""
+    _require("nginx", "openssl")
+    yield from _serve(lambda: peers.nginx(tls=True))  # type: ignore[misc]
+
+
+@pytest.fixture(scope="session")
 def delay_server() -> Iterator[peers.FastloadPeer]:
     """``fastload serve --delay 20ms`` (``peers.DELAY_S``): h1 + h2c, counts via
     /__fastload/stats."""

@@ -75,6 +75,9 @@ def main() -> None:
 @click.option("--h3-backend", type=click.Choice(["aioquic", "qh3"]), default=None,
               help="The QUIC library of --protocol h3: aioquic (pure Python, the default) or qh3 "
                    "(native packet core; pip install qh3).")
+@click.option("--tls-path", type=click.Choice(["native", "python"]), default=None,
+              help="TLS of https:// over TCP: native (OpenSSL records in the native core, the "
+                   "default where built) or python (uvloop's TLS). `fastload info` shows which.")
 @click.option("--h2c", is_flag=True, help="HTTP/2 over cleartext with prior knowledge.")
 @click.option("--insecure", "-k", is_flag=True, help="Skip TLS certificate verification.")
 @click.option("--ca", default=None, metavar="FILE", help="Trust the CA certificate(s) in FILE.")
@@ -464,6 +467,11 @@ def _info_text(f: dict) -> str:
     lines.append("Tools:           " + ", ".join(f"{t} {'yes' if p else 'no'}" for t, p in f["tools"].items()))
     hw = f["hw_counters"]
     lines.append("HW counters:     " + ("unknown (no perf)" if hw is None else "yes" if hw else "no"))
+    tls = f["tls"]
+    lines.append("TLS path:        " + (
+        f"native (OpenSSL in the core; {tls['openssl']})" if tls["path"] == "native" else
+        f"python (uvloop's TLS; {tls['openssl']}): built without OpenSSL's headers"))
+    lines.append("Kernel TLS:      " + ("yes" if tls["kernel_tls"] else "no (no tls ULP in this kernel)"))
     return "\n".join(lines) + "\n"
 
 

@@ -259,6 +259,7 @@ http {{
     http2_max_concurrent_streams 256;
     server {{
         listen {host}:{port}{http2};
+        {tls}
         location / {{ return 200 "hello world\\n"; }}
         location = /status/204 {{ return 204; }}
         location = /status/404 {{ return 404 "not found\\n"; }}
@@ -275,18 +276,26 @@ http {{
 
 
 def nginx(h2c: bool = False, cpu: int | None = None, access_log: bool = True,
-          host: str = "127.0.0.1") -> Peer:
+          host: str = "127.0.0.1", tls: bool = False) -> Peer:
     """nginx 1 worker on host (another address: a network namespace's, for bench/faults.py and
     the cluster tests); ``access_log`` off for benchmarks (unbuffered log otherwise). The log's
-    last field is the client's address (count_by_address)."""
+    last field is the client's address (count_by_address). ``tls``: https:// with a
+    self-signed certificate (``cert_path``) and ALPN h2 and http/1.1 on the same port."""
     tmp = _workdir("nginx")
-    peer = Peer("nginx-h2c" if h2c else "nginx", tmp)
+    peer: Peer = TLSPeer("nginx-tls", tmp, scheme="https") if tls else \
+        Peer("nginx-h2c" if h2c else "nginx", tmp)
     peer.host = host
     d = peer.dir
     port = free_port(host)
     log = f"access_log {d}/access.log fastload;" if access_log else "access_log off;"
-    conf = NGINX_CONF.format(d=d, port=port, http2=" http2" if h2c else "", access_log=log,
-                             DEEP_JSON="[" * 3000, host=host)
+    tls_conf = ""
+    if tls:
+        assert isinstance(peer, TLSPeer)
+        peer.cert_path, peer.key_path = make_cert(d)
+        tls_conf = (f"ssl_certificate {peer.cert_path}; ssl_certificate_key {peer.key_path}; "
+                    "ssl_session_cache off; ssl_session_tickets off;")
+    conf = NGINX_CONF.format(d=d, port=port, http2=" ssl http2" if tls else " http2" if h2c else "",
+                             access_log=log, DEEP_JSON="[" * 3000, host=host, tls=tls_conf)
     (d / "dav" / "upload").mkdir(parents=True)
     os.chmod(d / "dav" / "upload", 0o777)  # written by the worker, 'nobody' when run as root
     (d / "nginx.conf").write_text(conf)
@@ -575,6 +584,7 @@ LAUNCHERS: dict[str, Callable[[argparse.Namespace], Peer]] = {
     "nginx": lambda a: nginx(h2c=False, cpu=a.cpu, access_log=not a.no_access_log, host=a.host),
     "nginx-h2c": lambda a: nginx(h2c=True, cpu=a.cpu, access_log=not a.no_access_log,
                                  host=a.host),
+    "nginx-tls": lambda a: nginx(cpu=a.cpu, access_log=not a.no_access_log, host=a.host, tls=True),
     "h2o": lambda a: h2o(cpu=a.cpu, access_log=not a.no_access_log),
     "nghttpd-tls": lambda a: nghttpd_tls(cpu=a.cpu),
     "fastload": lambda a: fastload_server(delay=a.delay, cpu=a.cpu),

@@ -35,6 +35,7 @@ class RunOptions:
     insecure: bool = False
     ca: str | None = None
     h3_backend: str | None = None  # --h3-backend: aioquic (default) or qh3
+    tls_path: str | None = None  # --tls-path: native (OpenSSL in the core) or python (uvloop's)
     # Workload
     method: str = "GET"
     headers: Sequence[str] = ()

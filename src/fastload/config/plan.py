@@ -32,6 +32,7 @@ from fastload.faults.spec import (
 )
 from fastload.grpc.call import grpc_request
 from fastload.host import placement
+from fastload.host.info import native_tls_built
 from fastload.host.perfstat import PerfSpec, parse_spec
 from fastload.units import parse_count, parse_cpu_list, parse_duration_ns
 from fastload.workload.checks import CheckSpec, from_flags, parse_sample
@@ -41,6 +42,7 @@ from fastload.workload.scenario import parse_scenario
 
 # The QUIC libraries HTTP/3 can run on (fastload.h3.backends); the first is the default.
 H3_BACKENDS = ("aioquic", "qh3")
+TLS_PATHS = ("native", "python")  # --tls-path
 MAX_PIPELINE = 1024
 MAX_STREAMS = 1 << 16
 
@@ -83,6 +85,9 @@ class Plan:
     server_pid: int | None = None
     mix: Mix | None = None  # --scenario / --replay / --check-*: variants picked per request
     h3_backend: str = H3_BACKENDS[0]  # --h3-backend: the QUIC library of --protocol h3
+    # --tls-path of an https:// run over TCP: "native" (OpenSSL in the native core) or "python"
+    # (uvloop's TLS); None for http:// and HTTP/3 (QUIC does its own TLS).
+    tls_path: str | None = None
     windows: tuple[Window, ...] = ()  # --phase (and later --fault) windows, in time order
     phases: tuple[Window, ...] = ()  # the run cut at the windows: baseline, windows, recovery-*
     hooks: tuple[Hook, ...] = ()  # --at, in time order
@@ -160,6 +165,7 @@ class Plan:
             "avoid_cpus": list(self.avoid_cpus),
             "server_pid": self.server_pid,
             **({"h3_backend": self.h3_backend} if self.protocol == "h3" else {}),
+            **({"tls_path": self.tls_path} if self.tls_path is not None else {}),
             **({"scenario": self.mix.config()} if self.mix is not None else {}),
             **({"windows": [{"name": w.name, "kind": w.kind, "spec": w.spec, "start_s": w.start_ns / 1e9,
                              "end_s": None if w.end_ns is None else w.end_ns / 1e9}
@@ -203,7 +209,7 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
         start_at=o.start_at, tags=out.tags, hdr_log=o.hdr_log, grpc=target.grpc,
         perf_stat=out.perf_stat, pin_mode=o.pin_mode, numa_node=o.numa_node,
         avoid_cpus=place.avoid_cpus, server_pid=o.server_pid, mix=work.mix,
-        h3_backend=target.h3_backend,
+        h3_backend=target.h3_backend, tls_path=target.tls_path,
         windows=timing.windows, phases=timing.phases, hooks=timing.hooks, recover=timing.recover,
         faults=timing.faults, fault_proxies=timing.fault_proxies, fault_via=o.fault_via,
         fault_dev=o.fault_dev,
@@ -265,6 +271,7 @@ class TargetSpec:
     checks: CheckSpec  # --check-* flags
     sample: float
     h3_backend: str
+    tls_path: str | None
 
 
 def check_target(o: RunOptions) -> TargetSpec:
@@ -338,7 +345,24 @@ def check_target(o: RunOptions) -> TargetSpec:
         h3_backend = o.h3_backend
     return TargetSpec(target=target, protocol=protocol, h2c=h2c, grpc=grpc, method=method,
                       headers=headers, body=body, body_file=body_file, checks=checks, sample=sample,
-                      h3_backend=h3_backend)
+                      h3_backend=h3_backend, tls_path=check_tls_path(o.tls_path, target.tls, protocol))
+
+
+def check_tls_path(given: str | None, tls: bool, protocol: str | None) -> str | None:
+    """--tls-path: native where this build has the native TLS unit, unless asked otherwise."""
+    if given is not None:
+        if given not in TLS_PATHS:
+            raise UsageError(f"--tls-path: {given!r} must be one of {', '.join(TLS_PATHS)}")
+        if not tls or protocol == "h3":
+            raise UsageError("--tls-path applies to https:// URLs over TCP (HTTP/1.1, HTTP/2); "
+                             "HTTP/3's TLS is QUIC's")
+        if given == "native" and not native_tls_built():
+            raise UsageError("--tls-path native: this build has no native TLS (it was built without "
+                             "OpenSSL's headers: apt install libssl-dev, then reinstall fastload)")
+        return given
+    if not tls or protocol == "h3":
+        return None
+    return "native" if native_tls_built() else "python"
 
 
 @dataclass(frozen=True)

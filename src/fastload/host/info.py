@@ -8,11 +8,14 @@ containers and VMs hide a lot of sysfs."""
 from __future__ import annotations
 
 import ctypes
+import importlib.machinery
 import os
 import platform
 import re
 import resource
 import shutil
+import socket
+import ssl
 import subprocess
 from pathlib import Path
 
@@ -315,6 +318,36 @@ def placement(proc: str = PROC, node_root: str = NODE_ROOT) -> dict:
 # ------------------------------------------------------------------ the whole host
 
 
+def native_tls_built() -> bool:
+    """Whether this install has the native TLS unit (fastload.native.tls: built only where
+    OpenSSL's headers were). Looked up as a file, so that nothing native is imported."""
+    native = Path(__file__).resolve().parent.parent / "native"
+    return any((native / f"tls{suffix}").exists()
+               for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+
+
+TCP_ULP = 31  # linux/tcp.h; not in Python's socket module
+
+
+def kernel_tls() -> bool:
+    """Whether the kernel takes TLS records (the "tls" upper-layer protocol on a connected TCP
+    socket, as OpenSSL's SSL_OP_ENABLE_KTLS would ask for it)."""
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as srv, \
+                socket.create_connection(srv.getsockname(), timeout=1) as c:
+            c.setsockopt(socket.IPPROTO_TCP, TCP_ULP, b"tls")
+            return True
+    except OSError:
+        return False
+
+
+def tls_facts() -> dict:
+    """Which TLS path an https:// run over TCP takes here, and what it runs on."""
+    built = native_tls_built()
+    return {"path": "native" if built else "python", "native_built": built,
+            "openssl": ssl.OPENSSL_VERSION, "kernel_tls": kernel_tls()}
+
+
 def info(node_root: str = NODE_ROOT, cpu_root: str = CPU_ROOT, port_path: str = PORT_RANGE,
          somaxconn_path: str = SOMAXCONN) -> dict:
     """Everything `fastload info` shows, as a JSON-able dict."""
@@ -336,4 +369,5 @@ def info(node_root: str = NODE_ROOT, cpu_root: str = CPU_ROOT, port_path: str = 
         "somaxconn": read_int(somaxconn_path),
         "tools": found,
         "hw_counters": hw_counters(found["perf"]),
+        "tls": tls_facts(),
     }

@@ -1,7 +1,8 @@
 """The native hot path, one extension module per unit (each .pyx has a .pxd that the others
 cimport): HDR histogram (hdr), body event scanners (stream), HTTP/1.1 parser (h1), HPACK
 decoder (hpack), HTTP/2 client core (h2), request variants and checks (mix), arrival schedule
-(schedule), per-worker counters (stats), the uvloop protocols (sessions), Python-callable
+(schedule), per-worker counters (stats), the uvloop protocols (sessions), their TLS twins
+(tls: OpenSSL records in the core, where built), Python-callable
 recording for HTTP/3 (recorder), and test/bench entry points (testing).
 
 Python code imports the native core through this module only.
@@ -29,6 +30,12 @@ from fastload.native.sessions import READ_BUFFER_SIZE, H1Session, H2Session, _Se
 from fastload.native.stats import WorkerStats
 from fastload.native.stream import StreamScanner
 
+try:
+    # Built only where OpenSSL's headers were (setup.py); the engine then uses uvloop's TLS.
+    from fastload.native.tls import MemoryTlsClient, TlsContext, TlsH1Session, TlsH2Session
+except ImportError:  # pragma: no cover - exercised by installs without libssl-dev
+    MemoryTlsClient = TlsContext = TlsH1Session = TlsH2Session = None  # type: ignore[assignment,misc]
+
 __all__ = [
     "ERROR_CHECK",
     "ERROR_CHECK_ERROR",
@@ -50,6 +57,10 @@ __all__ = [
     "RequestMix",
     "Schedule",
     "StreamScanner",
+    "MemoryTlsClient",
+    "TlsContext",
+    "TlsH1Session",
+    "TlsH2Session",
     "WorkerStats",
     "_Session",
     "is_event_stream",

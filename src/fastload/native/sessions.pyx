@@ -30,15 +30,6 @@ from fastload.native.stats cimport WorkerStats
 cdef class _Session:
     """Transport plumbing shared by the HTTP/1.1 and HTTP/2 sessions."""
 
-    cdef WorkerStats stats
-    cdef public object engine
-    cdef public object transport
-    cdef object _write
-    cdef public bint closed
-    cdef public bint paused
-    cdef public bint stopping
-    cdef public int index
-
     def connection_made(self, transport):
         self.transport = transport
         self._write = transport.write
@@ -80,6 +71,20 @@ cdef class _Session:
             except Exception:
                 pass
 
+    cdef void write_obj(self, object data) noexcept:
+        """Sends a bytes object as it is (the plaintext path: no copy)."""
+        try:
+            self._write(data)
+        except Exception:
+            self.drop()
+
+    cdef void write_buf(self, const uint8_t* p, Py_ssize_t n) noexcept:
+        """Sends n bytes at p: one new bytes object and one transport.write."""
+        try:
+            self._write(PyBytes_FromStringAndSize(<char*>p, n))
+        except Exception:
+            self.drop()
+
     def stop(self):
         """End of run: no new requests; close at once (in-flight requests are not counted)."""
         self.stopping = True
@@ -88,27 +93,6 @@ cdef class _Session:
 
 cdef class H1Session(_Session):
     """HTTP/1.1 keep-alive with up to `pipeline` requests in flight."""
-
-    cdef H1ResponseParser parser
-    cdef list batches
-    cdef Py_ssize_t req_len
-    cdef int pipeline
-    cdef int64_t* sent          # actual send times, a ring of `pipeline` slots
-    cdef int64_t* intended      # intended send times (open model; == sent otherwise)
-    cdef int head
-    cdef public int inflight
-    cdef bint head_method
-    cdef bint must_close
-    # The response at the head of the ring: its first byte and its stream events so far.
-    cdef int64_t head_first_ns
-    cdef int64_t head_events
-    cdef int64_t head_last_event_ns
-    # With a RequestMix (stats.mix): the entry of each in-flight request, times 2, plus 1 when
-    # its response is sampled for checks; the raw bytes of the head response while sampled.
-    cdef RequestMix mix
-    cdef int* entry
-    cdef char* cap
-    cdef Py_ssize_t cap_len
 
     def __init__(self, WorkerStats stats, engine, bytes request, int pipeline, bint head_method=False):
         self.stats = stats
@@ -169,7 +153,7 @@ cdef class H1Session(_Session):
         if k == 0:
             return
         self.stats.count_bytes(now, 0, k * self.req_len)
-        self._write(self.batches[k])
+        self.write_obj(self.batches[k])
 
     cdef void fill_mix(self) noexcept:
         """fill() with a variant per request: its pre-encoded bytes, written as they are for
@@ -196,19 +180,20 @@ cdef class H1Session(_Session):
         if k == 0:
             return
         self.stats.count_bytes(now, 0, total)
+        if k == 1:
+            self.write_obj(<object>self.mix.entry_obj[e])
+            return
         try:
-            if k == 1:
-                self._write(<object>self.mix.entry_obj[e])
-                return
             data = PyBytes_FromStringAndSize(NULL, total)
-            w = PyBytes_AS_STRING(data)
-            for i in range(first, first + k):
-                e = self.entry[(self.head + i) % self.pipeline] >> 1
-                memcpy(w, PyBytes_AS_STRING(<object>self.mix.entry_obj[e]), self.mix.entry_len[e])
-                w += self.mix.entry_len[e]
-            self._write(data)
-        except Exception:
+        except MemoryError:
             self.drop()
+            return
+        w = PyBytes_AS_STRING(data)
+        for i in range(first, first + k):
+            e = self.entry[(self.head + i) % self.pipeline] >> 1
+            memcpy(w, PyBytes_AS_STRING(<object>self.mix.entry_obj[e]), self.mix.entry_len[e])
+            w += self.mix.entry_len[e]
+        self.write_obj(data)
 
     cdef inline void capture(self, const uint8_t* p, Py_ssize_t n) noexcept:
         """Keeps the raw bytes of a sampled head response, up to the capture limit."""
@@ -307,6 +292,12 @@ cdef class H1Session(_Session):
         self.drop()
 
     def eof_received(self):
+        self.on_eof()
+        return False
+
+    cdef void on_eof(self) noexcept:
+        """The peer ended its byte stream (a FIN, or TLS close_notify): a response delimited
+        by the close is complete; anything else in flight failed."""
         cdef int r = self.parser.feed_eof()
         cdef int64_t now = now_ns()
         if r == 1 and self.parser.complete:
@@ -315,7 +306,6 @@ cdef class H1Session(_Session):
             # Closed before or in the middle of a response (a Content-Length longer than what
             # came, half a status line): the connection failed, the bytes were not malformed.
             self.fail(ERROR_RESET, now)
-        return False
 
     cdef on_lost(self, exc):
         if self.inflight and not self.stopping:
@@ -346,15 +336,6 @@ cdef class H1Session(_Session):
 cdef class H2Session(_Session):
     """HTTP/2 with up to `streams` concurrent streams on one connection."""
 
-    cdef H2ClientCore core
-    cdef int64_t last_out
-    cdef bint grpc
-    cdef RequestMix mix          # request variants (stats.mix), or None
-    # HTTP/2 reads carry many responses: uvloop reads straight into this buffer.
-    cdef bytearray rbuf
-    cdef object rview
-    cdef uint8_t* rptr
-
     def __cinit__(self, *args, **kwargs):
         self.rbuf = bytearray(READ_BUFFER_SIZE)
         self.rview = memoryview(self.rbuf)
@@ -382,13 +363,9 @@ cdef class H2Session(_Session):
         if n == 0 or self.closed:
             self.core.clear_out()
             return
-        data = PyBytes_FromStringAndSize(<char*>self.core.out, n)
-        self.core.clear_out()
         self.stats.count_bytes(now_ns(), 0, n)
-        try:
-            self._write(data)
-        except Exception:
-            self.drop()
+        self.write_buf(self.core.out, n)
+        self.core.clear_out()
 
     cdef on_connected(self):
         self.core.start()
@@ -457,13 +434,17 @@ cdef class H2Session(_Session):
         self.handle_events_as(-1, now)
 
     def buffer_updated(self, Py_ssize_t nbytes):
+        self.on_plain(self.rptr, nbytes)
+
+    cdef void on_plain(self, const uint8_t* p, Py_ssize_t nbytes) noexcept:
+        """nbytes of the connection's (decrypted) byte stream at p."""
         cdef int64_t now = now_ns()
         cdef int rc
         if self.closed:
             return
         self.stats.count_bytes(now, nbytes, 0)
         self.core.rx_ns = now
-        rc = self.core.receive(self.rptr, nbytes)
+        rc = self.core.receive(p, nbytes)
         self.handle_events(now)
         if rc < 0:
             self.fail_all(ERROR_PROTOCOL, now)

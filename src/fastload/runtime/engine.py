@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import ssl
 import time
 
@@ -22,6 +23,17 @@ from fastload.workload.wire import (
 RECONNECT_BACKOFF_MIN_S = 0.005
 RECONNECT_BACKOFF_MAX_S = 0.5
 PACE_TICK_S = 0.001
+
+
+def make_native_tls(plan: Plan, alpn: list[str]) -> native.TlsContext:
+    """The native TLS unit's SSL_CTX, configured as make_ssl_context() configures Python's."""
+    t = plan.target
+    try:
+        ipaddress.ip_address(t.host)
+        is_ip = True
+    except ValueError:
+        is_ip = False
+    return native.TlsContext(t.host, is_ip, not plan.insecure, plan.ca, alpn)
 
 
 def make_ssl_context(plan: Plan, alpn: list[str]) -> ssl.SSLContext:
@@ -93,7 +105,11 @@ class Engine:
             self.h3_config = h3.make_configuration(plan)
             self.h3_request = h3.H3Request(plan)
         else:
-            if plan.target.tls:
+            self.native_tls = None
+            if plan.tls_path == "native":
+                # TLS records in the native sessions: the transport carries ciphertext.
+                self.native_tls = make_native_tls(plan, alpn_for(plan))
+            elif plan.target.tls:
                 self.ssl_context = make_ssl_context(plan, alpn_for(plan))
             if plan.protocol == "h2":
                 self.h2_blocks = build_h2_session_blocks(plan)
@@ -110,8 +126,15 @@ class Engine:
                                   self.plan.streams, self.plan.timeout_ns / 1e9, self.h3_backend)
         elif self.plan.protocol == "h2":
             first, steady, need, stateless = self.h2_blocks
-            s = native.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams, first,
-                                need, stateless, self.plan.grpc)
+            if self.native_tls is not None:
+                s = native.TlsH2Session(self.native_tls, self.stats, self, steady, self.plan.body,
+                                        self.plan.streams, first, need, stateless, self.plan.grpc)
+            else:
+                s = native.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams,
+                                    first, need, stateless, self.plan.grpc)
+        elif self.native_tls is not None:
+            s = native.TlsH1Session(self.native_tls, self.stats, self, self.request,
+                                    self.plan.pipeline, self.plan.method == "HEAD")
         else:
             s = native.H1Session(self.stats, self, self.request, self.plan.pipeline,
                                 self.plan.method == "HEAD")
@@ -124,18 +147,36 @@ class Engine:
             return await self._connect_h3(index)
         host, port = self.plan.connect_to or (t.host, t.port)
         try:
-            await self.loop.create_connection(
-                lambda: self._new_session(index), host, port, ssl=self.ssl_context,
-                server_hostname=t.host if self.ssl_context else None,
-            )
+            # A handshake is bounded by --timeout on both TLS paths: a peer that stalls it
+            # must not hold a connection (and the start of the run) for uvloop's default 60 s.
+            tls = {"ssl": self.ssl_context, "server_hostname": t.host,
+                   "ssl_handshake_timeout": self.plan.timeout_ns / 1e9} if self.ssl_context else {}
+            _, session = await self.loop.create_connection(
+                lambda: self._new_session(index), host, port, **tls)
         except (OSError, ssl.SSLError, asyncio.TimeoutError) as e:
-            if len(self.connect_errors) < 100:
-                self.connect_errors.append(f"{type(e).__name__}: {e}")
+            self._connect_error(f"{type(e).__name__}: {e}")
             if isinstance(e, OSError) and e.errno == errno.EADDRNOTAVAIL:
                 self.port_exhaustion += 1
                 raise _PortsExhausted() from None
             return False
-        return True
+        if self.native_tls is None:
+            return True
+        # Native TLS: the session is the engine's once its handshake completes (it then calls
+        # on_connected), as uvloop's create_connection(ssl=) returns only then.
+        try:
+            reason = await asyncio.wait_for(asyncio.shield(session.handshake),
+                                            self.plan.timeout_ns / 1e9)
+        except asyncio.TimeoutError:
+            session.stop()
+            reason = "the TLS handshake timed out"
+        if reason is None:
+            return True
+        self._connect_error(f"TLS: {reason}")
+        return False
+
+    def _connect_error(self, text: str) -> None:
+        if len(self.connect_errors) < 100:
+            self.connect_errors.append(text)
 
     async def _connect_h3(self, index: int) -> bool:
         # UDP: "connected" means the QUIC handshake completed (the session then calls
@@ -145,8 +186,7 @@ class Engine:
         session, reason = await self.h3.connect(self.loop, lambda: self._new_session(index),
                                                 t.host, t.port)
         if session is None:
-            if len(self.connect_errors) < 100:
-                self.connect_errors.append(reason or "QUIC handshake failed")
+            self._connect_error(reason or "QUIC handshake failed")
             return False
         return True
 
