@@ -7,7 +7,6 @@ import math
 from collections.abc import Iterable
 from functools import lru_cache
 
-import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -63,12 +62,25 @@ def _equivalent_values(counts_len: int, half_magnitude: int, unit_magnitude: int
     return lowest, highest, median
 
 
+_BLOCK = 64  # counts per block compared at once
+_ZERO_BLOCK = bytes(_BLOCK * 8)
+
+
 def _nonzero(h: HdrHistogram) -> list[tuple[int, int]]:
-    """(index, count) of the recorded buckets. The counts array has some 17k buckets: scanned
-    by numpy, not by a Python loop (3 ms), since the parent does this every second."""
-    counts = np.frombuffer(h.counts, dtype=np.uint64)
-    idx = np.flatnonzero(counts)
-    return list(zip(idx.tolist(), counts[idx].tolist(), strict=True))
+    """(index, count) of the recorded buckets. The counts array has some 17k buckets, and the
+    parent does this every second: blocks of 64 counts are compared with zeros as bytes (a
+    memcmp each) and only the blocks with counts are walked, about 0.25 ms for a typical
+    latency spread instead of 3 ms for a Python loop over every bucket. Not numpy: importing
+    it would cost every run's parent some 0.15 s of CPU, which counts in CPU per request."""
+    raw = bytes(h.counts)
+    words = memoryview(raw).cast("Q")
+    n = len(words)
+    out: list[tuple[int, int]] = []
+    for b in range(0, n, _BLOCK):
+        end = min(n, b + _BLOCK)
+        if raw[b * 8:end * 8] != _ZERO_BLOCK[:(end - b) * 8]:
+            out.extend((i, c) for i, c in enumerate(words[b:end].tolist(), b) if c)
+    return out
 
 
 def _layout(h: HdrHistogram) -> tuple[list[int], list[int], list[int]]:
