@@ -8,6 +8,8 @@ properly, keep-alive; connections 1, 3, 5... do what MODE says:
   close_notify  complete the handshake, read a request, send half a response, close_notify
   reset         complete the handshake, read a request, send half of the response's TLS
                 record, then reset the connection (RST)
+  corrupt       complete the handshake, read a request, send the response's record with its
+                last byte flipped (it does not decrypt)
   delay         no misbehaviour: every connection is good, each response held 20 ms
 
 python tests/servers/tls_hostile_server.py MODE CERT KEY -> prints "listening on PORT";
@@ -25,7 +27,7 @@ import time
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world\n"
 HALF = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello"
-MODES = ("plaintext", "truncate", "stall", "close_notify", "reset", "delay")
+MODES = ("plaintext", "truncate", "stall", "close_notify", "reset", "corrupt", "delay")
 DELAY_S = 0.020
 
 lock = threading.Lock()
@@ -129,6 +131,14 @@ def serve_hostile(conn: socket.socket, ctx: ssl.SSLContext, mode: str) -> None:
             pass  # close_notify is written; the client's reply is not awaited
         conn.sendall(outgoing.read())
         time.sleep(0.05)
+        conn.close()
+        return
+    if mode == "corrupt":
+        obj.write(RESPONSE)
+        record = bytearray(outgoing.read())
+        record[-1] ^= 0xFF  # the AEAD tag no longer matches
+        conn.sendall(bytes(record))
+        time.sleep(0.5)
         conn.close()
         return
     # reset: half of the response's record, then RST.
