@@ -56,6 +56,7 @@ cdef extern from "openssl/ssl.h" nogil:
     void SSL_set_connect_state(SSL* s)
     int SSL_do_handshake(SSL* s)
     int SSL_read(SSL* s, void* buf, int num)
+    int SSL_has_pending(const SSL* s)
     int SSL_write(SSL* s, const void* buf, int num)
     int SSL_get_error(const SSL* s, int ret)
     int SSL_set_tlsext_host_name(SSL* s, const char* name)
@@ -403,6 +404,9 @@ cdef class TlsLink:
         result), the latter > 0 when the buffer filled before the records ran out."""
         cdef Py_ssize_t got = 0, n = 0
         while got < cap:
+            if got and self.io.in_n == 0 and not SSL_has_pending(self.ssl):
+                # Nothing left to decrypt: spare the SSL_read that would only say WANT_READ.
+                return got, TLS_WANT_READ
             n = self.read(buf + got, cap - got)
             if n <= 0:
                 return got, n
