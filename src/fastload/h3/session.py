@@ -25,7 +25,6 @@ from fastload.config.plan import Plan
 from fastload.errors import certificate_rejected
 from fastload.h3.backends import Backend, load
 from fastload.h3.control import CLIENT_CONTROL_STREAM, H3_NO_ERROR, ServerStreams
-from fastload.native.h3 import H3_MESSAGE_ERROR, H3_RC_STREAM_ERROR, H3_RC_UNI, H3Core
 from fastload.workload.qpack import encode_request
 from fastload.workload.wire import h2_header_list
 
@@ -112,7 +111,7 @@ class H3Session(asyncio.DatagramProtocol):
         self.quic = backend.QuicConnection(configuration=configuration)
         backend.prepare(self.quic)
         # Request streams: parsed and recorded in C, one call per STREAM event.
-        self.core = H3Core(stats, streams, request.head)
+        self.core = native.H3Core(stats, streams, request.head)
         self.server_streams = ServerStreams()
         self.wire = request.wire
         self.handshake: asyncio.Future = self.loop.create_future()
@@ -325,7 +324,7 @@ class H3Session(asyncio.DatagramProtocol):
 
     def _stream_outcome(self, event: Any, rc: int, now: int) -> bool:
         """What H3Core.feed asked for besides recording; False once the connection is closing."""
-        if rc == H3_RC_UNI:
+        if rc == native.H3_RC_UNI:
             rc = self.server_streams.feed(event.stream_id, event.data, event.end_stream)
             if not rc:
                 goaway = self.server_streams.goaway
@@ -334,8 +333,8 @@ class H3Session(asyncio.DatagramProtocol):
                     for sid in self.core.refuse_from(goaway, now):
                         self._cancel(sid, _CANCELLED)
                 return True
-        elif rc == H3_RC_STREAM_ERROR:
-            self._cancel(event.stream_id, H3_MESSAGE_ERROR)
+        elif rc == native.H3_RC_STREAM_ERROR:
+            self._cancel(event.stream_id, native.H3_MESSAGE_ERROR)
             return True
         # A connection error (RFC 9114 §8, RFC 9204 §6): what is in flight fails as a protocol
         # error once the close is seen (_check_closing, termination_class).
