@@ -178,6 +178,19 @@ def test_connection_closed_mid_run_fails_in_flight_requests_as_resets():
     assert doc["errors"]["total"] == doc["errors"]["reset"]
 
 
+def test_goaway_drains_the_connection_and_the_run_goes_on_on_new_ones():
+    with peers.h3_server(goaway_after=50) as srv:
+        doc = run_h3(srv.url, "--insecure", "-n", "400", "-c", "2", "-m", "4", "-w", "1",
+                     "--timeout", "5s")
+        stats = srv.stats()
+    check_document(doc, 400)
+    assert stats["responses"] == 400 and stats["goaways"] >= 7
+    # No new request after a GOAWAY; those already sent on streams from its id on were not
+    # processed and fail as resets (as refused HTTP/2 streams do), nothing waits for --timeout.
+    assert doc["errors"]["total"] == doc["errors"]["reset"] <= 4 * stats["goaways"]
+    assert stats["connections"] >= stats["goaways"]
+
+
 def test_server_gone_mid_run_counts_resets_then_connect_errors():
     import subprocess
     import sys
