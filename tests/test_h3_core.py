@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fastload import native
 from fastload.h3.control import (
     CLIENT_CONTROL_STREAM,
     H3_CLOSED_CRITICAL_STREAM,
@@ -297,3 +298,48 @@ def test_a_second_control_stream_is_an_error():
     s = ServerStreams()
     assert s.feed(3, b"\x00" + SETTINGS, False) == 0
     assert s.feed(7, b"\x00", False) == H3_STREAM_CREATION_ERROR
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_the_stream_table_holds_any_set_of_open_streams(data):
+    # Stream ids far apart collide in the table (it is sized for the streams in flight, not
+    # for the ids): every removal order must keep every open stream findable.
+    n = data.draw(st.integers(1, 24))
+    core, parser = H3Core(None, n), ref.ResponseParser()
+    open_: set[int] = set()
+    next_sid = 0
+    for step in range(data.draw(st.integers(1, 120))):
+        if data.draw(st.booleans()) and len(open_) < n:
+            core.start(next_sid, step, step)
+            parser.start(next_sid, step, step)
+            open_.add(next_sid)
+            next_sid += 4 * data.draw(st.integers(1, 40))
+        elif open_:
+            sid = data.draw(st.sampled_from(sorted(open_)))
+            chunk = data.draw(st.sampled_from([OK, OK + frame(DATA, b"hello"), b"", b"\x21\x00"]))
+            end = data.draw(st.booleans())
+            assert h3_feed(core, sid, chunk, end, step) == parser.feed(sid, chunk, end, step)
+            if sid not in parser.streams:
+                open_.discard(sid)
+        assert core.inflight == len(open_) == len(parser.streams)
+        assert core.oldest_sent_ns() == min((parser.streams[s].sent_ns for s in open_), default=-1)
+
+
+def test_outcomes_are_recorded_into_worker_stats():
+    stats = native.WorkerStats()
+    stats.record_from_ns = 0
+    core = H3Core(stats, 8)
+    for sid in (0, 4, 8, 12, 16):
+        core.start(sid, 100, 100)
+    assert core.feed(0, OK + frame(DATA, b"hello"), True, 1_000_100) == 0
+    assert core.feed(4, hdr((b":status", b"200"), (b"X", b"1")), False, 200) == ref.RC_STREAM_ERROR
+    assert core.reset(8, 300) and not core.reset(8, 300)
+    core.restamp(500, 0)  # 12 and 16 now count as sent at 500
+    assert core.oldest_sent_ns() == 500
+    assert core.refuse_from(16, 600) == [16]
+    assert core.expire(501, 700) == [12]
+    assert core.inflight == 0
+    errors = stats.error_counts()
+    assert (errors["protocol"], errors["reset"], errors["timeout"]) == (1, 2, 1)
+    assert stats.requests == 1 and stats.status_counts() == {"200": 1}
