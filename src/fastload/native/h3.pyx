@@ -499,8 +499,8 @@ cdef class H3Core:
             if nlen == 0:
                 return -1
             if name[0] == 58:  # ':'
-                if trailers or regular or status != -1 or not _eq(name, b":status", 7) \
-                        or nlen != 7:
+                if trailers or regular or status != -1 or nlen != 7 \
+                        or not _eq(name, b":status", 7):
                     return -1
                 if vlen != 3:
                     return -1
