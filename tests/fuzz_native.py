@@ -1,7 +1,7 @@
 """libFuzzer (atheris) harness for the native parsers: arbitrary bytes, cut at arbitrary points,
 must never crash, hang or raise anything but ProtocolError.
 
-    python tests/fuzz_native.py h1|hpack|h2 -runs=20000
+    python tests/fuzz_native.py h1|hpack|h2|h3 -runs=20000
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import atheris
 with atheris.instrument_imports():
     from fastload import native
     from fastload.errors import ProtocolError
-    from fastload.native.testing import H2TestCore
+    from fastload.native.testing import H2TestCore, h3_feed
     from fastload.workload.hpack import encode_block
 
 
@@ -54,7 +54,20 @@ def fuzz_h2(data: bytes) -> None:
         core.receive_py(piece)
 
 
-TARGETS = {"h1": fuzz_h1, "hpack": fuzz_hpack, "h2": fuzz_h2}
+def fuzz_h3(data: bytes) -> None:
+    # Request streams 0, 4, 8, 12 (a stream table of 8 slots), fed pieces in turn: a byte
+    # picks the stream and whether the piece ends it, the next one its length.
+    core = native.H3Core(None, 4)
+    for sid in (0, 4, 8, 12):
+        core.start(sid, 1, 1)
+    pos = 0
+    while pos + 2 <= len(data):
+        sid, end, n = (data[pos] & 3) * 4, bool(data[pos] & 4), data[pos + 1]
+        h3_feed(core, sid, data[pos + 2:pos + 2 + n], end, pos)
+        pos += 2 + n
+
+
+TARGETS = {"h1": fuzz_h1, "hpack": fuzz_hpack, "h2": fuzz_h2, "h3": fuzz_h3}
 
 if __name__ == "__main__":
     target = TARGETS[sys.argv[1]]

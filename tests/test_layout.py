@@ -24,7 +24,7 @@ OPTIONAL = ("matplotlib", "grpc_tools", "google.protobuf", "dask", "distributed"
 # (measured: importing aioquic costs ~0.2 s of CPU, which a 3 s benchmark counts in its CPU
 # per request). Each is named here with its reason; nothing else is.
 LOAD_ON_USE = {
-    "fastload.h3": "HTTP/3 on aioquic: only --protocol h3 runs import it",
+    "fastload.h3": "HTTP/3 on aioquic or qh3: only --protocol h3 runs import it",
     "fastload.runtime.metrics": "its HTTP server: only --metrics-port runs need it",
     "yaml": "only a scenario or SLO file that is not JSON is parsed as YAML",
     "fastload.cluster": "the cluster extra (Dask): only --cluster runs import it",

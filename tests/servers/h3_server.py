@@ -3,6 +3,7 @@
 
     python tests/servers/h3_server.py --cert cert.pem --key key.pem [--port 0] [--delay 20ms]
         [--reset-every N] [--close-after N] [--no-status-every N] [--bad-length-every N]
+        [--goaway-after N]
 
 It prints 'listening on 127.0.0.1:PORT' (UDP, HTTP/3) and 'stats on 127.0.0.1:PORT' (TCP,
 plain HTTP/1.0: GET returns the counters as JSON, POST /reset zeroes them).
@@ -11,7 +12,10 @@ Faults, for the error-class tests:
 - --close-after N: a connection is closed (CONNECTION_CLOSE, H3_NO_ERROR) right after it
   answered N requests, whatever else is in flight on it;
 - --no-status-every N: every Nth response has no :status (malformed HTTP/3);
-- --bad-length-every N: every Nth response announces one byte more than its body.
+- --bad-length-every N: every Nth response announces one byte more than its body;
+- --goaway-after N: once a connection received N requests it sends GOAWAY with the stream id
+  after the last one it received, answers the streams below it, ignores those from it on, and
+  closes the connection (H3_NO_ERROR) once the client does not.
 --sse N,GAP_MS streams text/event-stream instead: N events, event i at (i + 1) * GAP_MS after
 the response headers (never earlier), then the end of the stream.
 HEAD is answered with the Content-Length of the body and no body.
@@ -27,7 +31,8 @@ import sys
 import time
 
 from aioquic.asyncio import QuicConnectionProtocol, serve
-from aioquic.h3.connection import H3_ALPN, ErrorCode, H3Connection
+from aioquic.buffer import encode_uint_var
+from aioquic.h3.connection import H3_ALPN, ErrorCode, FrameType, H3Connection, encode_frame
 from aioquic.h3.events import DataReceived, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import ProtocolNegotiated, QuicEvent
@@ -47,6 +52,8 @@ class Counters:
         self.resets = 0
         self.closes = 0
         self.malformed = 0
+        self.goaways = 0
+        self.ignored = 0  # requests on streams from a GOAWAY's id on: never answered
         self.connections = 0
         # µs each plain response was held (request complete -> response written), as
         # `fastload serve` reports them: tests bound client latency against these.
@@ -64,6 +71,7 @@ class Options:
     close_after = 0
     no_status_every = 0
     bad_length_every = 0
+    goaway_after = 0
     sse_events = 0
     sse_gap_s = 0.0
 
@@ -78,6 +86,8 @@ class H3ServerProtocol(QuicConnectionProtocol):
         self.h3: H3Connection | None = None
         self.answered = 0
         self.closing = False
+        self.received = 0
+        self.goaway_id = -1
         self.head_streams: set[int] = set()
         self._tx_pending = False
         # ACK with the next responses instead of 1 ms later in a packet of its own (as the
@@ -112,6 +122,16 @@ class H3ServerProtocol(QuicConnectionProtocol):
     def on_request(self, stream_id: int) -> None:
         if self.closing:
             return
+        if 0 <= self.goaway_id <= stream_id:
+            COUNTERS.ignored += 1
+            return
+        self.received += 1
+        if OPTIONS.goaway_after and self.received == OPTIONS.goaway_after and self.h3 is not None:
+            # aioquic has no API for a server's GOAWAY: written on its control stream directly.
+            self.goaway_id = stream_id + 4
+            COUNTERS.goaways += 1
+            self._quic.send_stream_data(self.h3._local_control_stream_id, encode_frame(
+                FrameType.GOAWAY, encode_uint_var(self.goaway_id)))
         COUNTERS.requests += 1
         n = COUNTERS.requests
         if OPTIONS.reset_every and n % OPTIONS.reset_every == 0:
@@ -222,6 +242,7 @@ async def main(argv: list[str]) -> None:
     ap.add_argument("--close-after", type=int, default=0)
     ap.add_argument("--no-status-every", type=int, default=0)
     ap.add_argument("--bad-length-every", type=int, default=0)
+    ap.add_argument("--goaway-after", type=int, default=0)
     ap.add_argument("--sse", default=None, metavar="N,GAP_MS")
     args = ap.parse_args(argv)
     if args.sse:
@@ -232,6 +253,7 @@ async def main(argv: list[str]) -> None:
     OPTIONS.close_after = args.close_after
     OPTIONS.no_status_every = args.no_status_every
     OPTIONS.bad_length_every = args.bad_length_every
+    OPTIONS.goaway_after = args.goaway_after
     config = QuicConfiguration(is_client=False, alpn_protocols=H3_ALPN,
                                max_datagram_frame_size=None)
     config.load_cert_chain(args.cert, args.key)

@@ -530,7 +530,7 @@ class H3Peer(TLSPeer):
 
 def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
               close_after: int = 0, no_status_every: int = 0, bad_length_every: int = 0,
-              sse: str | None = None) -> H3Peer:
+              sse: str | None = None, goaway_after: int = 0) -> H3Peer:
     """tests/servers/h3_server.py (aioquic, 1 process); ``.cert_path`` is the CA that signed
     its certificate (what --ca takes)."""
     tmp = _workdir("h3")
@@ -540,7 +540,8 @@ def h3_server(cpu: int | None = None, delay: str = "0", reset_every: int = 0,
     cmd = [sys.executable, str(SERVERS / "h3_server.py"), "--cert", str(server_cert),
            "--key", str(peer.key_path), "--host", peer.host, "--port", "0", "--delay", delay,
            "--reset-every", str(reset_every), "--close-after", str(close_after),
-           "--no-status-every", str(no_status_every), "--bad-length-every", str(bad_length_every)]
+           "--no-status-every", str(no_status_every), "--bad-length-every", str(bad_length_every),
+           "--goaway-after", str(goaway_after)]
     if sse:
         cmd += ["--sse", sse]
     return peer.start(pinned(cmd, cpu), port=None)

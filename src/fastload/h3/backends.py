@@ -1,6 +1,7 @@
-"""The QUIC + HTTP/3 libraries the HTTP/3 session can run on (`--h3-backend`), behind one
-set of names: aioquic (pure Python, the reference) and qh3 (an aioquic-like API over a native
-packet core and QPACK). Each is imported only when a run picks it."""
+"""The QUIC libraries the HTTP/3 session can run on (`--h3-backend`), behind one set of names:
+aioquic (pure Python, the reference) and qh3 (an aioquic-like API over a native packet core).
+Only their QUIC layer is used: HTTP/3 itself is fastload's (native/h3.pyx, h3/control.py).
+Each is imported only when a run picks it."""
 
 from __future__ import annotations
 
@@ -21,20 +22,14 @@ class Backend:
     H3_ALPN: list[str]
     QuicConfiguration: Any
     QuicConnection: Any
-    ClientH3: Any  # H3Connection with length_mismatch (see aioquic_internals.ClientH3)
     StreamDataReceived: Any
     StreamReset: Any
     HandshakeCompleted: Any
     ConnectionTerminated: Any
-    HeadersReceived: Any
-    DataReceived: Any
     prepare: Callable[[Any], None]  # per new QuicConnection: library-specific settings
     # How many bidirectional streams the server allows in all (its MAX_STREAMS): past it a
     # library queues (aioquic) or refuses (qh3) a new stream.
     max_streams_bidi: Callable[[Any], int]
-    # Whether the library itself holds a body to its Content-Length (aioquic does, through
-    # ClientH3's override); if not, the session checks.
-    checks_content_length: bool
 
 
 def check(name: str) -> str:
@@ -60,7 +55,6 @@ def load(name: str) -> Backend:
 def _aioquic() -> Backend:
     import aioquic
     from aioquic.h3.connection import H3_ALPN
-    from aioquic.h3.events import DataReceived, HeadersReceived
     from aioquic.quic.configuration import QuicConfiguration
     from aioquic.quic.connection import QuicConnection
     from aioquic.quic.events import (
@@ -70,24 +64,16 @@ def _aioquic() -> Backend:
         StreamReset,
     )
 
-    from fastload.h3.aioquic_internals import (
-        ClientH3,
-        ack_at_once,
-        cache_header_checks,
-        remote_max_streams_bidi,
-    )
+    from fastload.h3.aioquic_internals import ack_at_once, remote_max_streams_bidi
 
-    cache_header_checks()
     return Backend("aioquic", aioquic.__version__, H3_ALPN, QuicConfiguration, QuicConnection,
-                   ClientH3, StreamDataReceived, StreamReset, HandshakeCompleted,
-                   ConnectionTerminated, HeadersReceived, DataReceived, ack_at_once,
-                   remote_max_streams_bidi, checks_content_length=True)
+                   StreamDataReceived, StreamReset, HandshakeCompleted, ConnectionTerminated,
+                   ack_at_once, remote_max_streams_bidi)
 
 
 def _qh3() -> Backend:
     import qh3
-    from qh3.h3.connection import H3_ALPN, H3Connection
-    from qh3.h3.events import DataReceived, HeadersReceived
+    from qh3.h3.connection import H3_ALPN
     from qh3.quic.configuration import QuicConfiguration
     from qh3.quic.connection import QuicConnection
     from qh3.quic.events import (
@@ -97,15 +83,6 @@ def _qh3() -> Backend:
         StreamReset,
     )
 
-    class ClientH3(H3Connection):
-        """qh3 does not hold a body to its Content-Length (the session does), so nothing is
-        ever noted here."""
-
-        def __init__(self, quic: Any) -> None:
-            super().__init__(quic)
-            self.length_mismatch: set[int] = set()
-
-    return Backend("qh3", qh3.__version__, H3_ALPN, QuicConfiguration, QuicConnection, ClientH3,
+    return Backend("qh3", qh3.__version__, H3_ALPN, QuicConfiguration, QuicConnection,
                    StreamDataReceived, StreamReset, HandshakeCompleted, ConnectionTerminated,
-                   HeadersReceived, DataReceived, lambda quic: None,
-                   lambda quic: quic.max_concurrent_bidi_streams, checks_content_length=False)
+                   lambda quic: None, lambda quic: quic.max_concurrent_bidi_streams)

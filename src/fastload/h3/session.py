@@ -1,11 +1,15 @@
 """HTTP/3 over QUIC (aioquic, or qh3 with --h3-backend): one H3Session per QUIC connection with
-up to `streams` requests in flight, driven by a connected UDP endpoint on the worker's event loop and recorded through
-the same WorkerStats (schedule, quota, histograms, error classes) as the native sessions.
+up to `streams` requests in flight, driven by a connected UDP endpoint on the worker's event
+loop and recorded through the same WorkerStats (schedule, quota, histograms, error classes) as
+the native sessions.
 
-aioquic is pure Python, so this path costs Python objects per packet and per request; what it
-avoids is work on top of that: the header list is built once per engine, datagrams produced
-by a burst of reads go out in one pass after the burst, and the QUIC timer is re-armed only
-when it must fire earlier than the one already set.
+The QUIC library carries STREAM data; HTTP/3 above it is fastload's own: the request is
+encoded once (workload/qpack.py) and written as one bytes object per stream, responses are
+parsed and recorded by native/h3.pyx (H3Core), and the connection-level streams are
+h3/control.py's. The library's Python objects per packet and per STREAM event remain; what
+this path avoids on top of them: datagrams produced by a burst of reads go out in one pass
+after the burst, and the QUIC timer is re-armed only when it must fire earlier than the one
+already set.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from fastload import native
 from fastload.config.plan import Plan
 from fastload.errors import certificate_rejected
 from fastload.h3.backends import Backend, load
+from fastload.h3.control import CLIENT_CONTROL_STREAM, H3_NO_ERROR, ServerStreams
+from fastload.workload.qpack import encode_request
 from fastload.workload.wire import h2_header_list
 
 monotonic_ns = native.monotonic_ns
@@ -35,7 +41,6 @@ _TRANSPORT_PROTOCOL_ERRORS = {0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0xa, 0xb, 0xd, 0xe, 
 # missing settings, message; QPACK decompression, encoder and decoder stream.
 _H3_PROTOCOL_ERRORS = {0x101, 0x103, 0x104, 0x105, 0x106, 0x108, 0x109, 0x10A, 0x10E,
                        0x200, 0x201, 0x202}
-_H3_NO_ERROR = 0x100
 _CANCELLED = 0x10C  # H3_REQUEST_CANCELLED
 
 
@@ -77,22 +82,6 @@ def handshake_error(event: Any, host: str, port: int) -> str:
     return f"QUIC handshake with {host}:{port} failed: {reason}"
 
 
-def _content_length(headers: list[tuple[bytes, bytes]]) -> int:
-    """The announced body length, -1 if none or unreadable (then not checked)."""
-    for name, value in headers:
-        if name == b"content-length":
-            return int(value) if value.isdigit() else -1
-    return -1
-
-
-def _is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
-    """The response's events are SSE events (the same rule as the native sessions')."""
-    for name, value in headers:
-        if name == b"content-type":
-            return native.is_event_stream(value)
-    return False
-
-
 class H3Request:
     """The request as sent on every stream, built once per engine."""
 
@@ -100,6 +89,8 @@ class H3Request:
         # HTTP/3 forbids the same connection-specific fields as HTTP/2 (RFC 9114 §4.2).
         self.headers: list[tuple[bytes, bytes]] = h2_header_list(plan)
         self.body: bytes = plan.body
+        # HEADERS (+ DATA): the whole request stream, written as is on every stream.
+        self.wire: bytes = encode_request(self.headers, self.body)
         self.head = plan.method == "HEAD"
 
 
@@ -119,27 +110,24 @@ class H3Session(asyncio.DatagramProtocol):
         self.b = backend
         self.quic = backend.QuicConnection(configuration=configuration)
         backend.prepare(self.quic)
-        self.h3 = backend.ClientH3(self.quic)
-        self._check_length = not backend.checks_content_length
-        self.head = request.head
-        self.headers = request.headers
-        self.body = request.body
-        self.streams = streams
-        # stream id -> [intended_ns, sent_ns, status]; status 0 until the final HEADERS.
-        self.open: dict[int, list[int]] = {}
+        # Request streams: parsed and recorded in C, one call per STREAM event.
+        self.core = native.H3Core(stats, streams, request.head)
+        self.server_streams = ServerStreams()
+        self.wire = request.wire
         self.handshake: asyncio.Future = self.loop.create_future()
         self.connected = False
         self.closed = False
         self.stopping = False
+        self.draining = False  # after the server's GOAWAY: no new requests here
         self.transport: asyncio.DatagramTransport | None = None
         self.peer: Any = None
         self._sendto: Any = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
         self._flush_pending = False
-        # Requests started since the last transmit: their send time is stamped again once
-        # aioquic has built and encrypted their packets (see _transmit).
-        self._unsent: list[list[int]] = []
+        # Requests were started since the last transmit: their send time is stamped again once
+        # the library has built and encrypted their packets (see _transmit).
+        self._started = False
         self._handshake_timeout_s = handshake_timeout_s
         self._handshake_timer: asyncio.TimerHandle | None = None
 
@@ -147,7 +135,7 @@ class H3Session(asyncio.DatagramProtocol):
 
     @property
     def inflight(self) -> int:
-        return len(self.open)
+        return self.core.inflight
 
     def fill(self) -> None:
         if self._fill():
@@ -159,28 +147,21 @@ class H3Session(asyncio.DatagramProtocol):
         if self.closed or self.transport is None:
             return
         # Tell the server (one CONNECTION_CLOSE datagram) rather than leave it to time out.
-        self.quic.close(error_code=_H3_NO_ERROR)
+        self.quic.close(error_code=H3_NO_ERROR)
         self._transmit()
         self._close()
 
     def oldest_sent_ns(self) -> int:
-        return min((r[1] for r in self.open.values()), default=-1)
+        return self.core.oldest_sent_ns()
 
     def expire(self, older_than_ns: int) -> int:
         """Per-request timeout: late streams are counted as timeouts and cancelled (reset and
         STOP_SENDING); unlike HTTP/1.1 the connection and its other streams go on."""
-        if self.closed or not self.open:
+        if self.closed or not self.core.inflight:
             return 0
-        now = monotonic_ns()
-        late = [sid for sid, r in self.open.items() if r[1] < older_than_ns]
+        late = self.core.expire(older_than_ns, monotonic_ns())
         for sid in late:
-            r = self.open.pop(sid)
-            self.rec.on_failure(native.ERROR_TIMEOUT, r[0], now, 1)
-            try:
-                self.quic.reset_stream(sid, _CANCELLED)
-                self.quic.stop_stream(sid, _CANCELLED)
-            except ValueError:  # already finished on one side: nothing left to cancel
-                pass
+            self._cancel(sid, _CANCELLED)
         if late:
             self._fill()
             self._transmit()
@@ -193,6 +174,9 @@ class H3Session(asyncio.DatagramProtocol):
         self._sendto = transport.sendto  # type: ignore[attr-defined]
         self.peer = transport.get_extra_info("peername")
         self.quic.connect(self.peer, now=time.monotonic())
+        # Our control stream with its SETTINGS: sent with the first 1-RTT packets.
+        self.quic.send_stream_data(self.quic.get_next_available_stream_id(is_unidirectional=True),
+                                   CLIENT_CONTROL_STREAM)
         self._handshake_timer = self.loop.call_later(self._handshake_timeout_s,
                                                      self._handshake_timed_out)
         self._transmit()
@@ -225,9 +209,9 @@ class H3Session(asyncio.DatagramProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._cancel_timers()
-        if self.open and not self.stopping:
+        if self.core.inflight and not self.stopping:
             self._fail_all(native.ERROR_RESET)
-        self.open.clear()
+        self.core.fail_all(native.ERROR_RESET, monotonic_ns(), False)
         if not self.handshake.done():
             self.handshake.set_result(f"QUIC connection to {self._where()} closed during the handshake")
         self.transport = None
@@ -243,36 +227,26 @@ class H3Session(asyncio.DatagramProtocol):
 
     def _fill(self) -> bool:
         """Starts as many requests as the stream limit, quota and schedule allow."""
-        if self.closed or self.stopping or not self.connected:
+        if self.closed or self.stopping or self.draining or not self.connected:
             return False
-        open_ = self.open
-        if len(open_) >= self.streams:
-            return False
-        rec = self.rec
+        quic, core, wire = self.quic, self.core, self.wire
         now = monotonic_ns()
         n = 0
-        quic, h3, headers, body = self.quic, self.h3, self.headers, self.body
         # The server's MAX_STREAMS: past it the library would queue or refuse the stream. Like
         # h2 under SETTINGS_MAX_CONCURRENT_STREAMS, wait for the server to grant more
         # (MAX_STREAMS frames arrive as streams complete).
         max_streams = self.b.max_streams_bidi(quic)
-        while len(open_) < self.streams and rec.may_start(now):
-            sid = quic.get_next_available_stream_id()
-            if sid >> 2 >= max_streams:  # client bidi streams are 0, 4, 8...: sid/4 opened
+        next_sid = quic.get_next_available_stream_id
+        send = quic.send_stream_data
+        while True:
+            sid = next_sid()
+            # Client bidi streams are 0, 4, 8...: sid/4 opened so far.
+            if sid >> 2 >= max_streams or not core.open_next(sid, now):
                 break
-            t = rec.take_due(now)
-            if t < 0:
-                break
-            h3.send_headers(sid, headers, end_stream=not body)
-            if body:
-                h3.send_data(sid, body, end_stream=True)
-            # intended, sent, status, first byte, SSE scanner, events, last event time,
-            # Content-Length (-1: none), body bytes received
-            r = [t, now, 0, 0, None, 0, -1, -1, 0]
-            open_[sid] = r
-            self._unsent.append(r)
-            rec.on_sent(now, 1)  # before the next may_start: the -n quota counts it
+            send(sid, wire, True)
             n += 1
+        if n:
+            self._started = True
         return n > 0
 
     def _flush(self) -> None:
@@ -289,20 +263,10 @@ class H3Session(asyncio.DatagramProtocol):
         sendto = self._sendto
         n = 0
         datagrams = self.quic.datagrams_to_send(now=now)
-        if self._unsent:
-            # Latency runs from the moment the request is handed to the kernel, as for h1/h2
-            # (there one clock read just before the write): aioquic's packet building and
-            # encryption above is client work, not the server's. In the closed model the
-            # intended time is the send time, so it moves too.
-            t = monotonic_ns()
-            record_from = self.stats.record_from_ns
-            for r in self._unsent:
-                if r[1] < record_from <= t:
-                    continue  # started in the warm-up: it must stay there (-n counts it so)
-                if r[0] == r[1]:
-                    r[0] = t
-                r[1] = t
-            self._unsent.clear()
+        if self._started:
+            # Latency runs from the moment the request is handed to the kernel (H3Core.restamp).
+            self._started = False
+            self.core.restamp(monotonic_ns(), self.stats.record_from_ns)
         try:
             for data, _addr in datagrams:
                 sendto(data)
@@ -335,72 +299,54 @@ class H3Session(asyncio.DatagramProtocol):
             self._transmit()
 
     def _process_events(self, now: int) -> None:
-        quic, h3, b = self.quic, self.h3, self.b
+        quic, core, b = self.quic, self.core, self.b
+        data_event = b.StreamDataReceived
         event = quic.next_event()
         while event is not None:
             kind = type(event)
-            if kind is b.StreamDataReceived:
-                for h in h3.handle_event(event):
-                    self._on_h3_event(h, now)
+            if kind is data_event:
+                rc = core.feed(event.stream_id, event.data, event.end_stream, now)
+                if rc and not self._stream_outcome(event, rc, now):
+                    return
             elif kind is b.StreamReset:
-                r = self.open.pop(event.stream_id, None)
-                if r is not None:
-                    self.rec.on_failure(native.ERROR_RESET, r[0], now, 1)
-                h3.handle_event(event)
+                core.reset(event.stream_id, now)
             elif kind is b.HandshakeCompleted:
                 self._handshake_done()
             elif kind is b.ConnectionTerminated:
                 self._terminated(event)
                 return
-            else:
-                h3.handle_event(event)
             event = quic.next_event()
+        if self.draining and not core.inflight and not self.closed:
+            # Every request the server took after its GOAWAY is answered: reconnect.
+            self.quic.close(error_code=H3_NO_ERROR)
+            self._transmit()
+            self._close()
 
-    def _on_h3_event(self, h: Any, now: int) -> None:
-        r = self.open.get(h.stream_id)
-        if r is None:
-            # A stream we gave up on (timeout), or a control/push stream.
-            self.h3.length_mismatch.discard(h.stream_id)
-            return
-        if type(h) is self.b.HeadersReceived:
-            if r[3] == 0:
-                r[3] = now
-            if r[2] == 0:
-                for name, value in h.headers:
-                    if name == b":status":
-                        status = int(value) if value.isdigit() else -1
-                        if status >= 200 or status < 100:  # 1xx: interim, wait for the final one
-                            r[2] = status
-                        break
-                if r[2] >= 200:
-                    if _is_event_stream(h.headers):
-                        r[4] = native.StreamScanner("sse")
-                    if self._check_length:
-                        r[7] = _content_length(h.headers)
-        elif type(h) is self.b.DataReceived:
-            r[8] += len(h.data)
-            if r[4] is not None and h.data:
-                k = r[4].feed(h.data)
-                if k:
-                    self.rec.on_events(r[0], now, r[6], k)
-                    r[5] += k
-                    r[6] = now
-        else:
-            return
-        if h.stream_ended:
-            del self.open[h.stream_id]
-            bad_length = False
-            if self.h3.length_mismatch and h.stream_id in self.h3.length_mismatch:
-                self.h3.length_mismatch.discard(h.stream_id)
-                bad_length = not (self.head or r[2] == 304)
-            elif r[7] >= 0 and r[8] != r[7]:
-                bad_length = not (self.head or r[2] == 304)
-            if r[2] <= 0 or bad_length:
-                # Ended without a final status, or with a body that is not the length it
-                # announced: not a valid HTTP response.
-                self.rec.on_failure(native.ERROR_PROTOCOL, r[0], now, 1)
-            elif self.rec.on_response(r[2], r[0], now, r[1]):
-                self.rec.on_stream_done(r[0], r[3], r[5] if r[4] is not None else -1)
+    def _stream_outcome(self, event: Any, rc: int, now: int) -> bool:
+        """What H3Core.feed asked for besides recording; False once the connection is closing."""
+        if rc == native.H3_RC_UNI:
+            rc = self.server_streams.feed(event.stream_id, event.data, event.end_stream)
+            if not rc:
+                goaway = self.server_streams.goaway
+                if goaway >= 0 and not self.draining:
+                    self.draining = True
+                    for sid in self.core.refuse_from(goaway, now):
+                        self._cancel(sid, _CANCELLED)
+                return True
+        elif rc == native.H3_RC_STREAM_ERROR:
+            self._cancel(event.stream_id, native.H3_MESSAGE_ERROR)
+            return True
+        # A connection error (RFC 9114 §8, RFC 9204 §6): what is in flight fails as a protocol
+        # error once the close is seen (_check_closing, termination_class).
+        self.quic.close(error_code=rc)
+        return False
+
+    def _cancel(self, sid: int, code: int) -> None:
+        try:
+            self.quic.reset_stream(sid, code)
+            self.quic.stop_stream(sid, code)
+        except ValueError:  # already finished on one side: nothing left to cancel
+            pass
 
     def _handshake_done(self) -> None:
         if self._handshake_timer is not None:
@@ -423,11 +369,11 @@ class H3Session(asyncio.DatagramProtocol):
         self._close()
 
     def _check_closing(self) -> None:
-        # aioquic reports ConnectionTerminated only after the closing/draining period (3 PTO),
-        # but once a close is decided (by the peer's CONNECTION_CLOSE, or by aioquic on a
-        # protocol error) no stream will complete: settle the requests now and let the engine
-        # reconnect. The pending close event is not public API; without it the
-        # ConnectionTerminated event does the same, only later.
+        # The library reports ConnectionTerminated only after the closing/draining period
+        # (3 PTO), but once a close is decided (by the peer's CONNECTION_CLOSE, by the library
+        # on a QUIC protocol error, or by us on an HTTP/3 one) no stream will complete: settle
+        # the requests now and let the engine reconnect. The pending close event is not public
+        # API; without it the ConnectionTerminated event does the same, only later.
         event = getattr(self.quic, "_close_event", None)
         if event is not None and not self.closed:
             self._terminated(event)
@@ -444,10 +390,7 @@ class H3Session(asyncio.DatagramProtocol):
         self._close()
 
     def _fail_all(self, cls: int) -> None:
-        now = monotonic_ns()
-        for r in self.open.values():
-            self.rec.on_failure(cls, r[0], now, 1)
-        self.open.clear()
+        self.core.fail_all(cls, monotonic_ns())
 
     def _cancel_timers(self) -> None:
         if self._timer is not None:

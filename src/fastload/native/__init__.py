@@ -1,9 +1,9 @@
 """The native hot path, one extension module per unit (each .pyx has a .pxd that the others
 cimport): HDR histogram (hdr), body event scanners (stream), HTTP/1.1 parser (h1), HPACK
-decoder (hpack), HTTP/2 client core (h2), request variants and checks (mix), arrival schedule
-(schedule), per-worker counters (stats), the uvloop protocols (sessions), their TLS twins
-(tls: OpenSSL records in the core, where built), Python-callable
-recording for HTTP/3 (recorder), and test/bench entry points (testing).
+decoder (hpack), HTTP/2 client core (h2), HTTP/3 request streams (h3), request variants and
+checks (mix), arrival schedule (schedule), per-worker counters (stats), the uvloop protocols
+(sessions), their TLS twins (tls: OpenSSL records in the core, where built), Python-callable
+recording (recorder), and test/bench entry points (testing).
 
 Python code imports the native core through this module only.
 """
@@ -11,6 +11,7 @@ Python code imports the native core through this module only.
 from fastload.native.clock import monotonic_ns
 from fastload.native.h1 import MAX_HEADER_BYTES, H1ResponseParser, is_event_stream
 from fastload.native.h2 import H2ClientCore
+from fastload.native.h3 import H3_MESSAGE_ERROR, H3_RC_STREAM_ERROR, H3_RC_UNI, H3Core
 from fastload.native.hdr import Histogram
 from fastload.native.hpack import HpackDecoder
 from fastload.native.mix import RequestMix
@@ -51,6 +52,10 @@ __all__ = [
     "H1Session",
     "H2ClientCore",
     "H2Session",
+    "H3Core",
+    "H3_MESSAGE_ERROR",
+    "H3_RC_STREAM_ERROR",
+    "H3_RC_UNI",
     "Histogram",
     "HpackDecoder",
     "Recorder",

@@ -56,3 +56,9 @@ cdef class HpackDecoder:
                     const uint8_t** value, size_t* value_len) noexcept
     cdef int find(self, const char* name, size_t name_len, const uint8_t** value,
                   size_t* value_len) noexcept
+
+
+# RFC 7541 Huffman decoding of src[0:n] into dst: the length, -1 for an invalid string (EOS,
+# bad padding), -2 if it does not fit in cap (with cap >= 2n it always fits). QPACK strings use
+# the same code (native/h3.pyx).
+cdef Py_ssize_t huffman_decode(const uint8_t* src, size_t n, uint8_t* dst, size_t cap) noexcept

@@ -164,7 +164,7 @@ _hp_build_tables()
 _hp_build_huff8()
 
 
-cdef Py_ssize_t _hp_huff_decode(const uint8_t* src, size_t n, uint8_t* dst, size_t cap) noexcept:
+cdef Py_ssize_t huffman_decode(const uint8_t* src, size_t n, uint8_t* dst, size_t cap) noexcept:
     """-1: invalid code (EOS or bad padding); -2: output does not fit in cap."""
     cdef uint32_t state = 0
     cdef uint32_t e
@@ -465,8 +465,8 @@ cdef class HpackDecoder:
             if self._reserve(min(2 * <size_t>slen,
                                  self.buf_limit - self.used if self.buf_limit > self.used else 0)) < 0:
                 return -1
-            r = _hp_huff_decode(data + pos[0], <size_t>slen, self.buf + self.used,
-                                self.buf_cap - self.used)
+            r = huffman_decode(data + pos[0], <size_t>slen, self.buf + self.used,
+                               self.buf_cap - self.used)
             if r < 0:
                 return self._fail("HPACK invalid Huffman string" if r == -1
                                   else "HPACK header list too large")

@@ -9,6 +9,7 @@ from libc.string cimport memcpy
 from fastload.native.clock cimport now_ns
 from fastload.native.h1 cimport H1ResponseParser
 from fastload.native.h2 cimport H2ClientCore, _rd24, _rd32, _wr32
+from fastload.native.h3 cimport H3Core, H3Event
 
 
 cdef class H2TestCore(H2ClientCore):
@@ -150,3 +151,16 @@ def h1_parse_bench(bytes data, int reps):
                 raise ValueError(parser.error_msg())
             off += c
     return (now_ns() - t0) / <double>reps
+
+
+def h3_feed(H3Core core, int64_t sid, bytes data, bint end_stream, int64_t now):
+    """H3Core.feed without recording: (code, events) as native/h3_events.py gives them."""
+    cdef int rc = core._feed(sid, <const uint8_t*><char*>data, len(data), end_stream, now)
+    cdef H3Event* e
+    events = []
+    for i in range(core.n_ev):
+        e = &core.ev[i]
+        events.append((e.kind, e.sid, e.status, e.body_bytes, e.count, e.t_ns, e.intended_ns,
+                       e.sent_ns))
+    core.n_ev = 0
+    return rc, events
