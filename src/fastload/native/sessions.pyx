@@ -372,9 +372,22 @@ cdef class H2Session(_Session):
         self.flush()
 
     cpdef fill(self):
-        cdef int64_t now, t
+        cdef int64_t now, t, limit
         if self.closed or self.paused or self.stopping:
             return
+        if not self.stats.schedule.paced and self.core.in_flight:
+            # Closed model: refill once a quarter of the streams are free, not after every
+            # response. A server that answers a few responses per write (nginx) would otherwise
+            # get one write per read back, a few requests each: the syscalls and wake-ups on
+            # both sides, not the requests, then set the CPU cost (measured against nginx over
+            # TLS, -c 8 -m 32: 16.6 -> 13.3 µs of worker CPU a request, requests/s +7%). The open
+            # model sends on schedule and never waits here.
+            limit = self.core._max_streams
+            if self.core.peer_max_concurrent < limit:
+                limit = self.core.peer_max_concurrent
+            if self.core.in_flight > limit - (limit >> 2 if limit >= 4 else 1):
+                self.flush()  # what the core wrote meanwhile: ACKs, WINDOW_UPDATEs, body DATA
+                return
         now = now_ns()
         if self.mix is not None:
             self.fill_mix(now)
