@@ -65,7 +65,6 @@ cdef extern from "openssl/ssl.h" nogil:
     void SSL_get0_alpn_selected(const SSL* s, const unsigned char** data, unsigned int* n)
     long SSL_get_verify_result(const SSL* s)
     const char* SSL_get_version(const SSL* s)
-    const char* SSL_get_cipher_name(const SSL* s)
 
     BIO* BIO_new(const BIO_METHOD* method)
     BIO_METHOD* BIO_meth_new(int type, const char* name)
@@ -451,17 +450,8 @@ cdef class TlsLink:
         return (<const char*>p)[:n] if n else b""
 
     @property
-    def error(self):
-        return self._error
-
-    @property
     def version(self):
         return SSL_get_version(self.ssl).decode()
-
-    @property
-    def cipher(self):
-        cdef const char* c = SSL_get_cipher_name(self.ssl)
-        return c.decode() if c != NULL else None
 
 
 # The connection life cycle shared by both sessions. A session is handed to the engine only
