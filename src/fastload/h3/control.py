@@ -5,6 +5,7 @@ streams are native/h3.pyx's."""
 
 from __future__ import annotations
 
+from fastload.native.h3_events import read_varint
 from fastload.workload.qpack import FRAME_SETTINGS, frame, varint
 
 # Stream types (RFC 9114 §6.2, RFC 9204 §4.2).
@@ -41,15 +42,6 @@ CLIENT_CONTROL_STREAM = varint(_CONTROL) + frame(
     + varint(SETTINGS_QPACK_BLOCKED_STREAMS) + varint(0))
 
 
-def _varint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
-    if pos >= len(buf):
-        return None
-    n = 1 << (buf[pos] >> 6)
-    if pos + n > len(buf):
-        return None
-    return int.from_bytes(buf[pos:pos + n], "big") & ((1 << (8 * n - 2)) - 1), pos + n
-
-
 class ServerStreams:
     """The server's unidirectional streams of one connection. feed() returns 0, or the HTTP/3
     or QPACK error code to close the connection with. `goaway` is the last GOAWAY's stream id
@@ -67,7 +59,7 @@ class ServerStreams:
         buf = self.bufs.setdefault(stream_id, bytearray())
         buf += data
         if kind is None:
-            v = _varint(buf, 0)
+            v = read_varint(buf, 0)
             if v is None:
                 return 0  # closed before its type: to be tolerated (RFC 9114 §6.2)
             kind, pos = v
@@ -99,10 +91,10 @@ class ServerStreams:
 
     def _control(self, buf: bytearray) -> int:
         while True:
-            t = _varint(buf, 0)
+            t = read_varint(buf, 0)
             if t is None:
                 return 0
-            length = _varint(buf, t[1])
+            length = read_varint(buf, t[1])
             if length is None or len(buf) < length[1] + length[0]:
                 return 0
             ftype, payload = t[0], bytes(buf[length[1]:length[1] + length[0]])
@@ -116,7 +108,7 @@ class ServerStreams:
             elif ftype == FRAME_SETTINGS or ftype in _NOT_ON_CONTROL:
                 return H3_FRAME_UNEXPECTED
             elif ftype == _GOAWAY:
-                v = _varint(payload, 0)
+                v = read_varint(payload, 0)
                 if v is None or v[1] != len(payload):
                     return H3_FRAME_ERROR
                 if self.goaway >= 0 and v[0] > self.goaway:
@@ -128,8 +120,8 @@ class ServerStreams:
         settings: dict[int, int] = {}
         pos = 0
         while pos < len(payload):
-            k = _varint(payload, pos)
-            v = _varint(payload, k[1]) if k is not None else None
+            k = read_varint(payload, pos)
+            v = read_varint(payload, k[1]) if k is not None else None
             if k is None or v is None:
                 return H3_FRAME_ERROR
             if k[0] in _H2_SETTINGS or k[0] in settings:

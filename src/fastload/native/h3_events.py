@@ -66,7 +66,7 @@ def is_event_stream(value: bytes) -> bool:
             and (len(value) == 17 or value[17] in b"; \t"))
 
 
-def _varint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+def read_varint(buf: bytes | bytearray, pos: int) -> tuple[int, int] | None:
     """(value, next position), or None if buf ends inside it."""
     if pos >= len(buf):
         return None
@@ -240,10 +240,10 @@ class ResponseParser:
                 continue
             s.buf += data[pos:pos + 1]
             pos += 1
-            t = _varint(s.buf, 0)
+            t = read_varint(s.buf, 0)
             if t is None:
                 continue
-            length = _varint(s.buf, t[1])
+            length = read_varint(s.buf, t[1])
             if length is None:
                 continue
             ftype, flen, hdr = t[0], length[0], length[1]
