@@ -433,12 +433,10 @@ cdef class TlsLink:
 
     cdef int send_output(self) noexcept:
         """Writes the pending ciphertext to the transport: 0, or -1 if the write raised."""
-        cdef Py_ssize_t n = self.io.out_len
-        if n == 0 or self._write is None:
+        if self.io.out_len == 0 or self._write is None:
             return 0
-        self.io.out_len = 0
         try:
-            self._write(PyBytes_FromStringAndSize(<char*>self.io.out, n))
+            self._write(self.take_output())
         except Exception:
             return -1
         return 0
@@ -572,10 +570,6 @@ cdef class TlsH1Session(H1Session):
     def handshake(self):
         return self.tls.handshake
 
-    @property
-    def link(self):
-        return self.tls
-
     def connection_made(self, transport):
         tls_begin(self, self.tls, transport)
 
@@ -644,10 +638,6 @@ cdef class TlsH2Session(H2Session):
     @property
     def handshake(self):
         return self.tls.handshake
-
-    @property
-    def link(self):
-        return self.tls
 
     def connection_made(self, transport):
         tls_begin(self, self.tls, transport)
