@@ -155,8 +155,15 @@ def test_latency_only_inside_its_window(nginx_h1):
           f"p50 {statistics.median(outside):.2f} ms outside ({len(outside)})")
     assert {r[1] for r in rows} == {"ok"}
     assert 50 <= min(inside) and p50_in <= 60
-    assert statistics.median(outside) < 10 and max(outside) < 40
-    assert stats["by_fault"]["fault1"]["delayed_chunks"] == stats["delayed_chunks"] >= len(inside)
+    # A probe descheduled by a busy host (186 ms once in CI) is no delay of the proxy's: the
+    # proxy's own count says which responses it held, and the probes outside the window may
+    # show a stall or two but not the window's delay.
+    slow_outside = [round(r[0], 3) for r in _between(rows, 0, 0.99) + _between(rows, 2.0, 3.0)
+                    if r[2] >= 40]
+    assert statistics.median(outside) < 10 and len(slow_outside) <= max(2, len(outside) // 500), slow_outside
+    sent_in_window = len(_between(rows, 0.99, 2.0))
+    assert stats["by_fault"]["fault1"]["delayed_chunks"] == stats["delayed_chunks"]
+    assert len(inside) <= stats["delayed_chunks"] <= sent_in_window + len(slow_outside)
 
 
 def test_latency_up_and_jitter(nginx_h1):
