@@ -7,12 +7,14 @@ as `fastload run` (runtime.execute: same validation, same worker processes, same
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastload.config.options import RunOptions
 from fastload.errors import RunError, UsageError
-from fastload.results.view import Result, Verdict, compare
 from fastload.runtime.execute import Outcome, execute
+
+if TYPE_CHECKING:
+    from fastload.results.view import Result, Verdict, compare
 
 __all__ = ["run", "compare", "Result", "Verdict", "execute_options"]
 
@@ -46,6 +48,8 @@ def run(url: str, *, json: str | None = None, on_progress: Callable[[Any], None]
     cluster="tcp://HOST:PORT" (or tls://, or "local:N") runs it from several load hosts, as
     `fastload run --cluster`.
     """
+    from fastload.results.view import Result
+
     if json == "-":
         raise UsageError("json: give a file path; the document is the returned Result")
     opts = RunOptions.build(url, **{**options, "json_path": json, "quiet": True})
@@ -55,3 +59,12 @@ def run(url: str, *, json: str | None = None, on_progress: Callable[[Any], None]
                        + "".join(f"; worker {w['index']}: {w['error']}"
                                  for w in outcome.doc.get("worker_errors", [])))
     return Result(outcome.doc)
+
+
+def __getattr__(name: str) -> Any:
+    # The result objects are loaded on first use: `fastload run` itself never needs them.
+    if name in ("Result", "Verdict", "compare"):
+        from fastload.results import view
+
+        return getattr(view, name)
+    raise AttributeError(f"module 'fastload.api' has no attribute {name!r}")

@@ -22,7 +22,6 @@ from fastload.config.windows import (
     partition,
 )
 from fastload.errors import UsageError, check_writable, read_input
-from fastload.faults.netem import require_root
 from fastload.faults.spec import (
     FaultSpec,
     ProxySpec,
@@ -37,8 +36,6 @@ from fastload.host.perfstat import PerfSpec, parse_spec
 from fastload.units import parse_count, parse_cpu_list, parse_duration_ns
 from fastload.workload.checks import CheckSpec, from_flags, parse_sample
 from fastload.workload.mix import Mix, single
-from fastload.workload.replay import parse_replay
-from fastload.workload.scenario import parse_scenario
 
 # The QUIC libraries HTTP/3 can run on (fastload.h3.backends); the first is the default.
 H3_BACKENDS = ("aioquic", "qh3")
@@ -244,6 +241,8 @@ def check_timing(o: RunOptions, duration_ns: int | None, warmup_ns: int,
                  protocol=protocol or ("h1" if t is not None and not t.target.tls else None),
                  run_end_ns=duration_ns)
         if o.fault_via == "netem":
+            from fastload.faults.netem import require_root
+
             require_root()
         if t is not None and t.protocol == "h3" and any(f.target is None for f in faults):
             raise UsageError("--fault on fastload's own connections needs TCP (h1, h2): HTTP/3 is UDP")
@@ -453,12 +452,16 @@ def check_workload(o: RunOptions, t: TargetSpec, shape: LoadShape) -> Workload:
     mix = None
     duration_ns = shape.duration_ns
     if o.scenario is not None:
+        from fastload.workload.scenario import parse_scenario
+
         mix = parse_scenario(o.scenario, t.target, method, headers, o.seed, t.checks, t.sample)
     elif o.replay is not None:
         try:
             speed = float(o.replay_speed)
         except ValueError:
             raise UsageError(f"--replay-speed: {o.replay_speed!r} is not a number") from None
+        from fastload.workload.replay import parse_replay
+
         mix = parse_replay(o.replay, speed, method, headers, t.checks, t.sample)
         # The run lasts as long as the trace, plus the time the last request may take.
         duration_ns = mix.offsets_ns[-1] + shape.timeout_ns + 1_000_000_000

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from fastload.config.plan import Plan
 from fastload.faults import spec as fault_spec
-from fastload.faults.netem import Netem
-from fastload.faults.proxy import LOAD_PATH, ProxyProcess, proxies_for
 from fastload.faults.spec import FaultSpec
+
+if TYPE_CHECKING:
+    from fastload.faults.netem import Netem
+    from fastload.faults.proxy import ProxyProcess
 
 
 class FaultRun:
@@ -32,8 +35,12 @@ class FaultRun:
         fault_spec.check_protocol(plan.faults, plan.protocol)
         t = plan.target
         if plan.fault_via == "netem":
+            from fastload.faults.netem import Netem
+
             self.netem = Netem(plan.faults, t.host, t.port, plan.fault_dev)
             return plan, self.netem.install()
+        from fastload.faults.proxy import LOAD_PATH, ProxyProcess, proxies_for
+
         self.proxies = ProxyProcess(proxies_for(plan.faults, plan.fault_proxies, t.host, t.port),
                                     seed=plan.seed)
         self.listen = self.proxies.start()
