@@ -48,6 +48,7 @@ class Run:
     # fastload only: the measuring workers' own CPU (their rusage, in the JSON), without the
     # interpreter start, imports, pre-flight and parent that cpu_s also holds.
     worker_cpu_s: float = float("nan")
+    p50_ms: float = float("nan")  # fastload only: median latency, to show what --coalesce costs
 
     @property
     def cpu_us_per_req(self) -> float:
@@ -134,8 +135,9 @@ def measure(
     try:
         run.requests, run.rps = parse(proc.stdout)
         if parse is parse_fastload:
-            run.worker_cpu_s = sum(w["cpu_user_s"] + w["cpu_sys_s"]
-                                   for w in json.loads(proc.stdout)["workers"])
+            doc = json.loads(proc.stdout)
+            run.worker_cpu_s = sum(w["cpu_user_s"] + w["cpu_sys_s"] for w in doc["workers"])
+            run.p50_ms = doc["latency_us"]["p50"] / 1000
     except (ValueError, KeyError, json.JSONDecodeError) as e:
         run.error = f"parse error: {e}"
         return run
@@ -158,6 +160,10 @@ def fastload_available(base: list[str]) -> str | None:
 # --------------------------------------------------------------------------- scenarios
 
 
+# The same run reading in batches: one wake-up per 100 µs at most while responses flow.
+COALESCE = {"fastload-co": ["--coalesce", "100us"]}
+
+
 def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
     d = str(duration_s)
     return {
@@ -168,6 +174,7 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
             peer_cmd=lambda url, secs: ["wrk", "-t1", "-c64", f"-d{secs}s", url],
             parse_peer=parse_wrk,
             fastload_args=["-c", "64", "-w", "1", "--cpus", "1", "-d", f"{d}s", "--json", "-"],
+            variants=COALESCE,
         ),
         "h2": Scenario(
             name="h2c, 8 conns x 32 streams, h2o 1 thread",
@@ -190,6 +197,7 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
                 "--json",
                 "-",
             ],
+            variants=COALESCE,
         ),
         "tls-h1": Scenario(
             name="https HTTP/1.1 keep-alive, 64 conns, nginx 1 worker",
@@ -199,7 +207,7 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
             parse_peer=parse_wrk,
             fastload_args=["--protocol", "h1", "-k", "-c", "64", "-w", "1", "--cpus", "1",
                            "-d", f"{d}s", "--json", "-"],
-            variants={"fastload-py": ["--tls-path", "python"]},
+            variants={"fastload-py": ["--tls-path", "python"], **COALESCE},
         ),
         "tls-h2": Scenario(
             name="https h2 (ALPN), 8 conns x 32 streams, nginx 1 worker",
@@ -209,7 +217,7 @@ def scenarios(duration_s: int, server_cpu: int) -> dict[str, Scenario]:
             parse_peer=parse_h2load,
             fastload_args=["--protocol", "h2", "-k", "-c", "8", "-m", "32", "-w", "1", "--cpus",
                            "1", "-d", f"{d}s", "--json", "-"],
-            variants={"fastload-py": ["--tls-path", "python"]},
+            variants={"fastload-py": ["--tls-path", "python"], **COALESCE},
         ),
     }
 
@@ -274,6 +282,7 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
                     "rps": f_rps,
                     "cpu_us": f_cpu,
                     "worker_cpu_us": median(fl, "worker_us_per_req"),
+                    "p50_ms": median(fl, "p50_ms"),
                     "rps_ratio": f_rps / p_rps if p_rps else float("nan"),
                     "cpu_ratio": f_cpu / p_cpu if p_cpu else float("nan"),
                 }
@@ -284,16 +293,18 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
 def print_table(rows: list[dict]) -> None:
     print(
         f"\n{'scenario':<9}{'tool':<12}{'median req/s':>14}{'CPU µs/req':>12}"
-        f"{'rps ratio':>11}{'CPU ratio':>11}{'worker µs/req':>15}"
+        f"{'rps ratio':>11}{'CPU ratio':>11}{'worker µs/req':>15}{'p50 ms':>8}"
     )
     for r in rows:
         ratios = (
             f"{r['rps_ratio']:>11.2f}{r['cpu_ratio']:>11.2f}{r['worker_cpu_us']:>15.2f}"
+            f"{r['p50_ms']:>8.2f}"
             if "rps_ratio" in r else f"{'':>22}"
         )
         print(f"{r['scenario']:<9}{r['tool']:<12}{r['rps']:>14,.0f}{r['cpu_us']:>12.2f}{ratios}")
     print("ratios are fastload / peer: rps ratio > 1 is faster, CPU ratio < 1 is cheaper; "
-          "worker µs/req is fastload's steady state (its workers' own CPU, no start-up)")
+          "worker µs/req is fastload's steady state (its workers' own CPU, no start-up); "
+          "fastload-co runs with --coalesce 100us")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,12 @@ def main() -> None:
               help="Warm-up before measuring; its requests are not recorded (e.g. 2s).")
 @click.option("--timeout", default="10s", show_default=True,
               help="Per-request timeout; a late request is counted as a timeout error.")
+@click.option("--coalesce", default=None, metavar="DURATION",
+              help="Read responses in batches: while they flow, the event loop polls at most once "
+                   "per DURATION (up to 1ms, e.g. 100us) and reads every ready connection at "
+                   "once. Less client CPU per request when the server is the limit; a response "
+                   "may be read, and its latency recorded, up to DURATION late. Closed model "
+                   "only [default: off, each response is read as it arrives].")
 @click.option("-w", "--workers", default=None,
               help="Worker processes [default: one per CPU in the allowed set or --cpus].")
 @click.option("--cpus", default=None,

@@ -24,6 +24,7 @@ class RunOptions:
     requests: str | int | None = None
     warmup: Duration | None = None
     timeout: Duration = "10s"
+    coalesce: Duration | None = None  # --coalesce: poll at most once per this while responses flow
     rate: str | float | None = None
     stages: str | None = None
     arrival: str = "constant"

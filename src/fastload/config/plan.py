@@ -96,6 +96,8 @@ class Plan:
     # Where the workers connect instead of the URL's host and port (the fault proxy in front
     # of the URL); the URL still gives Host, SNI and certificate checks.
     connect_to: tuple[str, int] | None = None
+    # --coalesce: the event loop polls at most once per this while responses flow (0: off).
+    coalesce_ns: int = 0
 
     @property
     def paced(self) -> bool:
@@ -141,6 +143,7 @@ class Plan:
             "requests": self.requests,
             "warmup_s": self.warmup_ns / 1e9,
             "timeout_s": self.timeout_ns / 1e9,
+            "coalesce_us": self.coalesce_ns / 1e3,
             "workers": self.workers,
             "cpus": [list(c) for c in self.cpus],
             "method": self.method,
@@ -209,7 +212,7 @@ def plan_from(o: RunOptions, *, place_here: bool = True) -> Plan:
         h3_backend=target.h3_backend, tls_path=target.tls_path,
         windows=timing.windows, phases=timing.phases, hooks=timing.hooks, recover=timing.recover,
         faults=timing.faults, fault_proxies=timing.fault_proxies, fault_via=o.fault_via,
-        fault_dev=o.fault_dev,
+        fault_dev=o.fault_dev, coalesce_ns=check_coalesce(o, shape, work),
     )
 
 
@@ -362,6 +365,24 @@ def check_tls_path(given: str | None, tls: bool, protocol: str | None) -> str | 
     if not tls or protocol == "h3":
         return None
     return "native" if native_tls_built() else "python"
+
+
+MAX_COALESCE_NS = 1_000_000
+
+
+def check_coalesce(o: RunOptions, shape: LoadShape, work: Workload) -> int:
+    """--coalesce: a bounded poll interval, for the closed model. An open model sends on its
+    schedule, which a loop that waits between polls would delay."""
+    if o.coalesce is None:
+        return 0
+    ns = parse_duration_ns(o.coalesce, "--coalesce", allow_zero=True)
+    if ns > MAX_COALESCE_NS:
+        raise UsageError(f"--coalesce: {o.coalesce!r} is above the maximum of 1ms (each latency "
+                         "may be recorded up to this late)")
+    if ns and (shape.stages or (work.mix is not None and work.mix.replay)):
+        raise UsageError("--coalesce applies to the closed model: with --rate, --stages or "
+                         "--replay requests leave on their schedule")
+    return ns
 
 
 @dataclass(frozen=True)

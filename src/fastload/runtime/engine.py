@@ -12,6 +12,7 @@ import time
 
 from fastload import native
 from fastload.config.plan import Plan
+from fastload.host import placement
 from fastload.workload.checks import CheckRunner
 from fastload.workload.wire import (
     build_h1_entries,
@@ -23,6 +24,11 @@ from fastload.workload.wire import (
 RECONNECT_BACKOFF_MIN_S = 0.005
 RECONNECT_BACKOFF_MAX_S = 0.5
 PACE_TICK_S = 0.001
+# --coalesce: how often the response rate is checked while batching, and how soon a timer looks
+# again below it (libuv timers count whole ms).
+COALESCE_CHECK_NS = 1_000_000
+COALESCE_IDLE_MIN_S = 0.001
+COALESCE_IDLE_MAX_S = 0.256
 
 
 def make_native_tls(plan: Plan, alpn: list[str]) -> native.TlsContext:
@@ -123,6 +129,10 @@ class Engine:
         self._timeout_handle: asyncio.TimerHandle | None = None
         self._pace_handle: asyncio.TimerHandle | None = None
         self._pace_next = 0
+        self._coalesce_handle: asyncio.Handle | None = None
+        self._coalesce_polled_ns = 0
+        self._coalesce_idle_s = COALESCE_IDLE_MIN_S
+        self._coalesce_from = (0, 0)  # (monotonic ns, responses) where the rate is measured from
 
     def _new_session(self, index: int) -> native._Session:
         if self.plan.protocol == "h3":
@@ -259,6 +269,57 @@ class Engine:
         self._schedule_timeouts()
         if self.stats.schedule.paced:
             self._pace_handle = self.loop.call_later(PACE_TICK_S, self._pace)
+        if self.plan.coalesce_ns:
+            placement.set_timer_slack_ns(1000)
+            self._coalesce_polled_ns = time.monotonic_ns()
+            self._coalesce_from = (self._coalesce_polled_ns, self.stats.requests)
+            self._coalesce_handle = self.loop.call_soon(self._coalesce)
+
+    def _coalesce(self) -> None:
+        """--coalesce: runs once per loop iteration while responses flow. A ready callback
+        makes the loop poll without blocking, so sleeping out the rest of the interval here
+        means the next poll finds every connection that became readable meanwhile: one
+        wake-up for many responses instead of one per response, which is most of a client's
+        CPU when the server is the limit. A busy loop (an iteration longer than the interval)
+        never sleeps.
+
+        Batching pays only while responses come at least once per interval. That is checked
+        every millisecond; below it the loop blocks as usual (an arrival wakes it at once) and
+        a timer, backing off from 1 ms to 256 ms, checks the rate again: a slow server costs
+        almost no wake-ups it would not have cost anyway. Responses are counted from the end
+        of the warm-up, so the warm-up itself is read unbatched."""
+        if self.stopping:
+            return
+        now = time.monotonic_ns()
+        left = self._coalesce_polled_ns + self.plan.coalesce_ns - now
+        if left > 0:
+            time.sleep(left / 1e9)
+            now = time.monotonic_ns()
+        self._coalesce_polled_ns = now
+        t0, r0 = self._coalesce_from
+        if now - t0 < COALESCE_CHECK_NS:
+            self._coalesce_handle = self.loop.call_soon(self._coalesce)
+            return
+        requests = self.stats.requests
+        self._coalesce_from = (now, requests)
+        if (requests - r0) * self.plan.coalesce_ns >= now - t0:
+            self._coalesce_handle = self.loop.call_soon(self._coalesce)
+        else:
+            self._coalesce_idle_s = COALESCE_IDLE_MIN_S
+            self._coalesce_handle = self.loop.call_later(self._coalesce_idle_s, self._coalesce_idle)
+
+    def _coalesce_idle(self) -> None:
+        if self.stopping:
+            return
+        now, requests = time.monotonic_ns(), self.stats.requests
+        t0, r0 = self._coalesce_from
+        self._coalesce_from = (now, requests)
+        if (requests - r0) * self.plan.coalesce_ns >= now - t0:
+            self._coalesce_polled_ns = now
+            self._coalesce_handle = self.loop.call_soon(self._coalesce)
+            return
+        self._coalesce_idle_s = min(self._coalesce_idle_s * 2, COALESCE_IDLE_MAX_S)
+        self._coalesce_handle = self.loop.call_later(self._coalesce_idle_s, self._coalesce_idle)
 
     def _pace(self) -> None:
         """Open model: sessions send scheduled requests as responses free them; this tick wakes
@@ -301,6 +362,8 @@ class Engine:
             self._timeout_handle.cancel()
         if self._pace_handle is not None:
             self._pace_handle.cancel()
+        if self._coalesce_handle is not None:
+            self._coalesce_handle.cancel()
         for s in self.sessions:
             if s is not None:
                 s.stop()
