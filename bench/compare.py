@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Compare fastload with wrk (HTTP/1.1) and h2load (h2c) on the same server and CPUs, in
 cleartext and over TLS (nginx https://: wrk for HTTP/1.1, h2load for h2 by ALPN; fastload on
-its native TLS path and, as `fastload-py`, on uvloop's TLS with --tls-path python).
+its native TLS path and, as `fastload-py`, on uvloop's TLS with --tls-path python). Every
+scenario also runs fastload with --coalesce 100us, as `fastload-co`.
 
 The server is pinned to one CPU and every client to another, so requests/s and
 client CPU per request compare the clients, not the scheduler. Repetitions
