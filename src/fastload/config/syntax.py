@@ -22,6 +22,7 @@ class Target:
     port: int
     path: str  # path + query, never empty
     authority: str  # host[:port] as sent in Host / :authority
+    host_is_ip: bool = False  # an IP address: no SNI, and the certificate is checked for the address
 
     @property
     def tls(self) -> bool:
@@ -58,7 +59,8 @@ def parse_target(url: str) -> Target:
         path += "?" + parts.query
     shown = f"[{host}]" if ip is not None and ip.version == 6 else host
     authority = shown if port == default_port else f"{shown}:{port}"
-    return Target(url=url, scheme=scheme, host=host, port=port, path=path, authority=authority)
+    return Target(url=url, scheme=scheme, host=host, port=port, path=path, authority=authority,
+                  host_is_ip=ip is not None)
 
 
 def parse_header(text: str) -> tuple[str, str]:

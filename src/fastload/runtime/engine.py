@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import ipaddress
 import ssl
 import time
 
@@ -34,12 +33,7 @@ COALESCE_IDLE_MAX_S = 0.256
 def make_native_tls(plan: Plan, alpn: list[str]) -> native.TlsContext:
     """The native TLS unit's SSL_CTX, configured as make_ssl_context() configures Python's."""
     t = plan.target
-    try:
-        ipaddress.ip_address(t.host)
-        is_ip = True
-    except ValueError:
-        is_ip = False
-    return native.TlsContext(t.host, is_ip, not plan.insecure, plan.ca, alpn)
+    return native.TlsContext(t.host, t.host_is_ip, not plan.insecure, plan.ca, alpn)
 
 
 def make_ssl_context(plan: Plan, alpn: list[str]) -> ssl.SSLContext:
