@@ -1,5 +1,5 @@
-# TLS in the native core (issue 14): the sessions' byte path over OpenSSL's C API with memory
-# BIOs, instead of uvloop's SSLProtocol (which moves each record through Python-level
+# TLS in the native core (issue 14): the sessions' byte path over OpenSSL's C API on a BIO of
+# our own, instead of uvloop's SSLProtocol (which moves each record through Python-level
 # SSLObject.read/write calls and new bytes objects).
 #
 # The transport stays a plain uvloop TCP transport. The SSL's BIO is our own (bio_read,
@@ -261,7 +261,7 @@ cdef class TlsContext:
 
 
 cdef class TlsLink:
-    """One connection's TLS state: an SSL with a read and a write memory BIO. Bytes in,
+    """One connection's TLS state: an SSL on the link BIO (bio_read, bio_write). Bytes in,
     bytes out, no I/O: the session feeds what the transport read and writes what comes out."""
 
     cdef SSL* ssl
@@ -413,7 +413,7 @@ cdef class TlsLink:
         return got, 1
 
     cdef int write(self, const void* p, Py_ssize_t n) noexcept:
-        """Encrypts n bytes into the write BIO (a memory BIO never makes it wait)."""
+        """Encrypts n bytes into the output buffer (bio_write never makes it wait)."""
         cdef int r
         if n == 0:
             return 0
@@ -472,13 +472,18 @@ cdef void tls_begin(_Session s, TlsLink t, object transport) noexcept:
         tls_abandon(s, t, "cannot write the TLS ClientHello")
 
 
-cdef void tls_abandon(_Session s, TlsLink t, str reason) noexcept:
-    """The handshake failed: tell the engine's connect, close the transport."""
+cdef void tls_handshake_failed(TlsLink t, str reason) noexcept:
+    """Tells the engine's connect, which awaits t.handshake, why there is no session."""
     try:
         if t.handshake is not None and not t.handshake.done():
             t.handshake.set_result(reason)
     except Exception:
         pass
+
+
+cdef void tls_abandon(_Session s, TlsLink t, str reason) noexcept:
+    """The handshake failed: tell the engine's connect, close the transport."""
+    tls_handshake_failed(t, reason)
     s.drop()
 
 
@@ -536,11 +541,7 @@ cdef bint tls_lost(_Session s, TlsLink t, object exc) noexcept:
     reason = "the connection closed during the TLS handshake"
     if exc is not None:
         reason += f" ({exc})"
-    try:
-        if t.handshake is not None and not t.handshake.done():
-            t.handshake.set_result(reason)
-    except Exception:
-        pass
+    tls_handshake_failed(t, reason)
     s.closed = True
     s.transport = None
     s._write = None
@@ -683,7 +684,7 @@ cdef class TlsH2Session(H2Session):
 
 cdef class MemoryTlsClient:
     """A TlsLink driven from Python, for tests: the client side of a TLS session in memory
-    (bytes in, bytes out), decrypting through the same read path as the sessions."""
+    (bytes in, bytes out), decrypting through the sessions' read path (read_all)."""
 
     cdef TlsLink tls
     cdef uint8_t* plain
@@ -708,14 +709,15 @@ cdef class MemoryTlsClient:
     def receive(self, bytes data):
         """Feeds ciphertext; returns (plaintext, state): state is "open", "close_notify" or
         the error text."""
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, got
         cdef list parts = []
         self.tls.feed(<const uint8_t*>PyBytes_AS_STRING(data), len(data))
         while True:
-            n = self.tls.read(self.plain, READ_BUFFER_SIZE)
+            got, n = self.tls.read_all(self.plain, READ_BUFFER_SIZE)
+            if got > 0:
+                parts.append(PyBytes_FromStringAndSize(<char*>self.plain, got))
             if n > 0:
-                parts.append(PyBytes_FromStringAndSize(<char*>self.plain, n))
-                continue
+                continue  # the buffer filled up: more records may be waiting
             self.tls.settle()
             if n == TLS_CLOSE_NOTIFY:
                 return b"".join(parts), "close_notify"
