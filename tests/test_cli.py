@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -81,3 +82,45 @@ def test_serve_bad_delay_exits_2_with_one_line():
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
     assert p.stderr == "fastload: error: --delay: 'soon' is not a duration (examples: 500ms, 10s, 2m)\n"
+
+
+ENTRY = """
+import atexit, gc, json, sys
+state = sys.argv[1]
+def report():
+    with open(state, "w") as f:
+        json.dump({"enabled": gc.isenabled(), "frozen": gc.get_freeze_count()}, f)
+atexit.register(report)
+sys.argv = ["fastload", *sys.argv[2:]]
+from fastload.cli import entry
+entry()
+"""
+
+
+def test_the_command_exits_fast_and_loses_nothing(nginx_h1, tmp_path):
+    """`fastload` skips the interpreter's teardown (its CPU is the run's): atexit handlers still
+    run, piped output is whole, exit codes hold; a run's start-up objects are frozen out of
+    collection with collection on, and other commands leave collection as it was."""
+    state = tmp_path / "gc.json"
+    p = subprocess.run([sys.executable, "-c", ENTRY, str(state), "run", nginx_h1.url, "-n", "200",
+                        "-c", "2", "-w", "1", "--json", "-", "-q"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["requests"] == 200
+    gc_state = json.loads(state.read_text())
+    assert gc_state["enabled"] and gc_state["frozen"] > 10_000, gc_state
+
+    p = subprocess.run([sys.executable, "-c", ENTRY, str(state), "run", nginx_h1.url, "-n", "20",
+                        "-c", "1", "-w", "1", "--slo", "p99<1us"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    assert "Requests/sec:" in p.stdout
+
+    p = subprocess.run([sys.executable, "-c", ENTRY, str(state), "run", "ftp://x/"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "error" in p.stderr
+
+    p = subprocess.run([sys.executable, "-c", ENTRY, str(state), "info", "--json"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and json.loads(p.stdout)
+    assert json.loads(state.read_text()) == {"enabled": True, "frozen": 0}

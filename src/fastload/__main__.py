@@ -1,3 +1,3 @@
-from fastload.cli import main
+from fastload.cli import entry
 
-main()
+entry()
