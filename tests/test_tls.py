@@ -5,6 +5,7 @@ and hostile TLS peers (tests/servers/tls_hostile_server.py) for error classes.""
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -324,6 +325,36 @@ def test_hostile_tls_peer_is_counted_in_its_class(hostile, cert, mode, cls, path
     others = {k: v for k, v in doc["errors"].items() if k not in ("total", cls)}
     assert not any(others.values()), doc["errors"]
     assert elapsed < 10
+
+
+def test_writes_bigger_than_the_socket_takes_keep_their_order(hostile, cert, tmp_path):
+    """Native TLS writes go to the socket with send(2); what it does not take goes to the
+    transport, which writes it once the socket has room (pausing the session meanwhile), and
+    later writes go behind it. 6 MiB bodies, two pipelined per connection, to a server that
+    reads slowly through a 64 KiB receive buffer: a socket takes at most 4 MiB here (tcp_wmem),
+    so every batch is split. A byte lost, repeated or out of order would break a record (the
+    server's MAC check ends the connection) or a body (the server compares each with the
+    pattern), and the counts would not hold."""
+    sys.path.insert(0, str(SERVERS))
+    try:
+        from tls_hostile_server import body_pattern
+    finally:
+        sys.path.remove(str(SERVERS))
+    size = 6 << 20
+    body = tmp_path / "body.bin"
+    body.write_bytes(body_pattern(size))
+    url = hostile("slowread")
+    doc = run_json(url, "--ca", str(cert[0]), "--protocol", "h1", "-X", "POST", "--body-file",
+                   str(body), "--pipeline", "2", "-n", "8", "-c", "2", "-w", "1", "--timeout", "20s")
+    check_document(doc, 8)
+    assert doc["bytes_out"] >= 8 * size
+    ctx = ssl.create_default_context(cafile=str(cert[0]))
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port)) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(b"GET /__stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = tls.recv(4096).decode()
+    assert reply.endswith("served 8 hostile 0 bad 0"), reply
 
 
 def test_an_install_without_the_native_tls_unit_uses_uvloops_tls(nginx_tls, tmp_path):

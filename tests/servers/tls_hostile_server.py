@@ -11,9 +11,13 @@ properly, keep-alive; connections 1, 3, 5... do what MODE says:
   corrupt       complete the handshake, read a request, send the response's record with its
                 last byte flipped (it does not decrypt)
   delay         no misbehaviour: every connection is good, each response held 20 ms
+  slowread      no misbehaviour: every connection is good, but reads slowly through a small
+                receive buffer, and checks every request body (Content-Length) against
+                body_pattern(): requests bigger than the client's socket buffer must wait
 
 python tests/servers/tls_hostile_server.py MODE CERT KEY -> prints "listening on PORT";
-GET /__stats on a good connection answers "served N hostile M" (responses, hostile connections).
+GET /__stats on a good connection answers "served N hostile M bad B" (responses, hostile
+connections, request bodies that were not the pattern).
 """
 
 from __future__ import annotations
@@ -27,33 +31,64 @@ import time
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello world\n"
 HALF = b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nhello"
-MODES = ("plaintext", "truncate", "stall", "close_notify", "reset", "corrupt", "delay")
+MODES = ("plaintext", "truncate", "stall", "close_notify", "reset", "corrupt", "delay", "slowread")
 DELAY_S = 0.020
+SLOW_RCVBUF = 65536
+SLOW_PAUSE_S = 0.001  # after every read in mode slowread
 
 lock = threading.Lock()
 served = 0
 hostile = 0
+bad = 0
 
 
-def serve_good(conn: socket.socket, ctx: ssl.SSLContext, delay_s: float = 0.0) -> None:
-    global served
+def body_pattern(n: int) -> bytes:
+    """The request body the slowread mode expects: bytes 0..255 over and over, n of them."""
+    return (bytes(range(256)) * (n // 256 + 1))[:n]
+
+
+def content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+def serve_good(conn: socket.socket, ctx: ssl.SSLContext, delay_s: float = 0.0,
+               pause_s: float = 0.0) -> None:
+    global served, bad
+
     with ctx.wrap_socket(conn, server_side=True) as tls:
         buf = b""
+
+        def more() -> bool:
+            nonlocal buf
+            chunk = tls.recv(65536)
+            if pause_s:
+                time.sleep(pause_s)
+            buf += chunk
+            return bool(chunk)
+
         while True:
             while b"\r\n\r\n" not in buf:
-                chunk = tls.recv(65536)
-                if not chunk:
+                if not more():
                     return
-                buf += chunk
             head, _, buf = buf.partition(b"\r\n\r\n")
             if head.startswith(b"GET /__stats"):
-                body = f"served {served} hostile {hostile}".encode()
+                body = f"served {served} hostile {hostile} bad {bad}".encode()
                 tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
                 continue
+            n = content_length(head)
+            while len(buf) < n:
+                if not more():
+                    return
+            body, buf = buf[:n], buf[n:]
             if delay_s:
                 time.sleep(delay_s)
             with lock:
                 served += 1
+                bad += body != body_pattern(n)
             tls.sendall(RESPONSE)
 
 
@@ -154,6 +189,8 @@ def handle(conn: socket.socket, n: int, ctx: ssl.SSLContext, mode: str) -> None:
     try:
         if mode == "delay":
             serve_good(conn, ctx, DELAY_S)
+        elif mode == "slowread":
+            serve_good(conn, ctx, pause_s=SLOW_PAUSE_S)
         elif n % 2 == 0:
             serve_good(conn, ctx)
         else:
@@ -173,7 +210,12 @@ def main(mode: str, cert: str, key: str) -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
     ctx.set_alpn_protocols(["http/1.1"])
-    srv = socket.create_server(("127.0.0.1", 0))
+    srv = socket.socket()
+    if mode == "slowread":  # set before listen(): accepted sockets inherit it, window scale too
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SLOW_RCVBUF)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(128)
     print(f"listening on {srv.getsockname()[1]}", flush=True)
     n = 0
     while True:

@@ -17,7 +17,10 @@ cdef class _Session:
     cdef WorkerStats stats
     cdef public object engine
     cdef public object transport
-    cdef object _write
+    cdef object _write              # transport.write
+    cdef object _buffered           # transport.get_write_buffer_size
+    cdef int fd                     # the transport's socket, written with send(2); -1: none
+    cdef bint queued                # the transport holds bytes not yet written: write behind them
     cdef public bint closed
     cdef public bint paused
     cdef public bint stopping
@@ -26,6 +29,9 @@ cdef class _Session:
     cdef on_connected(self)
     cpdef fill(self)
     cdef on_lost(self, exc)
+    cdef void attach(self, object transport) noexcept
+    cdef void detach(self) noexcept
+    cdef int send(self, const uint8_t* p, Py_ssize_t n, object obj) noexcept
     cdef void drop(self) noexcept
     cdef void write_obj(self, object data) noexcept
     cdef void write_buf(self, const uint8_t* p, Py_ssize_t n) noexcept

@@ -1,12 +1,14 @@
 # Connection protocols that drive the sans-I/O cores on a uvloop transport and record into
 # WorkerStats. Parsing, counting and histograms are C; what does cross into Python:
+# - Writes are send(2) on the transport's socket (_Session.send), uvloop's write queue only
+#   for what the socket does not take at once.
 # - HTTP/1.1: uvloop calls data_received with one new bytes object per read, and every fill()
-#   that sends makes one transport.write call. The closed model with pipeline 1 refills after
-#   each response, so that is one write per request; a pipelined fill writes a pre-built batch
-#   of k requests at once; with request variants a pipelined batch is joined into one new
-#   bytes object (a single request is written as its pre-encoded bytes object).
+#   that sends makes one send. The closed model with pipeline 1 refills after each response,
+#   so that is one write per request; a pipelined fill writes a pre-built batch of k requests
+#   at once; with request variants a pipelined batch is joined into one new bytes object (a
+#   single request is written as its pre-encoded bytes object).
 # - HTTP/2: uvloop reads straight into rbuf (get_buffer/buffer_updated: no object per read);
-#   each flush builds one bytes object of the frames written and makes one transport.write.
+#   each flush is one send of the frames written, from the core's buffer.
 # - A sampled response is handed to the Python checker (one call each); a -n run calls
 #   on_quota_done once at the end.
 #
@@ -14,7 +16,8 @@
 # engine and these classes compare timestamps directly.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.errno cimport EINTR, errno
 from libc.stdint cimport int64_t, uint8_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
@@ -27,12 +30,20 @@ from fastload.native.outcomes cimport ERROR_PROTOCOL, ERROR_RESET, ERROR_TIMEOUT
 from fastload.native.stats cimport WorkerStats
 
 
+cdef extern from "sys/socket.h" nogil:
+    ssize_t send(int fd, const void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+    int MSG_DONTWAIT
+
+
 cdef class _Session:
     """Transport plumbing shared by the HTTP/1.1 and HTTP/2 sessions."""
 
+    def __cinit__(self):
+        self.fd = -1
+
     def connection_made(self, transport):
-        self.transport = transport
-        self._write = transport.write
+        self.attach(transport)
         self.on_connected()
         self.engine.on_connected(self)
 
@@ -53,14 +64,72 @@ cdef class _Session:
         return False
 
     def connection_lost(self, exc):
+        self.detach()  # uvloop closes the socket once this returns
         self.on_lost(exc)
         self.closed = True
-        self.transport = None
-        self._write = None
         self.engine.on_lost(self, exc)
 
     cdef on_lost(self, exc):
         pass
+
+    cdef void attach(self, object transport) noexcept:
+        """Writes go to the transport's socket itself (send) where the transport writes bytes
+        as they are: not over uvloop's TLS (--tls-path python), which encrypts them."""
+        self.transport = transport
+        self._write = transport.write
+        self._buffered = transport.get_write_buffer_size
+        self.fd = -1
+        try:
+            if transport.get_extra_info("sslcontext") is None:
+                self.fd = transport.get_extra_info("socket").fileno()
+        except Exception:
+            pass
+
+    cdef void detach(self) noexcept:
+        self.transport = None
+        self._write = None
+        self._buffered = None
+        self.fd = -1
+
+    cdef int send(self, const uint8_t* p, Py_ssize_t n, object obj) noexcept:
+        """Writes n bytes at p (obj: a bytes object holding exactly them, or None): 0, or -1
+        if the transport's write raised.
+
+        Straight to the socket with send(2), where transport.write would take a bytes object
+        through uvloop's write queue only to make the same one write(2). What the socket does
+        not take goes to transport.write, which keeps it, waits for room (pausing the session
+        above its high-water mark) and reports errors as for any write; later writes follow it
+        through the transport until its buffer is empty again, so the byte order holds. The
+        socket stays open while the session is: uvloop closes it only after connection_lost
+        (detach), and a dropped session (closed) writes nothing."""
+        cdef Py_ssize_t sent = 0
+        if n == 0 or self._write is None:
+            return 0
+        if self.queued:
+            try:
+                self.queued = self._buffered() > 0
+            except Exception:
+                return -1
+        if self.fd >= 0 and not self.queued:
+            while True:
+                sent = send(self.fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT)
+                if sent >= 0 or errno != EINTR:
+                    break
+            if sent == n:
+                return 0
+            if sent < 0:
+                # EAGAIN: the transport waits for room. Any other error: its write meets the
+                # same one and closes the connection as for any failed write.
+                sent = 0
+        try:
+            if obj is not None and sent == 0:
+                self._write(obj)
+            else:
+                self._write(PyBytes_FromStringAndSize(<char*>p + sent, n - sent))
+        except Exception:
+            return -1
+        self.queued = True
+        return 0
 
     cdef void drop(self) noexcept:
         """Close without waiting for anything; the engine reconnects."""
@@ -72,17 +141,14 @@ cdef class _Session:
                 pass
 
     cdef void write_obj(self, object data) noexcept:
-        """Sends a bytes object as it is (the plaintext path: no copy)."""
-        try:
-            self._write(data)
-        except Exception:
+        """Sends a bytes object (the plaintext path: no copy)."""
+        if self.closed or self.send(<const uint8_t*>PyBytes_AS_STRING(data),
+                                    PyBytes_GET_SIZE(data), data) < 0:
             self.drop()
 
     cdef void write_buf(self, const uint8_t* p, Py_ssize_t n) noexcept:
-        """Sends n bytes at p: one new bytes object and one transport.write."""
-        try:
-            self._write(PyBytes_FromStringAndSize(<char*>p, n))
-        except Exception:
+        """Sends n bytes at p."""
+        if self.closed or self.send(p, n, None) < 0:
             self.drop()
 
     def stop(self):

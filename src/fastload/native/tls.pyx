@@ -8,8 +8,8 @@
 # receive buffer) and writes records into one growable C buffer, so there is no BUF_MEM
 # growing, zeroing and copying on the way. SSL_read decrypts every record waiting into a C
 # buffer and the parser sees the plaintext as if read from the socket, once per read. A write
-# is SSL_write and one bytes object of ciphertext per transport.write: the same one object per
-# write as the plaintext path, and a pipelined batch or an HTTP/2 flush becomes one TLS record.
+# is SSL_write and one send(2) of the ciphertext (_Session.send, as on the plaintext path): a
+# pipelined batch or an HTTP/2 flush becomes one TLS record and one system call.
 #
 # Built only where OpenSSL's headers are (setup.py); without it the engine uses uvloop's TLS
 # (`--tls-path python`), and `fastload info` says which path a run takes.
@@ -273,7 +273,6 @@ cdef class TlsLink:
     cdef TlsContext context
     cdef readonly bint established
     cdef public object handshake    # a future: None once established, else the reason it failed
-    cdef object _write              # transport.write
     cdef str _error
 
     def __init__(self, TlsContext context):
@@ -431,16 +430,6 @@ cdef class TlsLink:
         self.io.out_len = 0
         return PyBytes_FromStringAndSize(<char*>self.io.out, n)
 
-    cdef int send_output(self) noexcept:
-        """Writes the pending ciphertext to the transport: 0, or -1 if the write raised."""
-        if self.io.out_len == 0 or self._write is None:
-            return 0
-        try:
-            self._write(self.take_output())
-        except Exception:
-            return -1
-        return 0
-
     cdef bytes selected_alpn(self):
         cdef const unsigned char* p = NULL
         cdef unsigned int n = 0
@@ -456,10 +445,17 @@ cdef class TlsLink:
 # once its handshake completed (as uvloop does with ssl=): until then the engine awaits
 # link.handshake and a lost connection is a failed connect, not a lost session.
 
+cdef int tls_flush(_Session s, TlsLink t) noexcept:
+    """Sends the ciphertext waiting (a handshake flight, records): 0, or -1 if that failed."""
+    cdef Py_ssize_t n = t.io.out_len
+    if n == 0:
+        return 0
+    t.io.out_len = 0
+    return s.send(t.io.out, n, None)
+
+
 cdef void tls_begin(_Session s, TlsLink t, object transport) noexcept:
-    s.transport = transport
-    s._write = transport.write
-    t._write = transport.write
+    s.attach(transport)
     try:
         t.handshake = s.engine.loop.create_future()
     except Exception:
@@ -468,7 +464,7 @@ cdef void tls_begin(_Session s, TlsLink t, object transport) noexcept:
     if t.step() < 0:
         tls_abandon(s, t, t._error)
         return
-    if t.send_output() < 0:
+    if tls_flush(s, t) < 0:
         tls_abandon(s, t, "cannot write the TLS ClientHello")
 
 
@@ -500,7 +496,7 @@ cdef int tls_input(_Session s, TlsLink t, const uint8_t* p, Py_ssize_t n, bint w
     if t.established:
         return 1
     r = t.step()
-    if t.send_output() < 0:
+    if tls_flush(s, t) < 0:
         tls_abandon(s, t, "write failed during the TLS handshake")
         return -1
     if r == 0:
@@ -529,7 +525,7 @@ cdef int tls_input(_Session s, TlsLink t, const uint8_t* p, Py_ssize_t n, bint w
 cdef void tls_write(_Session s, TlsLink t, const void* p, Py_ssize_t n) noexcept:
     if s.closed:
         return
-    if t.write(p, n) < 0 or t.send_output() < 0:
+    if t.write(p, n) < 0 or tls_flush(s, t) < 0:
         s.drop()
 
 
@@ -543,9 +539,7 @@ cdef bint tls_lost(_Session s, TlsLink t, object exc) noexcept:
         reason += f" ({exc})"
     tls_handshake_failed(t, reason)
     s.closed = True
-    s.transport = None
-    s._write = None
-    t._write = None
+    s.detach()
     return False
 
 
@@ -598,7 +592,7 @@ cdef class TlsH1Session(H1Session):
             elif n == TLS_FAILED:
                 self.fail(ERROR_PROTOCOL, now_ns())
             break
-        if not self.closed and self.tls.send_output() < 0:
+        if not self.closed and tls_flush(self, self.tls) < 0:
             self.drop()
 
     def eof_received(self):
@@ -668,7 +662,7 @@ cdef class TlsH2Session(H2Session):
             elif n == TLS_FAILED:
                 self.fail_all(ERROR_PROTOCOL, now_ns())
             break
-        if not self.closed and self.tls.send_output() < 0:
+        if not self.closed and tls_flush(self, self.tls) < 0:
             self.drop()
 
     def connection_lost(self, exc):
