@@ -276,6 +276,11 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
         for tool in tools:
             fl = [r for r in all_runs if r.scenario == key and r.tool == tool]
             f_rps, f_cpu = median(fl, "rps"), median(fl, "cpu_us_per_req")
+            # Each repetition's own ratio (its fastload run over its peer run, taken minutes
+            # apart at most): their spread shows how far this machine's drift moves a ratio.
+            peer_cpu = {r.rep: r.cpu_us_per_req for r in peer if r.ok}
+            pairs = sorted(r.cpu_us_per_req / peer_cpu[r.rep] for r in fl
+                           if r.ok and peer_cpu.get(r.rep))
             rows.append(
                 {
                     "scenario": key,
@@ -286,6 +291,7 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
                     "p50_ms": median(fl, "p50_ms"),
                     "rps_ratio": f_rps / p_rps if p_rps else float("nan"),
                     "cpu_ratio": f_cpu / p_cpu if p_cpu else float("nan"),
+                    "cpu_ratio_per_rep": pairs,
                 }
             )
     return rows
@@ -295,17 +301,21 @@ def print_table(rows: list[dict]) -> None:
     print(
         f"\n{'scenario':<9}{'tool':<12}{'median req/s':>14}{'CPU µs/req':>12}"
         f"{'rps ratio':>11}{'CPU ratio':>11}{'worker µs/req':>15}{'p50 ms':>8}"
+        f"{'CPU ratio per rep':>19}"
     )
     for r in rows:
+        pairs = r.get("cpu_ratio_per_rep") or []
+        spread = f"{pairs[0]:.2f}-{pairs[-1]:.2f}" if pairs else "-"
         ratios = (
             f"{r['rps_ratio']:>11.2f}{r['cpu_ratio']:>11.2f}{r['worker_cpu_us']:>15.2f}"
-            f"{r['p50_ms']:>8.2f}"
+            f"{r['p50_ms']:>8.2f}{spread:>19}"
             if "rps_ratio" in r else f"{'':>22}"
         )
         print(f"{r['scenario']:<9}{r['tool']:<12}{r['rps']:>14,.0f}{r['cpu_us']:>12.2f}{ratios}")
     print("ratios are fastload / peer: rps ratio > 1 is faster, CPU ratio < 1 is cheaper; "
           "worker µs/req is fastload's steady state (its workers' own CPU, no start-up); "
-          "fastload-co runs with --coalesce 100us")
+          "fastload-co runs with --coalesce 100us; CPU ratio per rep: the lowest and highest of "
+          "each repetition's own fastload/peer ratio")
 
 
 def main(argv: list[str] | None = None) -> int:
