@@ -290,25 +290,25 @@ class Engine:
             time.sleep(left / 1e9)
             now = time.monotonic_ns()
         self._coalesce_polled_ns = now
-        t0, r0 = self._coalesce_from
-        if now - t0 < COALESCE_CHECK_NS:
-            self._coalesce_handle = self.loop.call_soon(self._coalesce)
-            return
-        requests = self.stats.requests
-        self._coalesce_from = (now, requests)
-        if (requests - r0) * self.plan.coalesce_ns >= now - t0:
+        if now - self._coalesce_from[0] < COALESCE_CHECK_NS or self._responses_flow(now):
             self._coalesce_handle = self.loop.call_soon(self._coalesce)
         else:
             self._coalesce_idle_s = COALESCE_IDLE_MIN_S
             self._coalesce_handle = self.loop.call_later(self._coalesce_idle_s, self._coalesce_idle)
 
+    def _responses_flow(self, now: int) -> bool:
+        """Whether responses came at least once per interval since the last check, which
+        starts the next measurement from now."""
+        t0, r0 = self._coalesce_from
+        requests = self.stats.requests
+        self._coalesce_from = (now, requests)
+        return (requests - r0) * self.plan.coalesce_ns >= now - t0
+
     def _coalesce_idle(self) -> None:
         if self.stopping:
             return
-        now, requests = time.monotonic_ns(), self.stats.requests
-        t0, r0 = self._coalesce_from
-        self._coalesce_from = (now, requests)
-        if (requests - r0) * self.plan.coalesce_ns >= now - t0:
+        now = time.monotonic_ns()
+        if self._responses_flow(now):
             self._coalesce_polled_ns = now
             self._coalesce_handle = self.loop.call_soon(self._coalesce)
             return
