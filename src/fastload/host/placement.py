@@ -120,17 +120,23 @@ def assign_cpus(workers: int | None, pool: list[int]) -> tuple[int, tuple[tuple[
     return n, tuple((pool[i % len(pool)],) for i in range(n))
 
 
+PR_SET_PDEATHSIG = 1
 PR_SET_TIMERSLACK = 29
 PR_GET_TIMERSLACK = 30
+
+
+def prctl(option: int, arg: int = 0) -> int:
+    """prctl(2) for this process or thread: its return value (-1 with errno on failure).
+    OSError or AttributeError where libc cannot be loaded or has no prctl."""
+    return ctypes.CDLL(None, use_errno=True).prctl(option, ctypes.c_ulong(arg), 0, 0, 0)
 
 
 def set_timer_slack_ns(ns: int) -> bool:
     """This thread's timer slack: how late the kernel may end a sleep to batch wake-ups (50 µs
     by default). --coalesce sleeps in 100 µs steps, where 50 µs more would be half as late
     again. False where prctl refuses it."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    return libc.prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(ns), 0, 0, 0) == 0
+    return prctl(PR_SET_TIMERSLACK, ns) == 0
 
 
 def timer_slack_ns() -> int:
-    return ctypes.CDLL(None, use_errno=True).prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0)
+    return prctl(PR_GET_TIMERSLACK)

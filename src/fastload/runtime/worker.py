@@ -8,7 +8,6 @@ Messages from the parent: ("go", start_ns) | ("stop",).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import resource
 import signal
@@ -25,11 +24,10 @@ from fastload import native
 from fastload.config.plan import Plan
 from fastload.errors import ERROR_CLASSES
 from fastload.host import info as host
-from fastload.host import perfstat
+from fastload.host import perfstat, placement
 from fastload.runtime.engine import Engine, build_mix
 
 TICK_S = 1.0
-PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -37,7 +35,7 @@ def die_with_parent(parent_pid: int) -> None:
     without the process that would collect and report. (Not the pipe's end of file: forked
     siblings hold copies of each other's pipe ends.)"""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        placement.prctl(placement.PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent_pid:  # it died before prctl took effect
