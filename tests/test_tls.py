@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastload import native
+from servers.tls_hostile_server import body_pattern
 from support import peers
 from support.run import check_document, fastload, run_json
 
@@ -335,11 +336,6 @@ def test_writes_bigger_than_the_socket_takes_keep_their_order(hostile, cert, tmp
     so every batch is split. A byte lost, repeated or out of order would break a record (the
     server's MAC check ends the connection) or a body (the server compares each with the
     pattern), and the counts would not hold."""
-    sys.path.insert(0, str(SERVERS))
-    try:
-        from tls_hostile_server import body_pattern
-    finally:
-        sys.path.remove(str(SERVERS))
     size = 6 << 20
     body = tmp_path / "body.bin"
     body.write_bytes(body_pattern(size))
