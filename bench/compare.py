@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
@@ -266,6 +267,29 @@ def median(runs: list[Run], attr: str) -> float:
     return statistics.median(vals) if vals else float("nan")
 
 
+def paired(fl: list[Run], peer: list[Run], attr: str) -> list[float]:
+    """Each repetition's own ratio, its fastload run's attr over its peer run's (the peer's
+    CPU µs/req for worker_us_per_req), lowest first. A repetition's two runs are minutes apart
+    at most, so its ratio is less exposed to this machine's drift than a ratio of medians."""
+    key = "cpu_us_per_req" if attr == "worker_us_per_req" else attr
+    base = {r.rep: getattr(r, key) for r in peer if r.ok}
+    return sorted(getattr(r, attr) / base[r.rep] for r in fl
+                  if r.ok and base.get(r.rep) and getattr(r, attr) == getattr(r, attr))
+
+
+def median_interval(vals: list[float], coverage: float = 0.9) -> tuple[float, float] | None:
+    """A distribution-free interval for the median of what vals (sorted) were drawn from: the
+    k-th lowest and k-th highest, k the largest for which the interval holds the median with
+    probability >= coverage, 1 - 2 P(Binomial(n, 1/2) <= k - 1). None when even the lowest and
+    highest are not enough (n < 5 at 0.9)."""
+    n = len(vals)
+    best = None
+    for k in range(1, (n + 1) // 2 + 1):
+        if 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n >= coverage:
+            best = k
+    return (vals[best - 1], vals[n - best]) if best is not None else None
+
+
 def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) -> list[dict]:
     rows = []
     for key in keys:
@@ -276,24 +300,26 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
         for tool in tools:
             fl = [r for r in all_runs if r.scenario == key and r.tool == tool]
             f_rps, f_cpu = median(fl, "rps"), median(fl, "cpu_us_per_req")
-            # Each repetition's own ratio (its fastload run over its peer run, taken minutes
-            # apart at most): their spread shows how far this machine's drift moves a ratio.
-            peer_cpu = {r.rep: r.cpu_us_per_req for r in peer if r.ok}
-            pairs = sorted(r.cpu_us_per_req / peer_cpu[r.rep] for r in fl
-                           if r.ok and peer_cpu.get(r.rep))
-            rows.append(
-                {
-                    "scenario": key,
-                    "tool": tool,
-                    "rps": f_rps,
-                    "cpu_us": f_cpu,
-                    "worker_cpu_us": median(fl, "worker_us_per_req"),
-                    "p50_ms": median(fl, "p50_ms"),
-                    "rps_ratio": f_rps / p_rps if p_rps else float("nan"),
-                    "cpu_ratio": f_cpu / p_cpu if p_cpu else float("nan"),
-                    "cpu_ratio_per_rep": pairs,
-                }
-            )
+            row = {
+                "scenario": key,
+                "tool": tool,
+                "rps": f_rps,
+                "cpu_us": f_cpu,
+                "worker_cpu_us": median(fl, "worker_us_per_req"),
+                "p50_ms": median(fl, "p50_ms"),
+                "rps_ratio": f_rps / p_rps if p_rps else float("nan"),
+                "cpu_ratio": f_cpu / p_cpu if p_cpu else float("nan"),
+            }
+            # Paired per repetition: the median of the ratios and its 90% interval. The worker
+            # ratio leaves out fastload's start-up (interpreter, imports, pre-flight), not the
+            # peer's: the peer's whole process is the denominator.
+            for name, attr in (("rps", "rps"), ("cpu", "cpu_us_per_req"),
+                               ("worker", "worker_us_per_req")):
+                pairs = paired(fl, peer, attr)
+                row[f"{name}_ratio_per_rep"] = pairs
+                row[f"{name}_ratio_rep_median"] = statistics.median(pairs) if pairs else float("nan")
+                row[f"{name}_ratio_rep_interval"] = median_interval(pairs)
+            rows.append(row)
     return rows
 
 
@@ -317,6 +343,23 @@ def print_table(rows: list[dict]) -> None:
           "fastload-co runs with --coalesce 100us; CPU ratio per rep: the lowest and highest of "
           "each repetition's own fastload/peer ratio")
 
+    def cell(r: dict, name: str) -> str:
+        iv = r.get(f"{name}_ratio_rep_interval")
+        m = r.get(f"{name}_ratio_rep_median", float("nan"))
+        return f"{m:.2f} [{iv[0]:.2f}-{iv[1]:.2f}]" if iv else f"{m:.2f} [n too small]"
+
+    paired_rows = [r for r in rows if "rps_ratio_per_rep" in r]
+    if not paired_rows:
+        return
+    print(f"\n{'scenario':<9}{'tool':<12}{'rps ratio':>20}{'CPU ratio':>20}{'worker CPU ratio':>20}")
+    for r in paired_rows:
+        print(f"{r['scenario']:<9}{r['tool']:<12}{cell(r, 'rps'):>20}{cell(r, 'cpu'):>20}"
+              f"{cell(r, 'worker'):>20}")
+    print("paired: the median of each repetition's own fastload/peer ratio, and in brackets an "
+          "interval that holds the median of such ratios with >= 90% probability (order "
+          "statistics, no distribution assumed); worker CPU ratio: fastload's workers' CPU over "
+          "the peer's whole process")
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -328,7 +371,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", metavar="OUT", help="write all raw numbers here ('-' = stdout)")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
+    ap.add_argument("--summarize", metavar="JSON",
+                    help="print the tables of an earlier run's --json file again; runs nothing")
     args = ap.parse_args(argv)
+
+    if args.summarize:
+        doc = json.loads(Path(args.summarize).read_text())
+        fields = {f.name for f in Run.__dataclass_fields__.values()}
+        runs = [Run(**{k: v for k, v in r.items() if k in fields}) for r in doc["runs"]]
+        keys = list(dict.fromkeys(r.scenario for r in runs))
+        peers = {k: next(r.tool for r in runs if r.scenario == k and not r.tool.startswith("fastload"))
+                 for k in keys}
+        print_table(summarize(runs, keys, peers))
+        return 0
 
     fastload: list[str] | None = shlex.split(args.fastload)
     reason = fastload_available(fastload)

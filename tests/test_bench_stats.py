@@ -1,0 +1,68 @@
+"""bench/compare.py's paired statistics: the per-repetition ratios, their median and the
+order-statistic interval it prints, checked on runs whose ratios are known (through
+--summarize, in a process of its own: bench/ has a servers module of its own)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _interval(vals: list[float]) -> tuple[float, float] | None:
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import compare; "
+         "print(json.dumps(compare.median_interval(json.loads(sys.argv[2]))))",
+         str(BENCH), json.dumps(vals)], capture_output=True, text=True, check=True).stdout
+    got = json.loads(out)
+    return tuple(got) if got is not None else None
+
+
+def _coverage(n: int, k: int) -> float:
+    return 1 - 2 * sum(math.comb(n, i) for i in range(k)) / 2**n
+
+
+def test_the_interval_is_the_widest_that_still_holds_the_median_90_percent():
+    for n in (3, 4, 5, 6, 9, 15, 30):
+        vals = [float(i) for i in range(1, n + 1)]
+        got = _interval(vals)
+        ks = [k for k in range(1, (n + 1) // 2 + 1) if _coverage(n, k) >= 0.9]
+        if not ks:
+            assert got is None, n
+            continue
+        k = max(ks)
+        assert got == (vals[k - 1], vals[n - k]), n
+        assert _coverage(n, k) >= 0.9 and (k + 1 > (n + 1) // 2 or _coverage(n, k + 1) < 0.9)
+    assert _interval([float(i) for i in range(1, 10)]) == (2.0, 8.0)  # n = 9: 96% with k = 2
+
+
+def _run(scenario, tool, rep, requests, rps, cpu_s, worker_cpu_s=float("nan")):
+    return {"scenario": scenario, "tool": tool, "rep": rep, "cmd": [], "ok": True,
+            "requests": requests, "rps": rps, "cpu_s": cpu_s, "wall_s": 5.0, "error": "",
+            "worker_cpu_s": worker_cpu_s, "p50_ms": 1.0}
+
+
+def test_summarize_prints_paired_ratios_of_each_repetition(tmp_path):
+    # Nine repetitions; repetition i has fastload at (0.5 + 0.1 i) of the peer's CPU per
+    # request and at (1.3 - 0.1 i) of its rate, whatever the peer's own drift (its CPU doubles
+    # from one repetition to the next in turn): the paired ratios are exactly those.
+    runs = []
+    for i in range(9):
+        peer_us = 10.0 if i % 2 else 20.0
+        n = 100_000
+        runs.append(_run("tls-h1", "wrk", i, n, 50_000.0 * (1 + i % 2), peer_us * n / 1e6))
+        fl_us = peer_us * (0.5 + 0.1 * i)
+        runs.append(_run("tls-h1", "fastload", i, n, 50_000.0 * (1 + i % 2) * (1.3 - 0.1 * i),
+                         fl_us * n / 1e6, worker_cpu_s=0.9 * fl_us * n / 1e6))
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"meta": {}, "runs": runs, "summary": []}))
+    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
+                         capture_output=True, text=True, check=True, cwd=BENCH).stdout
+    line = [x for x in out.splitlines() if x.startswith("tls-h1") and "[" in x]
+    assert len(line) == 1, out
+    # rps ratios 1.3 .. 0.5: median 0.9, interval the 2nd lowest and 2nd highest.
+    # CPU ratios 0.5 .. 1.3: the same; worker ratios are 0.9 of those.
+    assert line[0].split()[2:] == ["0.90", "[0.60-1.20]", "0.90", "[0.60-1.20]",
+                                   "0.81", "[0.54-1.08]"], line[0]
