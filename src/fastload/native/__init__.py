@@ -27,7 +27,7 @@ from fastload.native.outcomes import (
 )
 from fastload.native.recorder import Recorder
 from fastload.native.schedule import Schedule
-from fastload.native.sessions import READ_BUFFER_SIZE, H1Session, H2Session, _Session
+from fastload.native.sessions import READ_BUFFER_SIZE, H1Session, H2Session, WriteBatch, _Session
 from fastload.native.stats import WorkerStats
 from fastload.native.stream import StreamScanner
 
@@ -67,6 +67,7 @@ __all__ = [
     "TlsH1Session",
     "TlsH2Session",
     "WorkerStats",
+    "WriteBatch",
     "_Session",
     "is_event_stream",
     "monotonic_ns",

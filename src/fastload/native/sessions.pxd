@@ -37,6 +37,16 @@ cdef class _Session:
     cdef void write_buf(self, const uint8_t* p, Py_ssize_t n) noexcept
 
 
+cdef class WriteBatch:
+    cdef list sessions
+    cdef list spare
+    cdef bint scheduled
+    cdef object call_soon
+    cdef object flush_cb
+
+    cdef void add(self, H1Session s) noexcept
+
+
 cdef class H1Session(_Session):
     cdef H1ResponseParser parser
     cdef list batches
@@ -58,7 +68,15 @@ cdef class H1Session(_Session):
     cdef int* entry
     cdef char* cap
     cdef Py_ssize_t cap_len
+    # Closed model: requests taken but not yet written (the last `unsent` of the ring, written
+    # by the WriteBatch at the end of the loop iteration), and how many of them the quota
+    # counted.
+    cdef public WriteBatch batch
+    cdef int unsent
+    cdef int unsent_counted
 
+    cdef void write_unsent(self) noexcept
+    cdef void forget_unsent(self) noexcept
     cdef inline void head_reset(self) noexcept
     cdef void fill_mix(self) noexcept
     cdef inline void capture(self, const uint8_t* p, Py_ssize_t n) noexcept

@@ -2,11 +2,12 @@
 # WorkerStats. Parsing, counting and histograms are C; what does cross into Python:
 # - Writes are send(2) on the transport's socket (_Session.send), uvloop's write queue only
 #   for what the socket does not take at once.
-# - HTTP/1.1: uvloop calls data_received with one new bytes object per read, and every fill()
-#   that sends makes one send. The closed model with pipeline 1 refills after each response,
-#   so that is one write per request; a pipelined fill writes a pre-built batch of k requests
-#   at once; with request variants a pipelined batch is joined into one new bytes object (a
-#   single request is written as its pre-encoded bytes object).
+# - HTTP/1.1: uvloop calls data_received with one new bytes object per read. In the closed
+#   model (WriteBatch) the requests a loop iteration's responses made room for are written
+#   once its reads are done, each connection's as one send of a pre-built batch, and stamped
+#   as sent then; otherwise every fill() that sends makes one send. With request variants a
+#   pipelined batch is joined into one new bytes object (a single request is written as its
+#   pre-encoded bytes object), at once.
 # - HTTP/2: uvloop reads straight into rbuf (get_buffer/buffer_updated: no object per read);
 #   each flush is one send of the frames written, from the core's buffer.
 # - A sampled response is handed to the Python checker (one call each); a -n run calls
@@ -157,6 +158,51 @@ cdef class _Session:
         self.drop()
 
 
+cdef class WriteBatch:
+    """Closed model, HTTP/1.1: the requests that one loop iteration's responses make room for
+    are written together once the iteration's reads are done (a ready callback, which uvloop
+    runs before it polls again), as wrk writes on the writable event that follows its reads.
+
+    Writing each request as its response is parsed spreads a burst of requests over the time
+    the client spends reading: the server, on its own CPU, wakes for the first few and goes
+    back to waiting for the rest, and its wake-ups become its cost per request. Written
+    together, they reach it as one batch. A request is stamped as sent when it is written,
+    not when it was taken, so no latency includes the wait. One callback per loop iteration,
+    not per request; the engine leaves it out with --coalesce (whose sleep would hold the
+    writes) and in the open model (which sends on its schedule)."""
+
+    def __init__(self, loop):
+        self.sessions = []
+        self.spare = []
+        self.call_soon = loop.call_soon
+        self.flush_cb = self.flush
+
+    cdef void add(self, H1Session s) noexcept:
+        try:
+            self.sessions.append(s)
+            if not self.scheduled:
+                self.call_soon(self.flush_cb)
+                self.scheduled = True
+        except Exception:
+            # No room for the list or the callback: write at once instead.
+            s.write_unsent()
+
+    def flush(self):
+        cdef H1Session s
+        cdef list todo = self.sessions
+        self.sessions = self.spare
+        self.scheduled = False
+        for s in todo:
+            s.write_unsent()
+        todo.clear()
+        self.spare = todo
+
+    @property
+    def pending(self):
+        """Sessions with requests taken and not yet written (tests)."""
+        return len(self.sessions)
+
+
 cdef class H1Session(_Session):
     """HTTP/1.1 keep-alive with up to `pipeline` requests in flight."""
 
@@ -218,8 +264,44 @@ cdef class H1Session(_Session):
             k += 1
         if k == 0:
             return
+        if self.batch is not None and not self.stats.schedule.paced:
+            if self.unsent == 0:
+                self.batch.add(self)
+            self.unsent += k
+            if now >= self.stats.record_from_ns:
+                self.unsent_counted += k
+            return
         self.stats.count_bytes(now, 0, k * self.req_len)
         self.write_obj(self.batches[k])
+
+    cdef void write_unsent(self) noexcept:
+        """Writes the requests fill() took for the batch, stamped now (closed model: intended
+        == sent). Those taken during the warm-up keep their intended time, so they stay out of
+        the measured window as the quota's count has them. Past the deadline they were never
+        sent: taken back, not counted."""
+        cdef int i, slot, k = self.unsent, warm = self.unsent - self.unsent_counted
+        cdef int64_t now
+        if k == 0 or self.closed:
+            return
+        now = now_ns()
+        if not self.stats.running or now >= self.stats.stop_ns:
+            self.forget_unsent()
+            return
+        for i in range(k):
+            slot = (self.head + self.inflight - k + i) % self.pipeline
+            self.sent[slot] = now
+            if i >= warm:
+                self.intended[slot] = now
+        self.unsent = 0
+        self.unsent_counted = 0
+        self.stats.count_bytes(now, 0, k * self.req_len)
+        self.write_obj(self.batches[k])
+
+    cdef void forget_unsent(self) noexcept:
+        self.inflight -= self.unsent
+        self.stats.counted -= self.unsent_counted
+        self.unsent = 0
+        self.unsent_counted = 0
 
     cdef void fill_mix(self) noexcept:
         """fill() with a variant per request: its pre-encoded bytes, written as they are for
@@ -347,8 +429,10 @@ cdef class H1Session(_Session):
                 self.stats.on_check_failed(cls)
 
     cdef void fail(self, int cls, int64_t now) noexcept:
-        """Count every in-flight request as failed with `cls` and drop the connection."""
+        """Count every in-flight request as failed with `cls` and drop the connection (the
+        requests not written yet were never sent: taken back)."""
         cdef int i
+        self.forget_unsent()
         for i in range(self.inflight):
             self.stats.on_failure(cls, self.intended[(self.head + i) % self.pipeline], now, 1)
             if self.mix is not None:
@@ -374,6 +458,7 @@ cdef class H1Session(_Session):
             self.fail(ERROR_RESET, now)
 
     cdef on_lost(self, exc):
+        self.forget_unsent()
         if self.inflight and not self.stopping:
             self.fail(ERROR_RESET, now_ns())
         self.inflight = 0
@@ -386,8 +471,9 @@ cdef class H1Session(_Session):
         is replaced (HTTP/1.1 cannot cancel one request and keep the connection)."""
         cdef int i, n = 0
         cdef int64_t now = now_ns()
-        if self.inflight == 0 or self.sent[self.head] >= older_than_ns:
+        if self.inflight - self.unsent == 0 or self.sent[self.head] >= older_than_ns:
             return 0
+        self.forget_unsent()
         for i in range(self.inflight):
             self.stats.on_failure(ERROR_TIMEOUT, self.intended[(self.head + i) % self.pipeline], now, 1)
             if self.mix is not None:

@@ -119,6 +119,12 @@ class Engine:
                 self.h2_blocks = build_h2_session_blocks(plan)
             else:
                 self.request = build_h1_request(plan)
+        # HTTP/1.1, closed model: a loop iteration's requests are written together after its
+        # reads (WriteBatch). Not with --coalesce, whose sleep would hold them, nor in the open
+        # model, which sends each request on its schedule (asked of the plan: the worker sets
+        # the schedule up after the engine).
+        self.write_batch = (native.WriteBatch(loop) if plan.protocol == "h1" and not plan.coalesce_ns
+                            and not plan.paced and not plan.replay else None)
         self._idle: asyncio.Future | None = None
         self._timeout_handle: asyncio.TimerHandle | None = None
         self._pace_handle: asyncio.TimerHandle | None = None
@@ -140,12 +146,14 @@ class Engine:
             else:
                 s = native.H2Session(self.stats, self, steady, self.plan.body, self.plan.streams,
                                     first, need, stateless, self.plan.grpc)
-        elif self.native_tls is not None:
-            s = native.TlsH1Session(self.native_tls, self.stats, self, self.request,
-                                    self.plan.pipeline, self.plan.method == "HEAD")
         else:
-            s = native.H1Session(self.stats, self, self.request, self.plan.pipeline,
-                                self.plan.method == "HEAD")
+            if self.native_tls is not None:
+                s = native.TlsH1Session(self.native_tls, self.stats, self, self.request,
+                                        self.plan.pipeline, self.plan.method == "HEAD")
+            else:
+                s = native.H1Session(self.stats, self, self.request, self.plan.pipeline,
+                                    self.plan.method == "HEAD")
+            s.batch = self.write_batch
         s.index = index
         return s
 
