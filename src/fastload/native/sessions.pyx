@@ -197,11 +197,6 @@ cdef class WriteBatch:
         todo.clear()
         self.spare = todo
 
-    @property
-    def pending(self):
-        """Sessions with requests taken and not yet written (tests)."""
-        return len(self.sessions)
-
 
 cdef class H1Session(_Session):
     """HTTP/1.1 keep-alive with up to `pipeline` requests in flight."""
@@ -264,7 +259,7 @@ cdef class H1Session(_Session):
             k += 1
         if k == 0:
             return
-        if self.batch is not None and not self.stats.schedule.paced:
+        if self.batch is not None:
             if self.unsent == 0:
                 self.batch.add(self)
             self.unsent += k
