@@ -159,6 +159,30 @@ def fastload_available(base: list[str]) -> str | None:
     return None
 
 
+def cpu_idle(base: list[str]) -> dict | None:
+    """How this host's idle CPUs wait, from `fastload info --json` (None if it cannot say). Where
+    they halt at once (a KVM guest's haltpoll driver with polling set to 0), every time a server
+    wakes a client that sleeps between responses costs the server a VM exit: the ratios then
+    depend on how often each client sleeps, not only on its CPU (bench/README.md)."""
+    try:
+        proc = subprocess.run([*base, "info", "--json"], capture_output=True, text=True, timeout=60)
+        return json.loads(proc.stdout)["cpu_idle"] if proc.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError):
+        return None
+
+
+def idle_note(idle: dict | None) -> str:
+    if idle is None or idle.get("driver") is None:
+        return "CPU idle: unknown"
+    text = f"CPU idle: {idle['driver']} driver, {idle.get('governor')} governor"
+    if idle.get("halt_poll_ns") is None:
+        return text
+    if idle["halt_poll_ns"] == 0:
+        return (text + "; halts without polling (guest_halt_poll_ns 0): each wake-up of a sleeping "
+                "client costs the server a VM exit (bench/README.md, 'Idle CPUs that halt at once')")
+    return text + f"; polls up to {idle['halt_poll_ns'] / 1e3:g}us before halting"
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -377,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.summarize:
         doc = json.loads(Path(args.summarize).read_text())
+        print(idle_note(doc.get("meta", {}).get("cpu_idle")))
         fields = {f.name for f in Run.__dataclass_fields__.values()}
         runs = [Run(**{k: v for k, v in r.items() if k in fields}) for r in doc["runs"]]
         keys = list(dict.fromkeys(r.scenario for r in runs))
@@ -399,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing binaries: {', '.join(sorted(missing))}", file=sys.stderr)
         return 2
 
+    idle = cpu_idle(fastload) if fastload is not None else None
+    print(idle_note(idle))
     runs: list[Run] = []
     for key in keys:
         runs += run_scenario(key, scs[key], args, fastload)
@@ -416,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kernel": platform.release(),
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "fastload_unavailable": reason,
+                "cpu_idle": idle,
             },
             "runs": [asdict(r) | {"cpu_us_per_req": r.cpu_us_per_req,
                                   "worker_us_per_req": r.worker_us_per_req} for r in runs],

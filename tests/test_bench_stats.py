@@ -66,3 +66,29 @@ def test_summarize_prints_paired_ratios_of_each_repetition(tmp_path):
     # CPU ratios 0.5 .. 1.3: the same; worker ratios are 0.9 of those.
     assert line[0].split()[2:] == ["0.90", "[0.60-1.20]", "0.90", "[0.60-1.20]",
                                    "0.81", "[0.54-1.08]"], line[0]
+
+
+def test_the_host_idle_setup_is_fastload_infos_and_named_in_the_output(tmp_path):
+    """compare.py takes how idle CPUs wait from `fastload info` (the fastload it measures), keeps
+    it in the JSON and prints it, with the VM-exit note where idle CPUs halt at once."""
+    from fastload.host import info as host
+
+    got = subprocess.run(
+        [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import compare; "
+         "print(json.dumps(compare.cpu_idle([sys.executable, '-m', 'fastload'])))", str(BENCH)],
+        capture_output=True, text=True, check=True).stdout
+    assert json.loads(got) == host.cpu_idle()
+    for idle, note in (({"driver": "haltpoll", "governor": "haltpoll", "halt_poll_ns": 0},
+                        "CPU idle: haltpoll driver, haltpoll governor; halts without polling "
+                        "(guest_halt_poll_ns 0): each wake-up of a sleeping client costs the server "
+                        "a VM exit"),
+                       ({"driver": "haltpoll", "governor": "haltpoll", "halt_poll_ns": 200000},
+                        "CPU idle: haltpoll driver, haltpoll governor; polls up to 200us before halting"),
+                       ({"driver": "intel_idle", "governor": "menu", "halt_poll_ns": None},
+                        "CPU idle: intel_idle driver, menu governor"),
+                       (None, "CPU idle: unknown")):
+        path = tmp_path / "bench.json"
+        path.write_text(json.dumps({"meta": {"cpu_idle": idle}, "runs": [], "summary": []}))
+        out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
+                             capture_output=True, text=True, check=True, cwd=BENCH).stdout
+        assert out.splitlines()[0].startswith(note), out

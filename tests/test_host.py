@@ -37,6 +37,12 @@ def run_json(*args: str) -> tuple[dict, str]:
     return json.loads(p.stdout), p.stderr
 
 
+def other_warnings(doc: dict) -> list[str]:
+    """The run's warnings but the one about this host's idle CPUs (a property of the machine,
+    tested on its own below)."""
+    return [w for w in doc.get("warnings", []) if "guest_halt_poll_ns 0" not in w]
+
+
 def status_list(pid: int, key: str) -> list[int]:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -77,12 +83,17 @@ def test_info_json_describes_this_machine():
     assert (facts["hw_counters"] is None) == (shutil.which("perf") is None)
     gov = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
     assert facts["governors"]["0"] == (gov.read_text().strip() if gov.exists() else None)
+    idle = Path("/sys/devices/system/cpu/cpuidle")
+    driver = (idle / "current_driver").read_text().strip() if (idle / "current_driver").exists() else None
+    assert facts["cpu_idle"]["driver"] == driver
+    poll = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+    assert facts["cpu_idle"]["halt_poll_ns"] == (int(poll.read_text()) if driver == "haltpoll" else None)
 
 
 def test_info_text_names_every_fact():
     p = fastload("info")
     assert p.returncode == 0, p.stderr
-    for label in ("CPUs:", "Affinity:", "SMT siblings:", "Governor:", "Open files:",
+    for label in ("CPUs:", "Affinity:", "SMT siblings:", "Governor:", "CPU idle:", "Open files:",
                   "Ephemeral ports:", "somaxconn:", "Tools:", "HW counters:"):
         assert label in p.stdout, label
     assert f"CPUs:            {host.format_cpulist(sorted(os.sched_getaffinity(0)))}" in p.stdout
@@ -145,7 +156,7 @@ def test_governor_warning_only_when_readable_and_not_performance(fake_sys, tmp_p
     (w,) = placement.warnings(((1,), (2,)), cpu_root=cpus)
     assert w.startswith("CPU frequency governor is powersave on CPU(s) 2, not performance")
     assert placement.warnings(((1,), (2,)), cpu_root=str(tmp_path / "no-cpufreq")) == []
-    (w,) = placement.warnings(((0,), (0,), (1,)))
+    (w,) = placement.warnings(((0,), (0,), (1,)), halt_poll_path=str(tmp_path / "none"))
     assert w.startswith("3 workers on 2 CPU(s): several workers share a CPU")
 
 
@@ -206,7 +217,7 @@ def test_taskset_pins_each_worker_as_the_kernel_reports(nginx_h1):
     nodes = host.numa_nodes()
     for w in doc["workers"]:
         assert w["numa_nodes"] == host.nodes_of(w["cpus"], nodes)
-    assert "warnings" not in doc
+    assert not other_warnings(doc)
 
 
 @TWO_CPUS
@@ -256,6 +267,60 @@ def test_avoid_cpus_keeps_workers_off_them(nginx_h1):
     assert any("2 workers on 1 CPU(s): several workers share a CPU" in w for w in doc["warnings"])
 
 
+def _idle_tree(root: Path, driver: str, governor: str, poll_ns: int | None) -> tuple[str, str]:
+    (root / "cpu" / "cpuidle").mkdir(parents=True)
+    (root / "cpu" / "cpuidle" / "current_driver").write_text(driver + "\n")
+    (root / "cpu" / "cpuidle" / "current_governor_ro").write_text(governor + "\n")
+    poll = root / "guest_halt_poll_ns"
+    if poll_ns is not None:
+        poll.write_text(f"{poll_ns}\n")
+    return str(root / "cpu"), str(poll)
+
+
+@pytest.mark.parametrize("driver, poll_ns, costly, text", [
+    ("haltpoll", 0, True, "haltpoll driver, haltpoll governor; halts without polling "
+                          "(guest_halt_poll_ns 0): waking an idle CPU costs the waker a VM exit"),
+    ("haltpoll", 200000, False, "haltpoll driver, haltpoll governor; polls up to 200us before halting"),
+    # Another driver's CPUs do not read the haltpoll module's setting, even where it exists.
+    ("intel_idle", 0, False, "intel_idle driver, haltpoll governor"),
+    ("haltpoll", None, False, "haltpoll driver, haltpoll governor"),
+])
+def test_cpu_idle_and_the_vm_exit_warning(tmp_path, driver, poll_ns, costly, text):
+    from fastload.cli import _idle_text
+
+    cpus, poll = _idle_tree(tmp_path, driver, "haltpoll", poll_ns)
+    idle = host.cpu_idle(cpus, poll)
+    assert idle == {"driver": driver, "governor": "haltpoll",
+                    "halt_poll_ns": poll_ns if driver == "haltpoll" else None}
+    assert host.wakeups_exit_the_vm(idle) is costly
+    assert _idle_text(idle) == text
+    assert host.info(cpu_root=cpus, halt_poll_path=poll)["cpu_idle"] == idle
+    warned = [w for w in placement.warnings(((0,),), cpu_root=cpus, halt_poll_path=poll)
+              if w.startswith("idle CPUs halt without polling (cpuidle haltpoll, guest_halt_poll_ns 0)")]
+    assert len(warned) == int(costly)
+    # --coalesce waits on a timer while responses flow: nothing for the server to wake.
+    assert placement.warnings(((0,),), cpu_root=cpus, halt_poll_path=poll, coalescing=True) == []
+
+
+def test_no_cpuidle_in_sysfs_is_unknown(tmp_path):
+    from fastload.cli import _idle_text
+
+    idle = host.cpu_idle(str(tmp_path), str(tmp_path / "none"))
+    assert idle == {"driver": None, "governor": None, "halt_poll_ns": None}
+    assert not host.wakeups_exit_the_vm(idle) and _idle_text(idle) == "unknown"
+
+
+def test_a_run_warns_of_vm_exits_where_this_host_has_them(nginx_h1):
+    """The warning follows this machine's own setting, in a real run's JSON, and --coalesce
+    drops it."""
+    costly = host.wakeups_exit_the_vm(host.cpu_idle())
+    for extra, expect in (((), costly), (("--coalesce", "100us"), False)):
+        doc, err = run_json(nginx_h1.url, "-n", "200", "-c", "2", "-w", "1", *extra)
+        assert doc["requests"] == 200
+        assert any("guest_halt_poll_ns 0" in w for w in doc.get("warnings", [])) is expect, extra
+        assert ("guest_halt_poll_ns 0" in err) is expect
+
+
 @TWO_CPUS
 def test_server_pid_cpu_and_sharing_warning(nginx_h1):
     master = peers.nginx_master_pid(nginx_h1)
@@ -284,7 +349,7 @@ def test_server_pinned_elsewhere_gives_no_sharing_warning():
                             "--server-pid", str(master))
         assert doc["server_cpu"]["cpus"] == [1]
         assert doc["workers"][0]["cpus"] == [0]
-        assert "warnings" not in doc and "share" not in err
+        assert not other_warnings(doc) and "share" not in err
 
 
 # ------------------------------------------------------------------ bad input: exit 2, no traffic

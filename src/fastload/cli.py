@@ -474,7 +474,7 @@ def serve(host: str, port: int, delay: str, status: int, body_size: int | None) 
 @click.option("--json", "as_json", is_flag=True, help="Print the host description as JSON.")
 def info_cmd(as_json: bool) -> None:
     """Describe this host as a load generator sees it: CPUs, NUMA nodes, SMT siblings, affinity,
-    frequency governor, file descriptor limit, ephemeral ports, somaxconn, perf/taskset/numactl
+    frequency governor, how idle CPUs wait (cpuidle, a VM's halt polling), file descriptor limit, ephemeral ports, somaxconn, perf/taskset/numactl
     and whether hardware counters are readable."""
     from fastload.host import info as host
 
@@ -499,6 +499,7 @@ def _info_text(f: dict) -> str:
     smt = [g for g in f["smt_siblings"] if len(g) > 1]
     lines.append("SMT siblings:    " + (" ".join(format_cpulist(g) for g in smt) if smt else "none"))
     lines.append(f"Governor:        {show(f['governor'])}")
+    lines.append(f"CPU idle:        {_idle_text(f['cpu_idle'])}")
     lim = f["rlimit_nofile"]
     soft, hard = ("unlimited" if v is None else v for v in (lim["soft"], lim["hard"]))
     lines.append(f"Open files:      soft {soft}, hard {hard}")
@@ -515,6 +516,20 @@ def _info_text(f: dict) -> str:
         f"python (uvloop's TLS; {tls['openssl']}): built without OpenSSL's headers"))
     lines.append("Kernel TLS:      " + ("yes" if tls["kernel_tls"] else "no (no tls ULP in this kernel)"))
     return "\n".join(lines) + "\n"
+
+
+def _idle_text(idle: dict) -> str:
+    from fastload.host.info import wakeups_exit_the_vm
+
+    if idle["driver"] is None:
+        return "unknown"
+    text = f"{idle['driver']} driver, {idle['governor'] or 'unknown'} governor"
+    if wakeups_exit_the_vm(idle):
+        return text + ("; halts without polling (guest_halt_poll_ns 0): waking an idle CPU costs "
+                       "the waker a VM exit")
+    if idle["halt_poll_ns"] is not None:
+        return text + f"; polls up to {idle['halt_poll_ns'] / 1e3:g}us before halting"
+    return text
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,7 +46,7 @@ def _run(conn: Connection, plan: Plan) -> tuple:
     try:
         preflight.ensure_fd_limit(plan)
         preflight.ensure_ports(plan)
-        early = placement.warnings(plan.cpus)
+        early = placement.warnings(plan.cpus, coalescing=bool(plan.coalesce_ns))
         if plan.perf_stat is not None:
             plan = dataclasses.replace(plan, perf_stat=perfstat.check(plan.perf_stat))
             if plan.perf_stat.note:

@@ -1,5 +1,5 @@
 """What the host looks like to a load generator: CPUs, NUMA nodes, SMT siblings, frequency
-governors, limits and tools, and where a process actually runs (/proc/PID/status).
+governors, how idle CPUs wait (cpuidle, guest halt polling), limits and tools, and where a process actually runs (/proc/PID/status).
 
 Every reader takes its sysfs/procfs root as a parameter so that tests can point it at a fake
 tree; a file that is missing or unreadable gives None (or an empty result), never an error:
@@ -26,6 +26,8 @@ CPU_ROOT = "/sys/devices/system/cpu"
 PROC = "/proc"
 PORT_RANGE = "/proc/sys/net/ipv4/ip_local_port_range"
 SOMAXCONN = "/proc/sys/net/core/somaxconn"
+# A KVM guest's cpuidle driver: how long an idle CPU polls before it halts (0: never polls).
+HALT_POLL_NS = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
 TOOLS = ("perf", "taskset", "numactl")
 
 
@@ -133,6 +135,26 @@ def common_governor(govs: dict[int, str | None]) -> str | None:
     if not values:
         return None
     return values.pop() if len(values) == 1 else "mixed"
+
+
+def cpu_idle(cpu_root: str = CPU_ROOT, halt_poll_path: str = HALT_POLL_NS) -> dict:
+    """How an idle CPU waits: the cpuidle driver and governor, and with the haltpoll driver (KVM
+    guests) how long it polls before halting, in ns. None for what is not readable; halt_poll_ns
+    is None under any other driver, whose setting would not apply."""
+    root = Path(cpu_root) / "cpuidle"
+    driver = _read(root / "current_driver")
+    governor = _read(root / "current_governor") or _read(root / "current_governor_ro")
+    driver = driver.strip() if driver is not None else None
+    return {"driver": driver,
+            "governor": governor.strip() if governor is not None else None,
+            "halt_poll_ns": read_int(halt_poll_path) if driver == "haltpoll" else None}
+
+
+def wakeups_exit_the_vm(idle: dict) -> bool:
+    """Whether an idle CPU halts at once, without polling first (haltpoll driver, polling set to
+    0): waking it is then an interrupt sent through the hypervisor, paid by the waker. A client
+    that waits for its responses in epoll makes the server pay that for every wake-up."""
+    return idle["driver"] == "haltpoll" and idle["halt_poll_ns"] == 0
 
 
 def port_range(path: str = PORT_RANGE) -> dict[str, int] | None:
@@ -349,7 +371,7 @@ def tls_facts() -> dict:
 
 
 def info(node_root: str = NODE_ROOT, cpu_root: str = CPU_ROOT, port_path: str = PORT_RANGE,
-         somaxconn_path: str = SOMAXCONN) -> dict:
+         somaxconn_path: str = SOMAXCONN, halt_poll_path: str = HALT_POLL_NS) -> dict:
     """Everything `fastload info` shows, as a JSON-able dict."""
     online = online_cpus(cpu_root)
     nodes = numa_nodes(node_root)
@@ -364,6 +386,7 @@ def info(node_root: str = NODE_ROOT, cpu_root: str = CPU_ROOT, port_path: str = 
         "smt_siblings": smt_siblings(online, cpu_root),
         "governor": common_governor(govs),
         "governors": {str(c): g for c, g in govs.items()},
+        "cpu_idle": cpu_idle(cpu_root, halt_poll_path),
         "rlimit_nofile": rlimit_nofile(),
         "ephemeral_ports": port_range(port_path),
         "somaxconn": read_int(somaxconn_path),

@@ -1,7 +1,7 @@
 """Where the workers run: the CPU pool from --cpus/--numa-node/--avoid-cpus, the taskset or
 numactl command a worker is started under, the pre-flight warnings about placement
-(workers sharing CPUs, a governor other than performance, CPUs shared with the server), and a
-worker's timer slack."""
+(workers sharing CPUs, a governor other than performance, CPUs shared with the server, idle
+CPUs whose wake-ups exit the VM), and a worker's timer slack."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def wrapper_argv(pin_mode: str, cpus: tuple[int, ...], numa_node: int | None,
 
 
 def warnings(cpus: tuple[tuple[int, ...], ...], server_pid: int | None = None,
-             cpu_root: str = host.CPU_ROOT, proc: str = host.PROC) -> list[str]:
+             cpu_root: str = host.CPU_ROOT, proc: str = host.PROC, coalescing: bool = False,
+             halt_poll_path: str = host.HALT_POLL_NS) -> list[str]:
     """Set-ups that distort measurements but are allowed; printed and kept in the JSON."""
     out = []
     used = [c for group in cpus for c in group]
@@ -104,6 +105,14 @@ def warnings(cpus: tuple[tuple[int, ...], ...], server_pid: int | None = None,
             out.append(f"workers share CPU(s) {host.format_cpulist(shared)} with the server (pid "
                        f"{server_pid}): each slows the other; pin them apart (--avoid-cpus, "
                        "--cpus, taskset on the server)")
+    # Not with --coalesce: its client waits on a timer while responses flow, so the server has
+    # no one to wake. Measured in bench/README.md ("Idle CPUs that halt at once").
+    if not coalescing and host.wakeups_exit_the_vm(host.cpu_idle(cpu_root, halt_poll_path)):
+        out.append("idle CPUs halt without polling (cpuidle haltpoll, guest_halt_poll_ns 0): "
+                   "waking one costs the waker a VM exit, so a server on this host that wakes a "
+                   "waiting client for its responses can lose throughput to it (h2o over h2c: 16% in "
+                   "bench/README.md); --coalesce (closed model) waits on a timer instead, or raise "
+                   "/sys/module/haltpoll/parameters/guest_halt_poll_ns (upstream default 200000)")
     return out
 
 

@@ -59,7 +59,8 @@ def prepare(options: RunOptions, on_warning: Callable[[str], None] | None,
     slo.check_scopes(gates, [(p.name, p.kind) for p in plan.phases])
     if any(g.metric == "checks" for g in gates) and (plan.mix is None or not plan.mix.has_checks):
         raise UsageError("--slo checks...: no response checks are configured (--check-*, scenario checks)")
-    early = placement.warnings(plan.cpus, plan.server_pid) if place_here else []
+    early = (placement.warnings(plan.cpus, plan.server_pid, coalescing=bool(plan.coalesce_ns))
+             if place_here else [])
     if plan.windows and not plan.paced and not plan.replay:
         early.append("windows without -R: a closed model slows down with the server and hides the "
                      "latency a fault causes (coordinated omission); -R RATE measures it")
