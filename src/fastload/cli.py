@@ -474,8 +474,9 @@ def serve(host: str, port: int, delay: str, status: int, body_size: int | None) 
 @click.option("--json", "as_json", is_flag=True, help="Print the host description as JSON.")
 def info_cmd(as_json: bool) -> None:
     """Describe this host as a load generator sees it: CPUs, NUMA nodes, SMT siblings, affinity,
-    frequency governor, how idle CPUs wait (cpuidle, a VM's halt polling), file descriptor limit, ephemeral ports, somaxconn, perf/taskset/numactl
-    and whether hardware counters are readable."""
+    frequency governor, how idle CPUs wait (cpuidle, a VM's halt polling), file descriptor
+    limit, ephemeral ports, somaxconn, perf/taskset/numactl and whether hardware counters are
+    readable."""
     from fastload.host import info as host
 
     facts = host.info()

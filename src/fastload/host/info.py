@@ -1,5 +1,6 @@
 """What the host looks like to a load generator: CPUs, NUMA nodes, SMT siblings, frequency
-governors, how idle CPUs wait (cpuidle, guest halt polling), limits and tools, and where a process actually runs (/proc/PID/status).
+governors, how idle CPUs wait (cpuidle, guest halt polling), limits and tools, and where a
+process actually runs (/proc/PID/status).
 
 Every reader takes its sysfs/procfs root as a parameter so that tests can point it at a fake
 tree; a file that is missing or unreadable gives None (or an empty result), never an error:
