@@ -54,6 +54,11 @@ def _read(path: str | Path) -> str | None:
         return None
 
 
+def _read_word(path: str | Path) -> str | None:
+    text = _read(path)
+    return text.strip() if text is not None else None
+
+
 def _read_list(path: str | Path) -> list[int] | None:
     text = _read(path)
     if text is None:
@@ -125,8 +130,7 @@ def governors(cpus: list[int], cpu_root: str = CPU_ROOT) -> dict[int, str | None
     """cpufreq scaling_governor per CPU; None where cpufreq is absent (VMs, containers)."""
     out: dict[int, str | None] = {}
     for cpu in cpus:
-        text = _read(Path(cpu_root) / f"cpu{cpu}" / "cpufreq" / "scaling_governor")
-        out[cpu] = text.strip() if text is not None else None
+        out[cpu] = _read_word(Path(cpu_root) / f"cpu{cpu}" / "cpufreq" / "scaling_governor")
     return out
 
 
@@ -143,11 +147,9 @@ def cpu_idle(cpu_root: str = CPU_ROOT, halt_poll_path: str = HALT_POLL_NS) -> di
     guests) how long it polls before halting, in ns. None for what is not readable; halt_poll_ns
     is None under any other driver, whose setting would not apply."""
     root = Path(cpu_root) / "cpuidle"
-    driver = _read(root / "current_driver")
-    governor = _read(root / "current_governor") or _read(root / "current_governor_ro")
-    driver = driver.strip() if driver is not None else None
+    driver = _read_word(root / "current_driver")
     return {"driver": driver,
-            "governor": governor.strip() if governor is not None else None,
+            "governor": _read_word(root / "current_governor") or _read_word(root / "current_governor_ro"),
             "halt_poll_ns": read_int(halt_poll_path) if driver == "haltpoll" else None}
 
 

@@ -112,7 +112,7 @@ def warnings(cpus: tuple[tuple[int, ...], ...], server_pid: int | None = None,
                    "waking one costs the waker a VM exit, so a server on this host that wakes a "
                    "waiting client for its responses can lose throughput to it (h2o over h2c: 16% in "
                    "bench/README.md); --coalesce (closed model) waits on a timer instead, or raise "
-                   "/sys/module/haltpoll/parameters/guest_halt_poll_ns (upstream default 200000)")
+                   f"{host.HALT_POLL_NS} (upstream default 200000)")
     return out
 
 
