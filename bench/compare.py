@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,9 @@ class Run:
     # interpreter start, imports, pre-flight and parent that cpu_s also holds.
     worker_cpu_s: float = float("nan")
     p50_ms: float = float("nan")  # fastload only: median latency, to show what --coalesce costs
+    # The share of the client CPU's time that the hypervisor gave to other guests during the
+    # run (/proc/stat steal): where it is high, both tools' rates drift with the neighbours'.
+    steal: float = float("nan")
 
     @property
     def cpu_us_per_req(self) -> float:
@@ -102,6 +105,47 @@ def parse_fastload(out: str) -> tuple[int, float]:
 # --------------------------------------------------------------------------- measurement
 
 
+def cpu_times(cpu: int, stat: str = "/proc/stat") -> list[int] | None:
+    """One CPU's time counters (user nice system idle iowait irq softirq steal), in ticks."""
+    try:
+        with open(stat) as f:
+            for line in f:
+                if line.startswith(f"cpu{cpu} "):
+                    return [int(x) for x in line.split()[1:9]]
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def steal_share(before: list[int] | None, after: list[int] | None) -> float:
+    """The part of a CPU's time between two cpu_times() readings that was stolen."""
+    if before is None or after is None or len(before) < 8 or len(after) < 8:
+        return float("nan")
+    delta = [b - a for a, b in zip(before[:8], after[:8], strict=True)]
+    return delta[7] / sum(delta) if sum(delta) > 0 else float("nan")
+
+
+def default_fastload(executable: str = sys.executable) -> list[str]:
+    """fastload's console script beside the interpreter running this (a venv's bin, or a pyenv
+    version's), not the first `fastload` on PATH: that may be a version manager's shim, a shell
+    script whose own start-up (0.07 s of CPU per run here, pyenv) would count as fastload's."""
+    beside = Path(executable).parent / "fastload"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return [str(beside)]
+    return ["fastload"]
+
+
+def allow_bytecode_cache(environ: MutableMapping[str, str]) -> bool:
+    """Drops PYTHONDONTWRITEBYTECODE from the environment the clients inherit; True if it was set.
+
+    A Python program compiles every module that has no cached bytecode each time it starts, and
+    with that variable set (some shells and CI images set it) never writes the cache: fastload
+    from an editable install then spends 0.11 s more CPU on each run here (0.36 s against 0.25
+    for `run -n 1`), which a 5 s run counts against it. With the variable gone, the unrecorded
+    warm-up run writes the cache before the first measured run."""
+    return environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None
+
+
 def children_cpu_s() -> float:
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
@@ -124,10 +168,13 @@ def measure(
     cmd: list[str],
     parse: Callable[[str], tuple[int, float]],
     timeout_s: float,
+    client_cpu: int = 1,
 ) -> Run:
     run = Run(scenario, tool, rep, cmd, ok=False)
+    before = cpu_times(client_cpu)
     try:
         proc, run.cpu_s, run.wall_s = run_client(cmd, timeout_s)
+        run.steal = steal_share(before, cpu_times(client_cpu))
     except subprocess.TimeoutExpired:
         run.error = f"timed out after {timeout_s}s"
         return run
@@ -260,7 +307,12 @@ def run_scenario(
             f"\n[{key}] {sc.name}: {url} (server CPU {args.server_cpu}, client CPU {args.client_cpu})"
         )
         # Short unrecorded warm-up so the first measured run doesn't pay for cold caches.
-        measure(key, "warmup", -1, [*pin, *sc.peer_cmd(url, 1)], sc.parse_peer, timeout_s)
+        measure(key, "warmup", -1, [*pin, *sc.peer_cmd(url, 1)], sc.parse_peer, timeout_s,
+                args.client_cpu)
+        if fastload is not None:
+            # The last -d wins: one second, enough to fill caches and write fastload's bytecode.
+            measure(key, "warmup", -1, [*pin, *fastload, "run", url, *sc.fastload_args, "-d", "1s"],
+                    parse_fastload, timeout_s, args.client_cpu)
         tools: list[tuple[str, list[str], Callable[[str], tuple[int, float]]]] = [
             (sc.peer_tool, [*pin, *sc.peer_cmd(url, args.duration)], sc.parse_peer)
         ]
@@ -272,12 +324,14 @@ def run_scenario(
         for rep in range(args.reps):
             order = tools if rep % 2 == 0 else tools[::-1]
             for tool, cmd, parse in order:
-                r = measure(key, tool, rep, cmd, parse, timeout_s)
+                r = measure(key, tool, rep, cmd, parse, timeout_s, args.client_cpu)
                 status = (
                     f"{r.rps:>12,.0f} req/s  {r.cpu_us_per_req:7.2f} µs CPU/req"
                     if r.ok
                     else f"FAILED: {r.error}"
                 )
+                if r.steal >= 0.005:
+                    status += f"  ({r.steal:.0%} stolen)"
                 print(f"  rep {rep} {tool:<9} {status}", flush=True)
                 runs.append(r)
     return runs
@@ -347,6 +401,15 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
     return rows
 
 
+def steal_note(runs: list[Run]) -> str | None:
+    vals = sorted(r.steal for r in runs if r.ok and r.steal == r.steal)
+    if not vals or vals[-1] < 0.005:
+        return None
+    return (f"steal: the hypervisor took {statistics.median(vals):.1%} of the client CPU's time "
+            f"(median of the runs; up to {vals[-1]:.1%}): rates drift with other guests' load, "
+            "which the paired ratios absorb better than the medians")
+
+
 def print_table(rows: list[dict]) -> None:
     print(
         f"\n{'scenario':<9}{'tool':<12}{'median req/s':>14}{'CPU µs/req':>12}"
@@ -391,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=int, default=5, help="seconds per client run")
     ap.add_argument("--only", choices=["h1", "h2", "tls-h1", "tls-h2"], action="append",
                     help="run only this scenario (repeatable)")
-    ap.add_argument("--fastload", default="fastload", help="command prefix for `... run URL`")
+    ap.add_argument("--fastload", help="command prefix for `... run URL` (default: the fastload "
+                    "console script beside this Python, else `fastload` on PATH)")
     ap.add_argument("--json", metavar="OUT", help="write all raw numbers here ('-' = stdout)")
     ap.add_argument("--server-cpu", type=int, default=0)
     ap.add_argument("--client-cpu", type=int, default=1)
@@ -408,9 +472,13 @@ def main(argv: list[str] | None = None) -> int:
         peers = {k: next(r.tool for r in runs if r.scenario == k and not r.tool.startswith("fastload"))
                  for k in keys}
         print_table(summarize(runs, keys, peers))
+        note = steal_note(runs)
+        if note:
+            print(note)
         return 0
 
-    fastload: list[str] | None = shlex.split(args.fastload)
+    fastload: list[str] | None = (shlex.split(args.fastload) if args.fastload
+                                  else default_fastload())
     reason = fastload_available(fastload)
     if reason:
         print(f"NOTE: fastload not measured ({reason}); reporting peers only.")
@@ -426,11 +494,19 @@ def main(argv: list[str] | None = None) -> int:
 
     idle = cpu_idle(fastload) if fastload is not None else None
     print(idle_note(idle))
+    if fastload is not None:
+        print(f"fastload: {shlex.join(fastload)}")
+    if allow_bytecode_cache(os.environ):
+        print("PYTHONDONTWRITEBYTECODE unset for the clients: fastload's start-up would otherwise "
+              "compile its modules on every run")
     runs: list[Run] = []
     for key in keys:
         runs += run_scenario(key, scs[key], args, fastload)
     rows = summarize(runs, keys, {k: scs[k].peer_tool for k in keys})
     print_table(rows)
+    note = steal_note(runs)
+    if note:
+        print(note)
     if fastload is None:
         print(f"fastload: not measured ({reason})")
 
@@ -444,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
                 "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "fastload_unavailable": reason,
                 "cpu_idle": idle,
+                "fastload_cmd": fastload,
             },
             "runs": [asdict(r) | {"cpu_us_per_req": r.cpu_us_per_req,
                                   "worker_us_per_req": r.worker_us_per_req} for r in runs],

@@ -92,3 +92,71 @@ def test_the_host_idle_setup_is_fastload_infos_and_named_in_the_output(tmp_path)
         out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
                              capture_output=True, text=True, check=True, cwd=BENCH).stdout
         assert out.splitlines()[0].startswith(note), out
+
+
+def _compare(expr: str, *args: str) -> object:
+    """expr evaluated in compare.py's namespace, in a process of its own; args as sys.argv[2:]."""
+    out = subprocess.run(
+        [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import compare; "
+         f"print(json.dumps({expr}))", str(BENCH), *args],
+        capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def test_the_fastload_measured_is_the_console_script_beside_the_python_not_a_shim(tmp_path):
+    """By default compare.py runs the fastload script installed beside the interpreter that runs
+    it (a venv's), not the first on PATH, which may be a version manager's shell shim."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").write_text("")
+    assert _compare("compare.default_fastload(sys.argv[2])", str(bin_dir / "python")) == ["fastload"]
+    script = bin_dir / "fastload"
+    script.write_text("#!/bin/sh\n")
+    assert _compare("compare.default_fastload(sys.argv[2])", str(bin_dir / "python")) == ["fastload"]
+    script.chmod(0o755)
+    assert _compare("compare.default_fastload(sys.argv[2])",
+                    str(bin_dir / "python")) == [str(script)]
+
+
+def test_steal_is_the_stolen_share_of_the_client_cpus_time(tmp_path):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  9 9 9 9 9 9 9 9 0 0\ncpu0 100 0 50 800 0 0 50 0 0 0\n"
+                    "cpu1 200 0 100 600 0 0 20 80 0 0\n")
+    before = _compare("compare.cpu_times(1, sys.argv[2])", str(stat))
+    assert before == [200, 0, 100, 600, 0, 0, 20, 80]
+    assert _compare("compare.cpu_times(7, sys.argv[2])", str(stat)) is None
+    # 1000 ticks pass on CPU 1, 150 of them stolen.
+    after = [300, 0, 150, 1250, 0, 0, 70, 230]
+    assert math.isclose(_compare(f"compare.steal_share({before}, {after})"), 0.15)
+    assert _compare(f"str(compare.steal_share(None, {after}))") == "nan"
+    real = _compare("compare.cpu_times(0)")
+    assert len(real) == 8 and all(isinstance(x, int) and x >= 0 for x in real)
+
+
+def test_summarize_names_the_steal_when_there_was_some(tmp_path):
+    runs = []
+    for i in range(5):
+        for tool, steal in (("wrk", 0.02 * i), ("fastload", 0.01)):
+            runs.append(_run("tls-h1", tool, i, 100_000, 50_000.0, 1.0) | {"steal": steal})
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps({"meta": {}, "runs": runs, "summary": []}))
+    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
+                         capture_output=True, text=True, check=True, cwd=BENCH).stdout
+    # Ten runs: 0, 0.01 x 5, 0.02, 0.04, 0.06, 0.08; the median is 0.01, the highest 0.08.
+    assert "steal: the hypervisor took 1.0% of the client CPU's time (median of the runs; up to " \
+           "8.0%)" in out, out
+    for r in runs:
+        r["steal"] = 0.0
+    path.write_text(json.dumps({"meta": {}, "runs": runs, "summary": []}))
+    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
+                         capture_output=True, text=True, check=True, cwd=BENCH).stdout
+    assert "steal" not in out, out
+
+
+def test_the_clients_may_cache_bytecode():
+    """Without cached bytecode every fastload start compiles its modules again (0.11 s of CPU a
+    run here), so compare.py takes PYTHONDONTWRITEBYTECODE out of the clients' environment."""
+    assert _compare("[compare.allow_bytecode_cache(e := {'PYTHONDONTWRITEBYTECODE': '1', "
+                    "'PATH': '/bin'}), e]") == [True, {"PATH": "/bin"}]
+    assert _compare("[compare.allow_bytecode_cache(e := {'PATH': '/bin'}), e]") == [False,
+                                                                                   {"PATH": "/bin"}]
