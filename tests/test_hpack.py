@@ -398,6 +398,70 @@ def _check_agreement(expected, got, d):
 
 
 @FAST
+@given(block_specs, st.data())
+def test_repeated_blocks_match_reference(specs, data):
+    """Blocks sent again, in any order, as a server repeating its response headers does: a
+    repeat decoded from the previous outcome must still be what the reference decodes, including
+    when a block in between changed the dynamic table that the repeat refers to."""
+    d = HpackDecoder()
+    ref = _ref_decoder()
+    blocks = [block for block, _ in _ref_encode_blocks(hpack.Encoder(), specs)]
+    picks = data.draw(st.lists(st.integers(0, len(blocks) - 1), min_size=1, max_size=10))
+    for i in picks:
+        expected, got = _both(d, ref, blocks[i])
+        _check_agreement(expected, got, d)
+        if expected is None or got is None:
+            break
+        assert d.table_entries == _ref_entries(ref)
+        fields = dict(reversed(expected))
+        assert d._find_py(b":status") == fields.get(b":status")
+        assert d._find_py(b"content-length") == fields.get(b"content-length")
+
+
+def test_a_repeat_sees_the_table_change_under_it():
+    """The same bytes mean something else once the dynamic entry they index has changed."""
+    d = HpackDecoder()
+    insert_a = bytes([0x40, 1]) + b"x" + bytes([1]) + b"a"   # x: a, with incremental indexing
+    insert_b = bytes([0x40, 1]) + b"x" + bytes([1]) + b"b"   # x: b, now index 62
+    use = bytes([0x88, 0x80 | 62])                             # :status 200 and index 62
+    assert d.decode_py(insert_a) == [(b"x", b"a")]
+    assert d.decode_py(insert_a) == [(b"x", b"a")]             # a repeat that inserts again
+    assert d.table_entries == [(b"x", b"a"), (b"x", b"a")]
+    assert d.decode_py(use) == [(b":status", b"200"), (b"x", b"a")]
+    assert d.decode_py(use) == [(b":status", b"200"), (b"x", b"a")]
+    assert d.decode_py(insert_b) == [(b"x", b"b")]
+    assert d.decode_py(use) == [(b":status", b"200"), (b"x", b"b")]
+    assert d.decode_py(bytes([0x20])) == []                    # table size 0: empties it
+    with pytest.raises(ProtocolError):
+        d.decode_py(use)
+    assert d.error_msg() == "HPACK index beyond the dynamic table"
+    # A repeat whose own insertion changes what its reference means (index 62, then y: z).
+    d1 = HpackDecoder()
+    ref_then_insert = bytes([0x80 | 62, 0x40, 1]) + b"y" + bytes([1]) + b"z"
+    assert d1.decode_py(insert_a) == [(b"x", b"a")]
+    assert d1.decode_py(ref_then_insert) == [(b"x", b"a"), (b"y", b"z")]
+    assert d1.decode_py(ref_then_insert) == [(b"y", b"z"), (b"y", b"z")]
+    # A repeat that empties the table first (size 0, then 4096 again) before inserting.
+    resize_then_insert = bytes([0x20, 0x3F, 0xE1, 0x1F]) + insert_a
+    assert d1.decode_py(resize_then_insert) == [(b"x", b"a")]
+    assert d1.decode_py(resize_then_insert) == [(b"x", b"a")]
+    assert d1.table_entries == [(b"x", b"a")]
+    # More insertions than a repeat replays (16): such a block is decoded again each time.
+    many = b"".join(bytes([0x40, 1, 0x61 + k, 1]) + b"v" for k in range(17))
+    d3 = HpackDecoder()
+    assert d3.decode_py(many) == d3.decode_py(many) == [(bytes([0x61 + k]), b"v")
+                                                        for k in range(17)]
+    assert len(d3.table_entries) == 34
+    # A block that fails half-way overwrites the outcome: the one before it is decoded afresh.
+    d2 = HpackDecoder()
+    assert d2.decode_py(bytes([0x89])) == [(b":status", b"204")]
+    with pytest.raises(ProtocolError):
+        d2.decode_py(bytes([0x88, 0xFF]))                      # :status 200, then truncated
+    assert d2.decode_py(bytes([0x89])) == [(b":status", b"204")]
+    assert d2.status == 204
+
+
+@FAST
 @given(st.lists(st.binary(max_size=64), min_size=1, max_size=4))
 def test_fuzz_random_bytes(blocks):
     d = HpackDecoder()

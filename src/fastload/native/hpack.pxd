@@ -1,6 +1,11 @@
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 
 
+cdef enum:
+    LAST_BLOCK_MAX = 256
+    LAST_INSERTS_MAX = 16
+
+
 cdef class HpackDecoder:
     cdef public int status
     cdef public int64_t content_length
@@ -35,6 +40,20 @@ cdef class HpackDecoder:
     cdef size_t dt_size
     cdef size_t dt_wpos
     cdef size_t dt_max
+    # The last block decoded, if decoding it again would do the same: a server that sends the
+    # same response headers every time gets each later copy answered by one memcmp, the outcome
+    # (fields, status, content_length) standing, instead of Huffman-decoding the same strings
+    # again. That holds for a block that left the dynamic table as it was (h2o: references to
+    # entries it inserted once), and for one that did not read the table: its insertions are
+    # replayed, so the table moves as a decode would move it (nginx inserts server, date,
+    # content-type and content-length in every response and never refers back to them). A
+    # block that does both, or updates the table size, is not kept.
+    cdef bint dyn_ref               # this block referred to a dynamic entry
+    cdef bint unrepeatable          # this block updated the table size, or inserted too often
+    cdef Py_ssize_t last_n          # -1: no block to repeat
+    cdef Py_ssize_t n_ins           # insertions of the last block; ins_field[k]: which field
+    cdef Py_ssize_t ins_field[LAST_INSERTS_MAX]
+    cdef uint8_t last_block[LAST_BLOCK_MAX]
 
     cdef inline void _ring_read(self, size_t off, size_t n, uint8_t* dst) noexcept
     cdef inline void _ring_write(self, const uint8_t* src, size_t n) noexcept
@@ -52,6 +71,7 @@ cdef class HpackDecoder:
                      uint32_t* length) noexcept
     cdef int _emit(self, uint32_t noff, uint32_t nlen, uint32_t voff, uint32_t vlen) noexcept
     cdef int decode(self, const uint8_t* data, Py_ssize_t n) noexcept
+    cdef int _decode(self, const uint8_t* data, Py_ssize_t n) noexcept
     cdef void field(self, Py_ssize_t i, const uint8_t** name, size_t* name_len,
                     const uint8_t** value, size_t* value_len) noexcept
     cdef int find(self, const char* name, size_t name_len, const uint8_t** value,

@@ -18,6 +18,9 @@
 #         0 on success, -1 on a decoding error (the connection must then be torn down:
 #         COMPRESSION_ERROR; the dynamic table is then in an undefined state).
 #         err_c (const char*, static string) / error_msg() -> str describe the error.
+#         A block equal to the previous one is not decoded again where that one either left
+#         the dynamic table unchanged or did not read it (and did not resize it): the previous
+#         outcome stands and its insertions are replayed (most servers repeat their headers).
 #     cdef const char* err_c            # NULL or a static message after decode() returned -1
 #     After success, until the next decode() (buf may move when a larger block arrives):
 #     cdef Py_ssize_t nfields
@@ -33,7 +36,7 @@
 #     def _find_py(self, bytes name) -> bytes | None          # find() for tests
 #     table_size, table_entries (properties, for tests): RFC size and (name, value) newest first
 #
-# Memory: about max_table_size + 3 KB per decoder (plus 272 KB of Huffman tables shared by all);
+# Memory: about max_table_size + 3.3 KB per decoder (plus 272 KB of Huffman tables shared by all);
 # the scratch grows on demand up to max_header_list_size, so one decoder per connection is cheap.
 #
 # Deliberate difference from python-hyper hpack (which accepts unbounded integers): integers
@@ -300,6 +303,10 @@ cdef class HpackDecoder:
         self.nfields = 0
         self.used = self.buf_base
         self.list_size = 0
+        self.last_n = -1
+        self.n_ins = 0
+        self.dyn_ref = False
+        self.unrepeatable = False
 
     def __dealloc__(self):
         free(self.buf)
@@ -426,6 +433,7 @@ cdef class HpackDecoder:
                 vlen[0] = _hp_static_vlen[idx]
             return 0
         idx -= _HP_STATIC_LEN
+        self.dyn_ref = True
         if idx > self.dt_count:
             return self._fail("HPACK index beyond the dynamic table")
         slot = _hp_wrap(self.dt_first + self.dt_count - <size_t>idx, self.dt_ecap)
@@ -520,6 +528,25 @@ cdef class HpackDecoder:
         return 0
 
     cdef int decode(self, const uint8_t* data, Py_ssize_t n) noexcept:
+        cdef Py_ssize_t k, i
+        if n == self.last_n and memcmp(data, self.last_block, <size_t>n) == 0:
+            for k in range(self.n_ins):
+                i = self.ins_field[k]
+                self._insert(self.buf + self.f_noff[i], self.f_nlen[i],
+                             self.buf + self.f_voff[i], self.f_vlen[i])
+            return 0
+        self.last_n = -1
+        self.n_ins = 0
+        self.dyn_ref = False
+        self.unrepeatable = False
+        if self._decode(data, n) < 0:
+            return -1
+        if n <= LAST_BLOCK_MAX and not self.unrepeatable and not (self.dyn_ref and self.n_ins):
+            memcpy(self.last_block, data, <size_t>n)
+            self.last_n = n
+        return 0
+
+    cdef int _decode(self, const uint8_t* data, Py_ssize_t n) noexcept:
         cdef Py_ssize_t pos = 0
         cdef uint8_t b
         cdef uint64_t v = 0
@@ -551,6 +578,7 @@ cdef class HpackDecoder:
                 if v > self.max_table_size:
                     return self._fail("HPACK table size update above our limit")
                 self.dt_max = <size_t>v
+                self.unrepeatable = True
                 self._evict_to(self.dt_max)
             else:
                 # 01xxxxxx incremental indexing (6-bit name index); 0000xxxx without indexing
@@ -568,6 +596,11 @@ cdef class HpackDecoder:
                     return -1
                 if indexing:
                     self._insert(self.buf + noff, nlen, self.buf + voff, vlen)
+                    if self.n_ins < LAST_INSERTS_MAX:
+                        self.ins_field[self.n_ins] = self.nfields
+                        self.n_ins += 1
+                    else:
+                        self.unrepeatable = True
                 if self._emit(noff, nlen, voff, vlen) < 0:
                     return -1
         return 0
