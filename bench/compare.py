@@ -306,21 +306,22 @@ def run_scenario(
         print(
             f"\n[{key}] {sc.name}: {url} (server CPU {args.server_cpu}, client CPU {args.client_cpu})"
         )
+        fastload_cmd = (None if fastload is None
+                        else [*pin, *fastload, "run", url, *sc.fastload_args])
         # Short unrecorded warm-up so the first measured run doesn't pay for cold caches.
         measure(key, "warmup", -1, [*pin, *sc.peer_cmd(url, 1)], sc.parse_peer, timeout_s,
                 args.client_cpu)
-        if fastload is not None:
+        if fastload_cmd is not None:
             # The last -d wins: one second, enough to fill caches and write fastload's bytecode.
-            measure(key, "warmup", -1, [*pin, *fastload, "run", url, *sc.fastload_args, "-d", "1s"],
-                    parse_fastload, timeout_s, args.client_cpu)
+            measure(key, "warmup", -1, [*fastload_cmd, "-d", "1s"], parse_fastload, timeout_s,
+                    args.client_cpu)
         tools: list[tuple[str, list[str], Callable[[str], tuple[int, float]]]] = [
             (sc.peer_tool, [*pin, *sc.peer_cmd(url, args.duration)], sc.parse_peer)
         ]
-        if fastload is not None:
-            cmd = [*pin, *fastload, "run", url, *sc.fastload_args]
-            tools.append(("fastload", cmd, parse_fastload))
+        if fastload_cmd is not None:
+            tools.append(("fastload", fastload_cmd, parse_fastload))
             for tool, extra in sc.variants.items():
-                tools.append((tool, [*cmd, *extra], parse_fastload))
+                tools.append((tool, [*fastload_cmd, *extra], parse_fastload))
         for rep in range(args.reps):
             order = tools if rep % 2 == 0 else tools[::-1]
             for tool, cmd, parse in order:
@@ -401,6 +402,16 @@ def summarize(all_runs: list[Run], keys: list[str], peer_tools: dict[str, str]) 
     return rows
 
 
+def print_summary(runs: list[Run], keys: list[str], peer_tools: dict[str, str]) -> list[dict]:
+    """The tables, and the steal line where there was steal; returns summarize()'s rows."""
+    rows = summarize(runs, keys, peer_tools)
+    print_table(rows)
+    note = steal_note(runs)
+    if note:
+        print(note)
+    return rows
+
+
 def steal_note(runs: list[Run]) -> str | None:
     vals = sorted(r.steal for r in runs if r.ok and r.steal == r.steal)
     if not vals or vals[-1] < 0.005:
@@ -471,10 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = list(dict.fromkeys(r.scenario for r in runs))
         peers = {k: next(r.tool for r in runs if r.scenario == k and not r.tool.startswith("fastload"))
                  for k in keys}
-        print_table(summarize(runs, keys, peers))
-        note = steal_note(runs)
-        if note:
-            print(note)
+        print_summary(runs, keys, peers)
         return 0
 
     fastload: list[str] | None = (shlex.split(args.fastload) if args.fastload
@@ -502,11 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[Run] = []
     for key in keys:
         runs += run_scenario(key, scs[key], args, fastload)
-    rows = summarize(runs, keys, {k: scs[k].peer_tool for k in keys})
-    print_table(rows)
-    note = steal_note(runs)
-    if note:
-        print(note)
+    rows = print_summary(runs, keys, {k: scs[k].peer_tool for k in keys})
     if fastload is None:
         print(f"fastload: not measured ({reason})")
 

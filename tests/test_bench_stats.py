@@ -11,12 +11,23 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
-def _interval(vals: list[float]) -> tuple[float, float] | None:
+def _compare(expr: str, *args: str) -> object:
+    """expr evaluated in compare.py's namespace, in a process of its own; args as sys.argv[2:]."""
     out = subprocess.run(
         [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import compare; "
-         "print(json.dumps(compare.median_interval(json.loads(sys.argv[2]))))",
-         str(BENCH), json.dumps(vals)], capture_output=True, text=True, check=True).stdout
-    got = json.loads(out)
+         f"print(json.dumps({expr}))", str(BENCH), *args],
+        capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def _summarize(path: Path) -> str:
+    """What `compare.py --summarize path` prints."""
+    return subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
+                          capture_output=True, text=True, check=True, cwd=BENCH).stdout
+
+
+def _interval(vals: list[float]) -> tuple[float, float] | None:
+    got = _compare("compare.median_interval(json.loads(sys.argv[2]))", json.dumps(vals))
     return tuple(got) if got is not None else None
 
 
@@ -58,8 +69,7 @@ def test_summarize_prints_paired_ratios_of_each_repetition(tmp_path):
                          fl_us * n / 1e6, worker_cpu_s=0.9 * fl_us * n / 1e6))
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"meta": {}, "runs": runs, "summary": []}))
-    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
-                         capture_output=True, text=True, check=True, cwd=BENCH).stdout
+    out = _summarize(path)
     line = [x for x in out.splitlines() if x.startswith("tls-h1") and "[" in x]
     assert len(line) == 1, out
     # rps ratios 1.3 .. 0.5: median 0.9, interval the 2nd lowest and 2nd highest.
@@ -73,11 +83,7 @@ def test_the_host_idle_setup_is_fastload_infos_and_named_in_the_output(tmp_path)
     it in the JSON and prints it, with the VM-exit note where idle CPUs halt at once."""
     from fastload.host import info as host
 
-    got = subprocess.run(
-        [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import compare; "
-         "print(json.dumps(compare.cpu_idle([sys.executable, '-m', 'fastload'])))", str(BENCH)],
-        capture_output=True, text=True, check=True).stdout
-    assert json.loads(got) == host.cpu_idle()
+    assert _compare("compare.cpu_idle([sys.executable, '-m', 'fastload'])") == host.cpu_idle()
     for idle, note in (({"driver": "haltpoll", "governor": "haltpoll", "halt_poll_ns": 0},
                         "CPU idle: haltpoll driver, haltpoll governor; halts without polling "
                         "(guest_halt_poll_ns 0): each wake-up of a sleeping client costs the server "
@@ -89,18 +95,8 @@ def test_the_host_idle_setup_is_fastload_infos_and_named_in_the_output(tmp_path)
                        (None, "CPU idle: unknown")):
         path = tmp_path / "bench.json"
         path.write_text(json.dumps({"meta": {"cpu_idle": idle}, "runs": [], "summary": []}))
-        out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
-                             capture_output=True, text=True, check=True, cwd=BENCH).stdout
+        out = _summarize(path)
         assert out.splitlines()[0].startswith(note), out
-
-
-def _compare(expr: str, *args: str) -> object:
-    """expr evaluated in compare.py's namespace, in a process of its own; args as sys.argv[2:]."""
-    out = subprocess.run(
-        [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import compare; "
-         f"print(json.dumps({expr}))", str(BENCH), *args],
-        capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
 
 
 def test_the_fastload_measured_is_the_console_script_beside_the_python_not_a_shim(tmp_path):
@@ -140,16 +136,14 @@ def test_summarize_names_the_steal_when_there_was_some(tmp_path):
             runs.append(_run("tls-h1", tool, i, 100_000, 50_000.0, 1.0) | {"steal": steal})
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"meta": {}, "runs": runs, "summary": []}))
-    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
-                         capture_output=True, text=True, check=True, cwd=BENCH).stdout
+    out = _summarize(path)
     # Ten runs: 0, 0.01 x 5, 0.02, 0.04, 0.06, 0.08; the median is 0.01, the highest 0.08.
     assert "steal: the hypervisor took 1.0% of the client CPU's time (median of the runs; up to " \
            "8.0%)" in out, out
     for r in runs:
         r["steal"] = 0.0
     path.write_text(json.dumps({"meta": {}, "runs": runs, "summary": []}))
-    out = subprocess.run([sys.executable, str(BENCH / "compare.py"), "--summarize", str(path)],
-                         capture_output=True, text=True, check=True, cwd=BENCH).stdout
+    out = _summarize(path)
     assert "steal" not in out, out
 
 
